@@ -1,0 +1,181 @@
+//! UTF-8 Encoded Strings (MQTT 5 §1.5.4) and string pairs (§1.5.7).
+
+use bytes::Bytes;
+use bytestring::ByteString;
+
+use crate::Error;
+use crate::wire::{Reader, Sink};
+
+/// A validated MQTT UTF-8 string: well-formed UTF-8, no U+0000, at most 65,535 bytes.
+///
+/// It is a zero-copy view into the frame it was decoded from. Surrogate code points cannot
+/// occur in well-formed UTF-8, so `[MQTT-1.5.4-1]` holds by construction; U+FEFF is kept
+/// as it is `[MQTT-1.5.4-3]`. The "Disallowed Unicode code points" of §1.5.4 (controls and
+/// non-characters) are a SHOULD NOT that a receiver MAY reject; this codec accepts them, as
+/// real clients send them, and leaves any policy to the application.
+#[derive(Clone, PartialEq, Eq, PartialOrd, Ord, Hash, Default)]
+pub struct MqttString(ByteString);
+
+impl MqttString {
+    /// The largest string MQTT can carry, in bytes.
+    pub const MAX_LEN: usize = 65_535;
+
+    /// An empty string.
+    pub const fn empty() -> Self {
+        Self(ByteString::from_static(""))
+    }
+
+    /// Validates `bytes` as an MQTT string without copying.
+    ///
+    /// # Errors
+    /// [`Error::InvalidUtf8`], [`Error::NullCharacter`], or [`Error::StringTooLong`] when
+    /// longer than 65,535 bytes (no length prefix could describe it).
+    pub fn from_bytes(bytes: Bytes) -> Result<Self, Error> {
+        if bytes.len() > Self::MAX_LEN {
+            return Err(Error::StringTooLong(bytes.len()));
+        }
+        let s = ByteString::try_from(bytes).map_err(|_| Error::InvalidUtf8)?;
+        if s.as_bytes().contains(&0) {
+            return Err(Error::NullCharacter);
+        }
+        Ok(Self(s))
+    }
+
+    /// The string as `&str`.
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+
+    /// The string's bytes.
+    pub fn as_bytes(&self) -> &[u8] {
+        self.0.as_bytes()
+    }
+
+    /// The length in bytes.
+    pub fn len(&self) -> usize {
+        self.0.len()
+    }
+
+    /// True for the empty string.
+    pub fn is_empty(&self) -> bool {
+        self.0.is_empty()
+    }
+
+    /// The underlying bytes (a slice of the decoded frame, or its own allocation).
+    pub fn into_bytes(self) -> Bytes {
+        self.0.into_bytes()
+    }
+
+    /// Copies the string into its own allocation, so it no longer pins the frame it came from.
+    #[must_use]
+    pub fn detach(&self) -> Self {
+        Self(ByteString::from(self.as_str()))
+    }
+
+    pub(crate) fn read(r: &mut Reader) -> Result<Self, Error> {
+        Self::from_bytes(r.binary()?)
+    }
+
+    pub(crate) fn write<S: Sink>(&self, s: &mut S) {
+        s.put_binary(self.as_bytes());
+    }
+}
+
+impl TryFrom<&str> for MqttString {
+    type Error = Error;
+
+    /// # Errors
+    /// [`Error::NullCharacter`], or [`Error::StringTooLong`] when over 65,535 bytes.
+    fn try_from(s: &str) -> Result<Self, Error> {
+        Self::from_bytes(Bytes::copy_from_slice(s.as_bytes()))
+    }
+}
+
+impl TryFrom<String> for MqttString {
+    type Error = Error;
+
+    /// # Errors
+    /// [`Error::NullCharacter`], or [`Error::StringTooLong`] when over 65,535 bytes.
+    fn try_from(s: String) -> Result<Self, Error> {
+        Self::from_bytes(Bytes::from(s))
+    }
+}
+
+impl core::ops::Deref for MqttString {
+    type Target = str;
+    fn deref(&self) -> &str {
+        self.as_str()
+    }
+}
+
+impl AsRef<str> for MqttString {
+    fn as_ref(&self) -> &str {
+        self.as_str()
+    }
+}
+
+impl core::fmt::Debug for MqttString {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        core::fmt::Debug::fmt(self.as_str(), f)
+    }
+}
+
+impl core::fmt::Display for MqttString {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+impl PartialEq<str> for MqttString {
+    fn eq(&self, other: &str) -> bool {
+        self.as_str() == other
+    }
+}
+
+impl PartialEq<&str> for MqttString {
+    fn eq(&self, other: &&str) -> bool {
+        self.as_str() == *other
+    }
+}
+
+/// A User Property (MQTT 5 §3.1.2.11.8): a name and a value, sent in order.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub struct UserProperty {
+    /// The property's name.
+    pub name: MqttString,
+    /// The property's value.
+    pub value: MqttString,
+}
+
+impl UserProperty {
+    /// A user property from two strings.
+    ///
+    /// # Errors
+    /// As for [`MqttString`]: U+0000 or over 65,535 bytes.
+    pub fn new(name: &str, value: &str) -> Result<Self, Error> {
+        Ok(Self {
+            name: MqttString::try_from(name)?,
+            value: MqttString::try_from(value)?,
+        })
+    }
+
+    pub(crate) fn read(r: &mut Reader) -> Result<Self, Error> {
+        let name = MqttString::read(r)?;
+        let value = MqttString::read(r)?;
+        Ok(Self { name, value })
+    }
+
+    pub(crate) fn write<S: Sink>(&self, s: &mut S) {
+        self.name.write(s);
+        self.value.write(s);
+    }
+
+    /// Copies both strings into their own allocations.
+    #[must_use]
+    pub fn detach(&self) -> Self {
+        Self {
+            name: self.name.detach(),
+            value: self.value.detach(),
+        }
+    }
+}

@@ -1,0 +1,306 @@
+//! Topic names and topic filters (MQTT 5 §4.7), and shared subscriptions (§4.8.2).
+
+use bytes::Bytes;
+
+use crate::error::TopicError;
+use crate::{Error, MqttString};
+
+/// A topic name: an [`MqttString`] with no `+` or `#` (`[MQTT-4.7.0-1]`, `[MQTT-3.3.2-2]`).
+///
+/// It is never empty, except in a PUBLISH whose topic travels as a Topic Alias
+/// (MQTT 5 §3.3.2.3.4); [`TopicName::empty`] builds that one.
+#[derive(Clone, PartialEq, Eq, PartialOrd, Ord, Hash, Default)]
+pub struct TopicName(MqttString);
+
+impl TopicName {
+    /// The empty topic name of a PUBLISH that uses a Topic Alias.
+    pub const fn empty() -> Self {
+        Self(MqttString::empty())
+    }
+
+    /// Validates a string as a non-empty topic name.
+    ///
+    /// # Errors
+    /// [`Error::InvalidTopicName`] when empty or holding a wildcard.
+    pub fn new(s: MqttString) -> Result<Self, Error> {
+        check_name(s.as_bytes()).map_err(Error::InvalidTopicName)?;
+        Ok(Self(s))
+    }
+
+    /// Validates bytes as a UTF-8 string and a non-empty topic name, without copying.
+    ///
+    /// # Errors
+    /// As [`MqttString::from_bytes`] and [`TopicName::new`].
+    pub fn from_bytes(bytes: Bytes) -> Result<Self, Error> {
+        Self::new(MqttString::from_bytes(bytes)?)
+    }
+
+    /// Like [`TopicName::new`], but an empty name is allowed (it is checked by the caller).
+    pub(crate) fn new_allow_empty(s: MqttString) -> Result<Self, Error> {
+        if s.is_empty() {
+            return Ok(Self(s));
+        }
+        Self::new(s)
+    }
+
+    /// The name as `&str`.
+    pub fn as_str(&self) -> &str {
+        self.0.as_str()
+    }
+
+    /// The underlying string.
+    pub const fn as_mqtt_str(&self) -> &MqttString {
+        &self.0
+    }
+
+    /// True only for the empty name of an aliased PUBLISH.
+    pub fn is_empty(&self) -> bool {
+        self.0.is_empty()
+    }
+
+    /// Copies the name into its own allocation.
+    #[must_use]
+    pub fn detach(&self) -> Self {
+        Self(self.0.detach())
+    }
+}
+
+impl TryFrom<&str> for TopicName {
+    type Error = Error;
+
+    /// # Errors
+    /// As [`TopicName::new`].
+    fn try_from(s: &str) -> Result<Self, Error> {
+        Self::new(MqttString::try_from(s)?)
+    }
+}
+
+impl core::ops::Deref for TopicName {
+    type Target = str;
+    fn deref(&self) -> &str {
+        self.as_str()
+    }
+}
+
+impl core::fmt::Debug for TopicName {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        core::fmt::Debug::fmt(self.as_str(), f)
+    }
+}
+
+impl core::fmt::Display for TopicName {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// A topic filter: levels of text, `+` filling a whole level, and `#` alone as the last level
+/// (`[MQTT-4.7.1-1]`, `[MQTT-4.7.1-2]`), or a shared subscription
+/// `$share/{ShareName}/{filter}` (`[MQTT-4.8.2-1]`, `[MQTT-4.8.2-2]`).
+#[derive(Clone, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct TopicFilter(MqttString);
+
+/// The prefix of a shared subscription.
+const SHARE_PREFIX: &[u8] = b"$share/";
+
+impl TopicFilter {
+    /// Validates a string as a topic filter.
+    ///
+    /// # Errors
+    /// [`Error::InvalidTopicFilter`] naming the broken rule.
+    pub fn new(s: MqttString) -> Result<Self, Error> {
+        check_filter(s.as_bytes()).map_err(Error::InvalidTopicFilter)?;
+        Ok(Self(s))
+    }
+
+    /// Validates bytes as a UTF-8 string and a topic filter, without copying.
+    ///
+    /// # Errors
+    /// As [`MqttString::from_bytes`] and [`TopicFilter::new`].
+    pub fn from_bytes(bytes: Bytes) -> Result<Self, Error> {
+        Self::new(MqttString::from_bytes(bytes)?)
+    }
+
+    /// The whole filter as `&str`, `$share/…` prefix included.
+    pub fn as_str(&self) -> &str {
+        self.0.as_str()
+    }
+
+    /// The underlying string.
+    pub const fn as_mqtt_str(&self) -> &MqttString {
+        &self.0
+    }
+
+    /// The share name of a shared subscription, `None` for an ordinary filter.
+    pub fn share_name(&self) -> Option<&str> {
+        let rest = self.as_str().strip_prefix("$share/")?;
+        rest.split_once('/').map(|(name, _)| name)
+    }
+
+    /// The filter that messages are matched against: without the `$share/{ShareName}/` prefix.
+    pub fn topic_filter(&self) -> &str {
+        let s = self.as_str();
+        match s.strip_prefix("$share/").and_then(|rest| rest.split_once('/')) {
+            Some((_, filter)) => filter,
+            None => s,
+        }
+    }
+
+    /// True for a shared subscription (`$share/…`).
+    pub fn is_shared(&self) -> bool {
+        self.as_bytes_inner().starts_with(SHARE_PREFIX)
+    }
+
+    /// True when the matching filter holds `+` or `#`.
+    pub fn has_wildcards(&self) -> bool {
+        self.topic_filter().bytes().any(|b| b == b'+' || b == b'#')
+    }
+
+    fn as_bytes_inner(&self) -> &[u8] {
+        self.0.as_bytes()
+    }
+
+    /// Copies the filter into its own allocation.
+    #[must_use]
+    pub fn detach(&self) -> Self {
+        Self(self.0.detach())
+    }
+}
+
+impl TryFrom<&str> for TopicFilter {
+    type Error = Error;
+
+    /// # Errors
+    /// As [`TopicFilter::new`].
+    fn try_from(s: &str) -> Result<Self, Error> {
+        Self::new(MqttString::try_from(s)?)
+    }
+}
+
+impl core::ops::Deref for TopicFilter {
+    type Target = str;
+    fn deref(&self) -> &str {
+        self.as_str()
+    }
+}
+
+impl core::fmt::Debug for TopicFilter {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        core::fmt::Debug::fmt(self.as_str(), f)
+    }
+}
+
+impl core::fmt::Display for TopicFilter {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// Checks a non-empty topic name for wildcards.
+pub(crate) fn check_name(bytes: &[u8]) -> Result<(), TopicError> {
+    if bytes.is_empty() {
+        return Err(TopicError::Empty);
+    }
+    if bytes.iter().any(|&b| b == b'+' || b == b'#') {
+        return Err(TopicError::Wildcard);
+    }
+    Ok(())
+}
+
+/// Checks the syntax of a topic filter, shared or not.
+pub(crate) fn check_filter(bytes: &[u8]) -> Result<(), TopicError> {
+    if bytes.is_empty() {
+        return Err(TopicError::Empty);
+    }
+    if let Some(rest) = bytes.strip_prefix(SHARE_PREFIX) {
+        let Some(slash) = rest.iter().position(|&b| b == b'/') else {
+            // `$share/name` with no filter after it, or `$share/` alone.
+            return Err(if rest.is_empty() {
+                TopicError::EmptyShareName
+            } else {
+                TopicError::InvalidShareName
+            });
+        };
+        let (name, filter) = rest.split_at(slash);
+        if name.is_empty() {
+            return Err(TopicError::EmptyShareName);
+        }
+        if name.iter().any(|&b| b == b'+' || b == b'#') {
+            return Err(TopicError::InvalidShareName);
+        }
+        // `filter` still starts with the separating '/'.
+        let filter = filter.get(1..).unwrap_or_default();
+        if filter.is_empty() {
+            return Err(TopicError::InvalidShareName);
+        }
+        return check_plain_filter(filter);
+    }
+    check_plain_filter(bytes)
+}
+
+fn check_plain_filter(bytes: &[u8]) -> Result<(), TopicError> {
+    let mut levels = bytes.split(|&b| b == b'/').peekable();
+    while let Some(level) = levels.next() {
+        if level.contains(&b'#') && (level != b"#" || levels.peek().is_some()) {
+            return Err(TopicError::MultiLevelWildcard);
+        }
+        if level.contains(&b'+') && level != b"+" {
+            return Err(TopicError::SingleLevelWildcard);
+        }
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn filter_rules() {
+        for ok in [
+            "a", "/", "a/b", "#", "+", "a/#", "a/+/b", "+/+", "/#", "$SYS/#", "$share/g/a/#",
+            "$share/g/#", "$share/g//", "a//b", "$share", "$sharex/a",
+        ] {
+            assert_eq!(check_filter(ok.as_bytes()), Ok(()), "{ok}");
+        }
+        for (bad, err) in [
+            ("", TopicError::Empty),
+            ("a/b#", TopicError::MultiLevelWildcard),
+            ("#/a", TopicError::MultiLevelWildcard),
+            ("a/#/", TopicError::MultiLevelWildcard),
+            ("a+", TopicError::SingleLevelWildcard),
+            ("a/+b/c", TopicError::SingleLevelWildcard),
+            ("$share/", TopicError::EmptyShareName),
+            ("$share//a", TopicError::EmptyShareName),
+            ("$share/g", TopicError::InvalidShareName),
+            ("$share/g/", TopicError::InvalidShareName),
+            ("$share/g+/a", TopicError::InvalidShareName),
+            ("$share/#/a", TopicError::InvalidShareName),
+            ("$share/g/a#", TopicError::MultiLevelWildcard),
+        ] {
+            assert_eq!(check_filter(bad.as_bytes()), Err(err), "{bad}");
+        }
+    }
+
+    #[test]
+    fn shared_filter_parts() {
+        let f = TopicFilter::try_from("$share/group/a/+/c").unwrap();
+        assert!(f.is_shared());
+        assert_eq!(f.share_name(), Some("group"));
+        assert_eq!(f.topic_filter(), "a/+/c");
+        assert!(f.has_wildcards());
+        let f = TopicFilter::try_from("a/b").unwrap();
+        assert!(!f.is_shared());
+        assert_eq!(f.share_name(), None);
+        assert_eq!(f.topic_filter(), "a/b");
+        assert!(!f.has_wildcards());
+    }
+
+    #[test]
+    fn topic_name_rules() {
+        assert_eq!(check_name(b"a/b"), Ok(()));
+        assert_eq!(check_name(b""), Err(TopicError::Empty));
+        assert_eq!(check_name(b"a/+"), Err(TopicError::Wildcard));
+        assert_eq!(check_name(b"a/#"), Err(TopicError::Wildcard));
+    }
+}
