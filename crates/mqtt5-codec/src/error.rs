@@ -28,9 +28,7 @@ impl TopicError {
         match self {
             Self::Empty => "[MQTT-4.7.3-1] topic is empty",
             Self::Wildcard => "[MQTT-4.7.0-1] topic name contains a wildcard",
-            Self::MultiLevelWildcard => {
-                "[MQTT-4.7.1-1] '#' must be last and fill a whole level"
-            }
+            Self::MultiLevelWildcard => "[MQTT-4.7.1-1] '#' must be last and fill a whole level",
             Self::SingleLevelWildcard => "[MQTT-4.7.1-2] '+' must fill a whole level",
             Self::EmptyShareName => "[MQTT-4.8.2-1] shared subscription has an empty share name",
             Self::InvalidShareName => {

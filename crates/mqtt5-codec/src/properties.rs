@@ -126,7 +126,15 @@ fn read_bool(r: &mut Reader, id: u8) -> Result<bool, Error> {
 
 macro_rules! kind {
     ($name:ident, $id:expr, $ty:ty, |$r:ident| $read:expr, |$v:ident, $s:ident| $write:expr) => {
-        kind!($name, $id, $ty, |$r| $read, |$v, $s| $write, |v, f| fmt::Debug::fmt(v, f), |v| v.clone());
+        kind!(
+            $name,
+            $id,
+            $ty,
+            |$r| $read,
+            |$v, $s| $write,
+            |v, f| fmt::Debug::fmt(v, f),
+            |v| v.clone()
+        );
     };
     ($name:ident, $id:expr, $ty:ty, |$r:ident| $read:expr, |$v:ident, $s:ident| $write:expr,
      |$sv:ident, $f:ident| $show:expr, |$dv:ident| $detach:expr) => {
@@ -152,21 +160,36 @@ macro_rules! kind {
 
 macro_rules! string_kind {
     ($name:ident, $id:expr) => {
-        kind!($name, $id, MqttString, |r| MqttString::read(r), |v, s| v.write(s),
-            |v, f| fmt::Debug::fmt(v, f), |v| v.detach());
+        kind!(
+            $name,
+            $id,
+            MqttString,
+            |r| MqttString::read(r),
+            |v, s| v.write(s),
+            |v, f| fmt::Debug::fmt(v, f),
+            |v| v.detach()
+        );
     };
 }
 
 macro_rules! binary_kind {
     ($name:ident, $id:expr) => {
-        kind!($name, $id, Bytes, |r| r.binary(), |v, s| s.put_binary(v),
-            |v, f| write!(f, "<{} bytes>", v.len()), |v| Bytes::copy_from_slice(v));
+        kind!(
+            $name,
+            $id,
+            Bytes,
+            |r| r.binary(),
+            |v, s| s.put_binary(v),
+            |v, f| write!(f, "<{} bytes>", v.len()),
+            |v| Bytes::copy_from_slice(v)
+        );
     };
 }
 
 macro_rules! bool_kind {
     ($name:ident, $id:expr) => {
-        kind!($name, $id, bool, |r| read_bool(r, $id), |v, s| s.put_u8(u8::from(*v)));
+        kind!($name, $id, bool, |r| read_bool(r, $id), |v, s| s
+            .put_u8(u8::from(*v)));
     };
 }
 
@@ -176,30 +199,50 @@ macro_rules! u32_kind {
     };
 }
 
-kind!(PayloadFormatIndicator, id::PAYLOAD_FORMAT_INDICATOR, PayloadFormat,
+kind!(
+    PayloadFormatIndicator,
+    id::PAYLOAD_FORMAT_INDICATOR,
+    PayloadFormat,
     |r| match r.u8()? {
         0 => Ok(PayloadFormat::Unspecified),
         1 => Ok(PayloadFormat::Utf8),
         _ => Err(Error::InvalidPropertyValue(id::PAYLOAD_FORMAT_INDICATOR)),
     },
-    |v, s| s.put_u8(*v as u8));
+    |v, s| s.put_u8(*v as u8)
+);
 u32_kind!(MessageExpiryInterval, id::MESSAGE_EXPIRY_INTERVAL);
 string_kind!(ContentType, id::CONTENT_TYPE);
-kind!(ResponseTopic, id::RESPONSE_TOPIC, TopicName,
+kind!(
+    ResponseTopic,
+    id::RESPONSE_TOPIC,
+    TopicName,
     |r| {
         let s = MqttString::read(r)?;
         crate::topic::check_name(s.as_bytes()).map_err(Error::InvalidResponseTopic)?;
         TopicName::new(s)
     },
     |v, s| v.as_mqtt_str().write(s),
-    |v, f| fmt::Debug::fmt(v, f), |v| v.detach());
+    |v, f| fmt::Debug::fmt(v, f),
+    |v| v.detach()
+);
 binary_kind!(CorrelationData, id::CORRELATION_DATA);
-kind!(SubscriptionIdentifier, id::SUBSCRIPTION_IDENTIFIER, NonZeroU32,
-    |r| NonZeroU32::new(r.varint()?).ok_or(Error::InvalidPropertyValue(id::SUBSCRIPTION_IDENTIFIER)),
-    |v, s| s.put_varint(v.get().min(VARINT_MAX)));
+kind!(
+    SubscriptionIdentifier,
+    id::SUBSCRIPTION_IDENTIFIER,
+    NonZeroU32,
+    |r| NonZeroU32::new(r.varint()?)
+        .ok_or(Error::InvalidPropertyValue(id::SUBSCRIPTION_IDENTIFIER)),
+    |v, s| s.put_varint(v.get().min(VARINT_MAX))
+);
 u32_kind!(SessionExpiryInterval, id::SESSION_EXPIRY_INTERVAL);
 string_kind!(AssignedClientIdentifier, id::ASSIGNED_CLIENT_IDENTIFIER);
-kind!(ServerKeepAlive, id::SERVER_KEEP_ALIVE, u16, |r| r.u16(), |v, s| s.put_u16(*v));
+kind!(
+    ServerKeepAlive,
+    id::SERVER_KEEP_ALIVE,
+    u16,
+    |r| r.u16(),
+    |v, s| s.put_u16(*v)
+);
 string_kind!(AuthenticationMethod, id::AUTHENTICATION_METHOD);
 binary_kind!(AuthenticationData, id::AUTHENTICATION_DATA);
 bool_kind!(RequestProblemInformation, id::REQUEST_PROBLEM_INFORMATION);
@@ -208,28 +251,59 @@ bool_kind!(RequestResponseInformation, id::REQUEST_RESPONSE_INFORMATION);
 string_kind!(ResponseInformation, id::RESPONSE_INFORMATION);
 string_kind!(ServerReference, id::SERVER_REFERENCE);
 string_kind!(ReasonString, id::REASON_STRING);
-kind!(ReceiveMaximum, id::RECEIVE_MAXIMUM, NonZeroU16,
+kind!(
+    ReceiveMaximum,
+    id::RECEIVE_MAXIMUM,
+    NonZeroU16,
     |r| NonZeroU16::new(r.u16()?).ok_or(Error::InvalidPropertyValue(id::RECEIVE_MAXIMUM)),
-    |v, s| s.put_u16(v.get()));
-kind!(TopicAliasMaximum, id::TOPIC_ALIAS_MAXIMUM, u16, |r| r.u16(), |v, s| s.put_u16(*v));
-kind!(TopicAlias, id::TOPIC_ALIAS, NonZeroU16,
+    |v, s| s.put_u16(v.get())
+);
+kind!(
+    TopicAliasMaximum,
+    id::TOPIC_ALIAS_MAXIMUM,
+    u16,
+    |r| r.u16(),
+    |v, s| s.put_u16(*v)
+);
+kind!(
+    TopicAlias,
+    id::TOPIC_ALIAS,
+    NonZeroU16,
     |r| NonZeroU16::new(r.u16()?).ok_or(Error::ZeroTopicAlias),
-    |v, s| s.put_u16(v.get()));
-kind!(MaximumQoS, id::MAXIMUM_QOS, QoS,
+    |v, s| s.put_u16(v.get())
+);
+kind!(
+    MaximumQoS,
+    id::MAXIMUM_QOS,
+    QoS,
     |r| match r.u8()? {
         0 => Ok(QoS::AtMostOnce),
         1 => Ok(QoS::AtLeastOnce),
         _ => Err(Error::InvalidPropertyValue(id::MAXIMUM_QOS)),
     },
     // Maximum QoS 2 is expressed by leaving the property out (MQTT 5 §3.2.2.3.4).
-    |v, s| s.put_u8((*v).min(QoS::AtLeastOnce).as_u8()));
+    |v, s| s.put_u8((*v).min(QoS::AtLeastOnce).as_u8())
+);
 bool_kind!(RetainAvailable, id::RETAIN_AVAILABLE);
-kind!(MaximumPacketSize, id::MAXIMUM_PACKET_SIZE, NonZeroU32,
+kind!(
+    MaximumPacketSize,
+    id::MAXIMUM_PACKET_SIZE,
+    NonZeroU32,
     |r| NonZeroU32::new(r.u32()?).ok_or(Error::InvalidPropertyValue(id::MAXIMUM_PACKET_SIZE)),
-    |v, s| s.put_u32(v.get()));
-bool_kind!(WildcardSubscriptionAvailable, id::WILDCARD_SUBSCRIPTION_AVAILABLE);
-bool_kind!(SubscriptionIdentifierAvailable, id::SUBSCRIPTION_IDENTIFIER_AVAILABLE);
-bool_kind!(SharedSubscriptionAvailable, id::SHARED_SUBSCRIPTION_AVAILABLE);
+    |v, s| s.put_u32(v.get())
+);
+bool_kind!(
+    WildcardSubscriptionAvailable,
+    id::WILDCARD_SUBSCRIPTION_AVAILABLE
+);
+bool_kind!(
+    SubscriptionIdentifierAvailable,
+    id::SUBSCRIPTION_IDENTIFIER_AVAILABLE
+);
+bool_kind!(
+    SharedSubscriptionAvailable,
+    id::SHARED_SUBSCRIPTION_AVAILABLE
+);
 
 /// Shows an optional property value through its [`Kind`].
 struct ShowOpt<'a, K: Kind>(&'a Option<K::Value>);
@@ -250,7 +324,10 @@ impl<K: Kind> fmt::Debug for ShowOpt<'_, K> {
 /// The error for a property identifier that this packet does not take.
 fn unexpected(property: u32, packet: &'static str) -> Error {
     match u8::try_from(property) {
-        Ok(p) if id::ALL.contains(&p) => Error::PropertyNotAllowed { property: p, packet },
+        Ok(p) if id::ALL.contains(&p) => Error::PropertyNotAllowed {
+            property: p,
+            packet,
+        },
         _ => Error::UnknownProperty(property),
     }
 }
@@ -549,7 +626,10 @@ properties! {
 
 /// Authentication Data is a Protocol Error without an Authentication Method
 /// (MQTT 5 §3.1.2.11.10, §3.2.2.3.18, §3.15.2.2.3).
-pub(crate) fn check_auth_pair(method: Option<&MqttString>, data: Option<&Bytes>) -> Result<(), Error> {
+pub(crate) fn check_auth_pair(
+    method: Option<&MqttString>,
+    data: Option<&Bytes>,
+) -> Result<(), Error> {
     if data.is_some() && method.is_none() {
         return Err(Error::AuthDataWithoutMethod);
     }

@@ -140,7 +140,10 @@ impl TopicFilter {
     /// The filter that messages are matched against: without the `$share/{ShareName}/` prefix.
     pub fn topic_filter(&self) -> &str {
         let s = self.as_str();
-        match s.strip_prefix("$share/").and_then(|rest| rest.split_once('/')) {
+        match s
+            .strip_prefix("$share/")
+            .and_then(|rest| rest.split_once('/'))
+        {
             Some((_, filter)) => filter,
             None => s,
         }
@@ -258,8 +261,22 @@ mod tests {
     #[test]
     fn filter_rules() {
         for ok in [
-            "a", "/", "a/b", "#", "+", "a/#", "a/+/b", "+/+", "/#", "$SYS/#", "$share/g/a/#",
-            "$share/g/#", "$share/g//", "a//b", "$share", "$sharex/a",
+            "a",
+            "/",
+            "a/b",
+            "#",
+            "+",
+            "a/#",
+            "a/+/b",
+            "+/+",
+            "/#",
+            "$SYS/#",
+            "$share/g/a/#",
+            "$share/g/#",
+            "$share/g//",
+            "a//b",
+            "$share",
+            "$sharex/a",
         ] {
             assert_eq!(check_filter(ok.as_bytes()), Ok(()), "{ok}");
         }

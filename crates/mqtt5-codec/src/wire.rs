@@ -160,7 +160,10 @@ pub(crate) trait Sink {
 
     /// Binary Data or a UTF-8 string: a two-byte length, then the bytes.
     fn put_binary(&mut self, v: &[u8]) {
-        debug_assert!(v.len() <= usize::from(u16::MAX), "binary data over 65,535 bytes");
+        debug_assert!(
+            v.len() <= usize::from(u16::MAX),
+            "binary data over 65,535 bytes"
+        );
         self.put_u16(v.len() as u16);
         self.put_slice(v);
     }

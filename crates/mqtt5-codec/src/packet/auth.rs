@@ -19,11 +19,11 @@ impl Auth {
             reason: AuthReason::Success,
             properties: AuthProperties::default(),
         };
+        // Reason Code and Property Length are omitted together or not at all (§3.15.2.1):
+        // unlike DISCONNECT and the acks, a Remaining Length of 1 is not a valid short form.
         if !r.is_empty() {
             a.reason = AuthReason::decode(r.u8()?)?;
-            if !r.is_empty() {
-                a.properties = AuthProperties::read(&mut r)?;
-            }
+            a.properties = AuthProperties::read(&mut r)?;
         }
         r.finish()?;
         check_auth_pair(

@@ -8,7 +8,7 @@ use crate::{ConnAckReason, Error, ProtocolVersion};
 ///
 /// For 3.1.1 the reason travels as a return code ([`ConnAckReason::v3_return_code`]) and the
 /// properties are not sent.
-#[derive(Debug, Clone, PartialEq, Eq, Default)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ConnAck {
     /// Session Present (`[MQTT-3.2.2-2]`, `[MQTT-3.2.2-3]`); always false on failure (`[MQTT-3.2.2-6]`).
     pub session_present: bool,
@@ -18,9 +18,14 @@ pub struct ConnAck {
     pub properties: ConnAckProperties,
 }
 
-impl Default for ConnAckReason {
+impl Default for ConnAck {
+    /// A successful CONNACK with no session present and no properties.
     fn default() -> Self {
-        Self::Success
+        Self {
+            session_present: false,
+            reason: ConnAckReason::Success,
+            properties: ConnAckProperties::default(),
+        }
     }
 }
 
@@ -34,8 +39,10 @@ impl ConnAck {
         let reason = if version.is_v5() {
             ConnAckReason::decode(code)?
         } else {
-            ConnAckReason::from_v3_return_code(code)
-                .ok_or(Error::InvalidReasonCode { code, packet: "CONNACK" })?
+            ConnAckReason::from_v3_return_code(code).ok_or(Error::InvalidReasonCode {
+                code,
+                packet: "CONNACK",
+            })?
         };
         let session_present = flags & 0x01 != 0;
         if session_present && reason != ConnAckReason::Success {
@@ -43,7 +50,10 @@ impl ConnAck {
         }
         let properties = if version.is_v5() {
             let p = ConnAckProperties::read(&mut r)?;
-            check_auth_pair(p.authentication_method.as_ref(), p.authentication_data.as_ref())?;
+            check_auth_pair(
+                p.authentication_method.as_ref(),
+                p.authentication_data.as_ref(),
+            )?;
             p
         } else {
             ConnAckProperties::default()

@@ -158,7 +158,10 @@ impl Connect {
         let keep_alive = r.u16()?;
         let properties = if protocol.is_v5() {
             let p = ConnectProperties::read(&mut r)?;
-            check_auth_pair(p.authentication_method.as_ref(), p.authentication_data.as_ref())?;
+            check_auth_pair(
+                p.authentication_method.as_ref(),
+                p.authentication_data.as_ref(),
+            )?;
             p
         } else {
             ConnectProperties::default()

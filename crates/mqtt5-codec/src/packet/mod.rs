@@ -190,14 +190,21 @@ impl Packet {
     pub fn encode(&self, version: ProtocolVersion, buf: &mut BytesMut) {
         let version = self.version_for(version);
         let remaining = self.remaining_len(version);
-        debug_assert!(remaining <= VARINT_MAX as usize, "packet too large to encode");
+        debug_assert!(
+            remaining <= VARINT_MAX as usize,
+            "packet too large to encode"
+        );
         let total = 1 + varint_len(remaining_u32(remaining)) + remaining;
         buf.reserve(total);
         let start = buf.len();
         buf.put_u8(self.first_byte());
         buf.put_varint(remaining_u32(remaining));
         self.write_body(version, buf);
-        debug_assert_eq!(buf.len() - start, total, "encoded_len disagrees with encode");
+        debug_assert_eq!(
+            buf.len() - start,
+            total,
+            "encoded_len disagrees with encode"
+        );
     }
 
     /// Copies the borrowed fields of the packets a server keeps (PUBLISH, and CONNECT with its

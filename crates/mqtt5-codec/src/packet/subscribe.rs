@@ -1,9 +1,9 @@
 //! SUBSCRIBE and SUBACK (MQTT 5 §3.8–3.9, MQTT 3.1.1 §3.8–3.9).
 
+use crate::TopicFilter;
 use crate::properties::{SubAckProperties, SubscribeProperties};
 use crate::wire::{Reader, Sink};
 use crate::{Error, MqttString, PacketId, ProtocolVersion, QoS, RetainHandling, SubAckReason};
-use crate::TopicFilter;
 
 /// Subscription Options (MQTT 5 §3.8.3.1). 3.1.1 has only the QoS.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default)]
@@ -143,7 +143,10 @@ impl SubAck {
         let reasons = read_reasons(&mut r, |code| {
             let reason = SubAckReason::decode(code)?;
             if !version.is_v5() && reason.v3_return_code() != code {
-                return Err(Error::InvalidReasonCode { code, packet: "SUBACK" });
+                return Err(Error::InvalidReasonCode {
+                    code,
+                    packet: "SUBACK",
+                });
             }
             Ok(reason)
         })?;

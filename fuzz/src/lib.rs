@@ -1,0 +1,7 @@
+//! Fuzz targets for `mqtt5-codec`.
+//!
+//! The properties live in [`oracles`], a plain module with no dependency on libFuzzer, so that
+//! `crates/mqtt5-codec/tests/it/corpus.rs` can replay the committed corpus and regressions
+//! through the same checks on the stable toolchain.
+
+pub mod oracles;
