@@ -42,7 +42,8 @@ fn publish(payload_len: usize, with_props: bool) -> Packet {
                 UserProperty::new("unit", "celsius").unwrap(),
             ],
             ..PublishProperties::default()
-        };
+        }
+        .into();
     }
     Packet::from(p)
 }

@@ -88,9 +88,9 @@ pub use packet::{
 };
 pub use properties::{
     AckProperties, AuthProperties, ConnAckProperties, ConnectProperties, DisconnectProperties,
-    PubAckProperties, PubCompProperties, PubRecProperties, PubRelProperties, PublishProperties,
-    SubAckProperties, SubscribeProperties, UnsubAckProperties, UnsubscribeProperties,
-    WillProperties,
+    PropertiesBox, PubAckProperties, PubCompProperties, PubRecProperties, PubRelProperties,
+    PublishProperties, SubAckProperties, SubscribeProperties, UnsubAckProperties,
+    UnsubscribeProperties, WillProperties,
 };
 pub use qos::{Delivery, PacketId, PayloadFormat, ProtocolVersion, QoS, RetainHandling};
 pub use reason::{

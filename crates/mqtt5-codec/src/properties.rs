@@ -305,6 +305,106 @@ bool_kind!(
     id::SHARED_SUBSCRIPTION_AVAILABLE
 );
 
+/// A property struct kept out of line, allocated only when some property is set.
+///
+/// Most PUBLISH packets carry no properties, yet [`PublishProperties`] is several times the
+/// size of everything else in a [`Publish`](crate::Publish). Keeping it behind this box makes a
+/// property-less PUBLISH small and cheap to move and drop. Reading goes through `Deref`, which
+/// lends a shared empty value when nothing is set, so `publish.properties.topic_alias` reads as
+/// if the struct were inline. The first `DerefMut` allocates; assign a whole struct with
+/// `From`/`Into`. Equality, hashing of contents and `Debug` look only at the values, never at
+/// whether a box exists.
+#[derive(Clone, Default)]
+pub struct PropertiesBox<T>(Option<Box<T>>);
+
+/// A property struct with a shared, immutable empty value for [`PropertiesBox`] to lend.
+pub trait EmptyProperties: Default + 'static {
+    /// The empty value.
+    fn empty() -> &'static Self;
+    /// True when no property is set.
+    fn is_empty_properties(&self) -> bool;
+}
+
+impl<T: EmptyProperties> PropertiesBox<T> {
+    /// No properties, and no allocation.
+    pub const fn new() -> Self {
+        Self(None)
+    }
+
+    /// True when no property is set.
+    pub fn is_empty(&self) -> bool {
+        self.0.as_deref().is_none_or(T::is_empty_properties)
+    }
+
+    /// Takes the properties out, leaving none.
+    pub fn take(&mut self) -> T {
+        self.0.take().map(|b| *b).unwrap_or_default()
+    }
+
+    /// Mutable access only if a box already exists; unlike `DerefMut` it never allocates.
+    pub fn get_mut(&mut self) -> Option<&mut T> {
+        self.0.as_deref_mut()
+    }
+}
+
+impl<T: EmptyProperties> From<T> for PropertiesBox<T> {
+    fn from(value: T) -> Self {
+        if value.is_empty_properties() {
+            Self(None)
+        } else {
+            Self(Some(Box::new(value)))
+        }
+    }
+}
+
+impl<T: EmptyProperties> core::ops::Deref for PropertiesBox<T> {
+    type Target = T;
+    fn deref(&self) -> &T {
+        self.0.as_deref().unwrap_or_else(|| T::empty())
+    }
+}
+
+impl<T: EmptyProperties> core::ops::DerefMut for PropertiesBox<T> {
+    fn deref_mut(&mut self) -> &mut T {
+        self.0.get_or_insert_with(Box::default)
+    }
+}
+
+impl<T: EmptyProperties + PartialEq> PartialEq for PropertiesBox<T> {
+    fn eq(&self, other: &Self) -> bool {
+        **self == **other
+    }
+}
+
+impl<T: EmptyProperties + Eq> Eq for PropertiesBox<T> {}
+
+impl<T: EmptyProperties + fmt::Debug> fmt::Debug for PropertiesBox<T> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        fmt::Debug::fmt(&**self, f)
+    }
+}
+
+impl PropertiesBox<PublishProperties> {
+    /// Reads a PUBLISH property block, allocating only when it is not empty.
+    #[inline]
+    pub(crate) fn read(r: &mut Reader) -> Result<Self, Error> {
+        let len = r.varint()?;
+        if len == 0 {
+            return Ok(Self(None));
+        }
+        let block = r.sub(len as usize)?;
+        let mut p = Box::<PublishProperties>::default();
+        p.read_body(block)?;
+        Ok(Self(Some(p)))
+    }
+
+    /// Copies every string and binary value into its own allocation.
+    #[must_use]
+    pub fn detach(&self) -> Self {
+        Self(self.0.as_deref().map(|p| Box::new(p.detach())))
+    }
+}
+
 /// Shows an optional property value through its [`Kind`].
 struct ShowOpt<'a, K: Kind>(&'a Option<K::Value>);
 
@@ -357,6 +457,21 @@ macro_rules! properties {
             pub user_properties: Vec<UserProperty>,
         }
 
+        impl EmptyProperties for $name {
+            fn empty() -> &'static Self {
+                static EMPTY: $name = $name {
+                    $( $field: None, )*
+                    $( $mfield: Vec::new(), )?
+                    user_properties: Vec::new(),
+                };
+                &EMPTY
+            }
+
+            fn is_empty_properties(&self) -> bool {
+                self.is_empty()
+            }
+        }
+
         impl $name {
             /// True when no property is set; the property block then encodes as one zero byte.
             pub fn is_empty(&self) -> bool {
@@ -376,10 +491,21 @@ macro_rules! properties {
             }
 
             /// Reads a property block: its Variable Byte Integer length, then the properties.
+            #[allow(dead_code, reason = "PUBLISH reads its properties through PropertiesBox")]
             pub(crate) fn read(r: &mut Reader) -> Result<Self, Error> {
                 let len = r.varint()?;
-                let mut r = r.sub(len as usize)?;
                 let mut p = Self::default();
+                if len > 0 {
+                    p.read_body(r.sub(len as usize)?)?;
+                }
+                Ok(p)
+            }
+
+            /// Reads the properties of a block whose length has been read; `r` covers exactly
+            /// the block. `self` must be empty.
+            pub(crate) fn read_body(&mut self, mut r: Reader) -> Result<(), Error> {
+                debug_assert!(self.is_empty(), "properties read into a non-empty value");
+                let p = self;
                 while !r.is_empty() {
                     let property = r.varint()?;
                     match property {
@@ -396,7 +522,7 @@ macro_rules! properties {
                         other => return Err(unexpected(other, $packet)),
                     }
                 }
-                Ok(p)
+                Ok(())
             }
 
             fn write_body<S: Sink>(&self, s: &mut S) {

@@ -31,14 +31,21 @@ impl MqttString {
     /// [`Error::InvalidUtf8`], [`Error::NullCharacter`], or [`Error::StringTooLong`] when
     /// longer than 65,535 bytes (no length prefix could describe it).
     pub fn from_bytes(bytes: Bytes) -> Result<Self, Error> {
+        Self::from_bytes_scanned(bytes).map(|(s, _)| s)
+    }
+
+    /// As [`MqttString::from_bytes`], and also reports whether the string holds a `+` or `#`,
+    /// found in the same pass that looks for U+0000, so a topic name costs one scan.
+    pub(crate) fn from_bytes_scanned(bytes: Bytes) -> Result<(Self, bool), Error> {
         if bytes.len() > Self::MAX_LEN {
             return Err(Error::StringTooLong(bytes.len()));
         }
+        let (nul, wildcard) = scan(&bytes);
         let s = ByteString::try_from(bytes).map_err(|_| Error::InvalidUtf8)?;
-        if s.as_bytes().contains(&0) {
+        if nul {
             return Err(Error::NullCharacter);
         }
-        Ok(Self(s))
+        Ok((Self(s), wildcard))
     }
 
     /// The string as `&str`.
@@ -79,6 +86,21 @@ impl MqttString {
     pub(crate) fn write<S: Sink>(&self, s: &mut S) {
         s.put_binary(self.as_bytes());
     }
+}
+
+/// One pass over `bytes`: does it hold U+0000, and does it hold `+` or `#`?
+///
+/// The loop has no early exit so that it vectorises; strings are at most 64 KiB and usually
+/// short, and the common answer is "neither".
+#[inline]
+fn scan(bytes: &[u8]) -> (bool, bool) {
+    let mut nul = 0u8;
+    let mut wildcard = 0u8;
+    for &b in bytes {
+        nul |= u8::from(b == 0);
+        wildcard |= u8::from(b == b'+') | u8::from(b == b'#');
+    }
+    (nul != 0, wildcard != 0)
 }
 
 impl TryFrom<&str> for MqttString {

@@ -32,15 +32,21 @@ impl TopicName {
     /// # Errors
     /// As [`MqttString::from_bytes`] and [`TopicName::new`].
     pub fn from_bytes(bytes: Bytes) -> Result<Self, Error> {
-        Self::new(MqttString::from_bytes(bytes)?)
+        let name = Self::from_bytes_allow_empty(bytes)?;
+        if name.is_empty() {
+            return Err(Error::InvalidTopicName(TopicError::Empty));
+        }
+        Ok(name)
     }
 
-    /// Like [`TopicName::new`], but an empty name is allowed (it is checked by the caller).
-    pub(crate) fn new_allow_empty(s: MqttString) -> Result<Self, Error> {
-        if s.is_empty() {
-            return Ok(Self(s));
+    /// Like [`TopicName::from_bytes`], but an empty name is allowed (the caller checks it).
+    /// UTF-8, U+0000 and wildcards are checked in one pass over the bytes.
+    pub(crate) fn from_bytes_allow_empty(bytes: Bytes) -> Result<Self, Error> {
+        let (s, wildcard) = MqttString::from_bytes_scanned(bytes)?;
+        if wildcard {
+            return Err(Error::InvalidTopicName(TopicError::Wildcard));
         }
-        Self::new(s)
+        Ok(Self(s))
     }
 
     /// The name as `&str`.
@@ -118,7 +124,13 @@ impl TopicFilter {
     /// # Errors
     /// As [`MqttString::from_bytes`] and [`TopicFilter::new`].
     pub fn from_bytes(bytes: Bytes) -> Result<Self, Error> {
-        Self::new(MqttString::from_bytes(bytes)?)
+        let (s, wildcard) = MqttString::from_bytes_scanned(bytes)?;
+        // A non-empty filter with no wildcard and no share prefix is one or more plain levels,
+        // always valid; only the others need the level-by-level check.
+        if wildcard || s.is_empty() || s.as_bytes().starts_with(SHARE_PREFIX) {
+            return Self::new(s);
+        }
+        Ok(Self(s))
     }
 
     /// The whole filter as `&str`, `$share/…` prefix included.
@@ -244,10 +256,16 @@ pub(crate) fn check_filter(bytes: &[u8]) -> Result<(), TopicError> {
 fn check_plain_filter(bytes: &[u8]) -> Result<(), TopicError> {
     let mut levels = bytes.split(|&b| b == b'/').peekable();
     while let Some(level) = levels.next() {
-        if level.contains(&b'#') && (level != b"#" || levels.peek().is_some()) {
+        // One pass per level; the first bad level decides, `#` before `+` within it.
+        let (mut hash, mut plus) = (false, false);
+        for &b in level {
+            hash |= b == b'#';
+            plus |= b == b'+';
+        }
+        if hash && (level != b"#" || levels.peek().is_some()) {
             return Err(TopicError::MultiLevelWildcard);
         }
-        if level.contains(&b'+') && level != b"+" {
+        if plus && level != b"+" {
             return Err(TopicError::SingleLevelWildcard);
         }
     }

@@ -2,7 +2,7 @@
 //! [`Sink`] that either writes bytes or only counts them, so that encoding and
 //! `encoded_len` share one description of every packet.
 
-use bytes::{Buf, BufMut, Bytes, BytesMut};
+use bytes::{BufMut, Bytes, BytesMut};
 
 use crate::Error;
 
@@ -50,69 +50,113 @@ pub const fn varint_len(value: u32) -> usize {
     }
 }
 
-/// A bounds-checked cursor over one frozen packet frame (or a sub-slice of it).
+/// A bounds-checked cursor over one frozen packet frame, or a bounded window of it.
 ///
-/// Every read checks its length first, so a short frame gives [`Error::Truncated`], never a panic.
+/// Fixed-width reads index the frame directly and touch no reference count; only
+/// [`Reader::take`], which hands out zero-copy slices, clones the frame's handle. Every read checks its length first, so a short frame gives [`Error::Truncated`],
+/// never a panic.
 #[derive(Debug)]
-pub(crate) struct Reader {
-    buf: Bytes,
+pub(crate) struct Reader<'a> {
+    frame: &'a Bytes,
+    pos: usize,
+    end: usize,
 }
 
-impl Reader {
-    pub(crate) const fn new(buf: Bytes) -> Self {
-        Self { buf }
+impl<'a> Reader<'a> {
+    /// A reader over `frame[start..]`. A `start` past the end gives an empty reader.
+    pub(crate) fn new(frame: &'a Bytes, start: usize) -> Self {
+        let end = frame.len();
+        Self {
+            frame,
+            pos: start.min(end),
+            end,
+        }
     }
 
-    pub(crate) fn is_empty(&self) -> bool {
-        self.buf.is_empty()
+    /// The unread bytes.
+    #[inline]
+    fn window(&self) -> &'a [u8] {
+        self.frame.get(self.pos..self.end).unwrap_or_default()
     }
 
-    pub(crate) fn remaining(&self) -> usize {
-        self.buf.len()
+    /// The unread bytes, for a look-ahead that does not consume them.
+    pub(crate) fn remaining_slice(&self) -> &'a [u8] {
+        self.window()
     }
 
+    /// Offset of the next unread byte in the frame.
+    pub(crate) const fn position(&self) -> usize {
+        self.pos
+    }
+
+    pub(crate) const fn is_empty(&self) -> bool {
+        self.pos >= self.end
+    }
+
+    pub(crate) const fn remaining(&self) -> usize {
+        self.end.saturating_sub(self.pos)
+    }
+
+    #[inline]
+    fn array<const N: usize>(&mut self) -> Result<[u8; N], Error> {
+        let bytes = self
+            .window()
+            .first_chunk::<N>()
+            .copied()
+            .ok_or(Error::Truncated)?;
+        self.pos += N;
+        Ok(bytes)
+    }
+
+    #[inline]
     pub(crate) fn u8(&mut self) -> Result<u8, Error> {
-        if self.buf.is_empty() {
-            return Err(Error::Truncated);
-        }
-        Ok(self.buf.get_u8())
+        let [b] = self.array::<1>()?;
+        Ok(b)
     }
 
+    #[inline]
     pub(crate) fn u16(&mut self) -> Result<u16, Error> {
-        if self.buf.len() < 2 {
-            return Err(Error::Truncated);
-        }
-        Ok(self.buf.get_u16())
+        self.array().map(u16::from_be_bytes)
     }
 
+    #[inline]
     pub(crate) fn u32(&mut self) -> Result<u32, Error> {
-        if self.buf.len() < 4 {
-            return Err(Error::Truncated);
-        }
-        Ok(self.buf.get_u32())
+        self.array().map(u32::from_be_bytes)
     }
 
+    #[inline]
     pub(crate) fn varint(&mut self) -> Result<u32, Error> {
-        match peek_varint(&self.buf)? {
+        match peek_varint(self.window())? {
             VarInt::Done(value, len) => {
-                self.buf.advance(len);
+                self.pos += len;
                 Ok(value)
             }
             VarInt::Incomplete => Err(Error::Truncated),
         }
     }
 
-    /// Takes the next `len` bytes as a zero-copy slice of the frame.
-    pub(crate) fn take(&mut self, len: usize) -> Result<Bytes, Error> {
-        if self.buf.len() < len {
+    /// Skips `len` bytes and returns where they start.
+    #[inline]
+    fn skip(&mut self, len: usize) -> Result<usize, Error> {
+        if self.remaining() < len {
             return Err(Error::Truncated);
         }
-        Ok(self.buf.split_to(len))
+        let start = self.pos;
+        self.pos += len;
+        Ok(start)
     }
 
-    /// Takes everything that is left.
-    pub(crate) fn rest(&mut self) -> Bytes {
-        core::mem::take(&mut self.buf)
+    /// Borrows the next `len` bytes, for a field that is only compared, never kept; unlike
+    /// [`Reader::take`] it does not touch the frame's reference count.
+    pub(crate) fn borrow(&mut self, len: usize) -> Result<&'a [u8], Error> {
+        let start = self.skip(len)?;
+        self.frame.get(start..start + len).ok_or(Error::Truncated)
+    }
+
+    /// Takes the next `len` bytes as a zero-copy slice of the frame.
+    pub(crate) fn take(&mut self, len: usize) -> Result<Bytes, Error> {
+        let start = self.skip(len)?;
+        Ok(self.frame.slice(start..start + len))
     }
 
     /// Binary Data (MQTT 5 §1.5.6): a two-byte length, then that many bytes.
@@ -121,17 +165,23 @@ impl Reader {
         self.take(usize::from(len))
     }
 
-    /// A sub-reader over the next `len` bytes, for a bounded property block.
+    /// A reader over the next `len` bytes, for a bounded property block. No copy and no
+    /// reference count: it is a narrower window on the same frame.
     pub(crate) fn sub(&mut self, len: usize) -> Result<Self, Error> {
-        Ok(Self::new(self.take(len)?))
+        let start = self.skip(len)?;
+        Ok(Self {
+            frame: self.frame,
+            pos: start,
+            end: start + len,
+        })
     }
 
     /// Fails with [`Error::TrailingBytes`] if anything is left.
-    pub(crate) fn finish(self) -> Result<(), Error> {
-        if self.buf.is_empty() {
+    pub(crate) const fn finish(self) -> Result<(), Error> {
+        if self.is_empty() {
             Ok(())
         } else {
-            Err(Error::TrailingBytes(self.buf.len()))
+            Err(Error::TrailingBytes(self.remaining()))
         }
     }
 }

@@ -130,13 +130,16 @@ const FLAG_USERNAME: u8 = 0x80;
 
 impl Connect {
     pub(crate) fn read(mut r: Reader) -> Result<Self, Error> {
-        let name = MqttString::read(&mut r)?;
+        // The name is only compared, so it is borrowed rather than sliced off the frame. Any
+        // bytes other than the two known names, valid UTF-8 or not, are an unknown protocol.
+        let name_len = r.u16()?;
+        let name = r.borrow(usize::from(name_len))?;
         let level = r.u8()?;
-        let protocol = match (name.as_str(), level) {
-            ("MQTT", 4) => ProtocolVersion::V3_1_1,
-            ("MQTT", 5) => ProtocolVersion::V5,
-            ("MQIsdp", 3) => ProtocolVersion::V3_1,
-            ("MQTT" | "MQIsdp", other) => return Err(Error::UnsupportedProtocolLevel(other)),
+        let protocol = match (name, level) {
+            (b"MQTT", 4) => ProtocolVersion::V3_1_1,
+            (b"MQTT", 5) => ProtocolVersion::V5,
+            (b"MQIsdp", 3) => ProtocolVersion::V3_1,
+            (b"MQTT" | b"MQIsdp", other) => return Err(Error::UnsupportedProtocolLevel(other)),
             _ => return Err(Error::UnsupportedProtocolName),
         };
         let flags = r.u8()?;

@@ -103,10 +103,10 @@ pub enum Packet {
     PingReq(PingReq),
     /// PINGRESP.
     PingResp(PingResp),
-    /// DISCONNECT.
-    Disconnect(Disconnect),
-    /// AUTH (MQTT 5 only).
-    Auth(Auth),
+    /// DISCONNECT, boxed: it is rare, and inline it would make every `Packet` larger.
+    Disconnect(Box<Disconnect>),
+    /// AUTH (MQTT 5 only), boxed for the same reason.
+    Auth(Box<Auth>),
 }
 
 impl Packet {
@@ -250,8 +250,8 @@ packet_from! {
     UnsubAck(UnsubAck),
     PingReq(PingReq),
     PingResp(PingResp),
-    Disconnect(Disconnect),
-    Auth(Auth),
+    Disconnect(Disconnect) boxed 1,
+    Auth(Auth) boxed 1,
 }
 
 /// An incremental decoder for one connection's byte stream.
@@ -343,13 +343,18 @@ impl Decoder {
         if buf.len() < total {
             return Ok(None);
         }
-        let mut frame = buf.split_to(total).freeze();
-        let body = Reader::new(frame.split_off(header));
+        let frame = buf.split_to(total).freeze();
+        let body = Reader::new(&frame, header);
         let version = self.version;
         let packet = match packet_type {
+            // PUBLISH takes the frame itself, so that its payload is the frame's tail with no
+            // further reference-count traffic.
+            PacketType::Publish => {
+                return Publish::read(first & 0x0F, frame, header, version)
+                    .map(|p| Some(Packet::Publish(p)));
+            }
             PacketType::Connect => Packet::Connect(Box::new(Connect::read(body)?)),
             PacketType::ConnAck => Packet::ConnAck(Box::new(ConnAck::read(body, version)?)),
-            PacketType::Publish => Packet::Publish(Publish::read(first & 0x0F, body, version)?),
             PacketType::PubAck => Packet::PubAck(PubAck::read(body, version)?),
             PacketType::PubRec => Packet::PubRec(PubRec::read(body, version)?),
             PacketType::PubRel => Packet::PubRel(PubRel::read(body, version)?),
@@ -366,8 +371,10 @@ impl Decoder {
                 body.finish()?;
                 Packet::PingResp(PingResp)
             }
-            PacketType::Disconnect => Packet::Disconnect(Disconnect::read(body, version)?),
-            PacketType::Auth => Packet::Auth(Auth::read(body)?),
+            PacketType::Disconnect => {
+                Packet::Disconnect(Box::new(Disconnect::read(body, version)?))
+            }
+            PacketType::Auth => Packet::Auth(Box::new(Auth::read(body)?)),
         };
         Ok(Some(packet))
     }

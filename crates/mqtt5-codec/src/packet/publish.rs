@@ -2,11 +2,11 @@
 
 use core::fmt;
 
-use bytes::Bytes;
+use bytes::{Buf, Bytes};
 
-use crate::properties::PublishProperties;
+use crate::properties::{PropertiesBox, PublishProperties};
 use crate::wire::{Reader, Sink};
-use crate::{Delivery, Error, MqttString, PacketId, ProtocolVersion, QoS, TopicName};
+use crate::{Delivery, Error, PacketId, ProtocolVersion, QoS, TopicName};
 
 /// A PUBLISH packet.
 ///
@@ -24,8 +24,10 @@ pub struct Publish {
     pub delivery: Delivery,
     /// Topic Name; empty only when `properties.topic_alias` carries the topic (MQTT 5).
     pub topic: TopicName,
-    /// Properties (MQTT 5 only).
-    pub properties: PublishProperties,
+    /// Properties (MQTT 5 only), kept out of line and allocated only when some are set. Read
+    /// them as `publish.properties.topic_alias`; set them with
+    /// `publish.properties = PublishProperties { .. }.into()` or through `DerefMut`.
+    pub properties: PropertiesBox<PublishProperties>,
     /// Application Message payload.
     pub payload: Bytes,
 }
@@ -38,7 +40,7 @@ impl Publish {
             retain: false,
             delivery: Delivery::AtMostOnce,
             topic,
-            properties: PublishProperties::default(),
+            properties: PropertiesBox::new(),
             payload: payload.into(),
         }
     }
@@ -75,25 +77,32 @@ impl Publish {
         b
     }
 
-    /// Decodes the variable header and payload. `flags` is the low nibble of the first byte,
-    /// whose QoS has already been checked.
-    pub(crate) fn read(flags: u8, mut r: Reader, version: ProtocolVersion) -> Result<Self, Error> {
+    /// Decodes a whole PUBLISH frame whose body starts at `header`. `flags` is the low nibble
+    /// of the first byte, whose QoS has already been checked. The payload is `frame`'s tail.
+    #[inline]
+    pub(crate) fn read(
+        flags: u8,
+        mut frame: Bytes,
+        header: usize,
+        version: ProtocolVersion,
+    ) -> Result<Self, Error> {
         let dup = flags & 0x08 != 0;
         let retain = flags & 0x01 != 0;
         let qos = QoS::from_u8((flags >> 1) & 0x03).ok_or(Error::InvalidQoS)?;
         if dup && qos == QoS::AtMostOnce {
             return Err(Error::DupOnQoS0);
         }
-        let topic = TopicName::new_allow_empty(MqttString::read(&mut r)?)?;
+        let mut r = Reader::new(&frame, header);
+        let topic = TopicName::from_bytes_allow_empty(r.binary()?)?;
         let delivery = match qos {
             QoS::AtMostOnce => Delivery::AtMostOnce,
             QoS::AtLeastOnce => Delivery::AtLeastOnce(PacketId::read(&mut r)?),
             QoS::ExactlyOnce => Delivery::ExactlyOnce(PacketId::read(&mut r)?),
         };
         let properties = if version.is_v5() {
-            PublishProperties::read(&mut r)?
+            PropertiesBox::read(&mut r)?
         } else {
-            PublishProperties::default()
+            PropertiesBox::new()
         };
         if topic.is_empty() {
             if !version.is_v5() {
@@ -103,13 +112,15 @@ impl Publish {
                 return Err(Error::EmptyTopicWithoutAlias);
             }
         }
+        let payload_start = r.position();
+        frame.advance(payload_start);
         Ok(Self {
             dup,
             retain,
             delivery,
             topic,
             properties,
-            payload: r.rest(),
+            payload: frame,
         })
     }
 

@@ -3,7 +3,7 @@
 use crate::TopicFilter;
 use crate::properties::{SubAckProperties, SubscribeProperties};
 use crate::wire::{Reader, Sink};
-use crate::{Error, MqttString, PacketId, ProtocolVersion, QoS, RetainHandling, SubAckReason};
+use crate::{Error, PacketId, ProtocolVersion, QoS, RetainHandling, SubAckReason};
 
 /// Subscription Options (MQTT 5 §3.8.3.1). 3.1.1 has only the QoS.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default)]
@@ -90,9 +90,9 @@ impl Subscribe {
         } else {
             SubscribeProperties::default()
         };
-        let mut subscriptions = Vec::new();
+        let mut subscriptions = Vec::with_capacity(count_entries(&r, 1));
         while !r.is_empty() {
-            let filter = TopicFilter::new(MqttString::read(&mut r)?)?;
+            let filter = TopicFilter::from_bytes(r.binary()?)?;
             let options = SubscriptionOptions::read(r.u8()?, version)?;
             if options.no_local && filter.is_shared() {
                 return Err(Error::NoLocalOnSharedSubscription);
@@ -170,6 +170,20 @@ impl SubAck {
             }
         }
     }
+}
+
+/// Counts the length-prefixed entries left in `r`, each followed by `trailer` bytes, so that
+/// their `Vec` is allocated once at its exact size. It only walks the length prefixes; the
+/// count is bounded by the bytes actually received, never by a claimed length.
+pub(crate) fn count_entries(r: &Reader, trailer: usize) -> usize {
+    let mut rest = r.remaining_slice();
+    let mut n = 0;
+    while let Some((len, tail)) = rest.split_first_chunk::<2>() {
+        let skip = usize::from(u16::from_be_bytes(*len)) + trailer;
+        n += 1;
+        rest = tail.get(skip..).unwrap_or_default();
+    }
+    n
 }
 
 /// Reads the reason-code payload of SUBACK or UNSUBACK: at least one byte.

@@ -3,7 +3,7 @@
 use super::subscribe::read_reasons;
 use crate::properties::{UnsubAckProperties, UnsubscribeProperties};
 use crate::wire::{Reader, Sink};
-use crate::{Error, MqttString, PacketId, ProtocolVersion, TopicFilter, UnsubAckReason};
+use crate::{Error, PacketId, ProtocolVersion, TopicFilter, UnsubAckReason};
 
 /// An UNSUBSCRIBE packet. Its fixed header flags are 0b0010 (`[MQTT-3.10.1-1]`).
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -24,9 +24,9 @@ impl Unsubscribe {
         } else {
             UnsubscribeProperties::default()
         };
-        let mut filters = Vec::new();
+        let mut filters = Vec::with_capacity(super::subscribe::count_entries(&r, 0));
         while !r.is_empty() {
-            filters.push(TopicFilter::new(MqttString::read(&mut r)?)?);
+            filters.push(TopicFilter::from_bytes(r.binary()?)?);
         }
         if filters.is_empty() {
             return Err(Error::NoTopicFilters);

@@ -306,7 +306,7 @@ fn publish(v: ProtocolVersion) -> impl Strategy<Value = Packet> {
                     retain,
                     delivery,
                     topic,
-                    properties: props,
+                    properties: props.into(),
                     payload: Bytes::from(payload),
                 })
             },

@@ -217,7 +217,7 @@ fn publish(
         } else {
             topic(name)
         },
-        properties,
+        properties: properties.into(),
         payload: b(payload),
     }
 }
