@@ -4,7 +4,8 @@
 //!
 //! Run: `cargo bench -p mqtt5-codec --bench codec`. It prints a Markdown table.
 //! Each figure is the median of several timed rounds; every round decodes a buffer of many
-//! back-to-back packets, as a socket read would deliver them.
+//! back-to-back packets, as a socket read would deliver them. Rounds of the two decoders
+//! alternate, so that a noisy neighbour on a shared machine slows both alike.
 
 use std::hint::black_box;
 use std::time::{Duration, Instant};
@@ -19,10 +20,11 @@ use mqtt5_codec::{
 use rumqttc::v5::mqttbytes::v5::Packet as RumqttPacket;
 
 const V5: ProtocolVersion = ProtocolVersion::V5;
-const ROUNDS: usize = 9;
-const ROUND_TIME: Duration = Duration::from_millis(150);
-/// Bytes per decode batch: about what a few large socket reads hold.
-const BATCH_BYTES: usize = 4 << 20;
+const ROUNDS: usize = 15;
+const ROUND_TIME: Duration = Duration::from_millis(100);
+/// Bytes per decode batch: a few full socket reads' worth, small enough to stay in cache as a
+/// freshly read buffer would be.
+const BATCH_BYTES: usize = 256 << 10;
 
 fn publish(payload_len: usize, with_props: bool) -> Packet {
     let mut p = Publish::new(
@@ -104,26 +106,42 @@ fn subscribe() -> Packet {
     })
 }
 
+/// Packets per second of one timed call to `round`, repeated until `ROUND_TIME` has passed.
+fn rate(per_round: usize, round: &mut impl FnMut() -> Duration) -> f64 {
+    let mut packets = 0usize;
+    let mut spent = Duration::ZERO;
+    while spent < ROUND_TIME {
+        spent += round();
+        packets += per_round;
+    }
+    packets as f64 / spent.as_secs_f64()
+}
+
+fn median(mut rates: Vec<f64>) -> f64 {
+    rates.sort_by(f64::total_cmp);
+    rates[rates.len() / 2]
+}
+
 /// Median packets per second of `round`, which processes `per_round` packets.
 fn measure(per_round: usize, mut round: impl FnMut() -> Duration) -> f64 {
-    // Warm up.
-    let start = Instant::now();
-    while start.elapsed() < ROUND_TIME {
-        round();
+    rate(per_round, &mut round); // warm-up
+    median((0..ROUNDS).map(|_| rate(per_round, &mut round)).collect())
+}
+
+/// Like [`measure`] for two contenders, their rounds interleaved.
+fn measure_pair(
+    per_round: usize,
+    mut a: impl FnMut() -> Duration,
+    mut b: impl FnMut() -> Duration,
+) -> (f64, f64) {
+    rate(per_round, &mut a);
+    rate(per_round, &mut b);
+    let (mut ra, mut rb) = (Vec::new(), Vec::new());
+    for _ in 0..ROUNDS {
+        ra.push(rate(per_round, &mut a));
+        rb.push(rate(per_round, &mut b));
     }
-    let mut rates: Vec<f64> = (0..ROUNDS)
-        .map(|_| {
-            let mut packets = 0usize;
-            let mut spent = Duration::ZERO;
-            while spent < ROUND_TIME {
-                spent += round();
-                packets += per_round;
-            }
-            packets as f64 / spent.as_secs_f64()
-        })
-        .collect();
-    rates.sort_by(f64::total_cmp);
-    rates[ROUNDS / 2]
+    (median(ra), median(rb))
 }
 
 struct Row {
@@ -164,22 +182,25 @@ fn bench(name: &'static str, packet: &Packet) -> Row {
         assert_eq!(n, count);
     }
 
-    let ours_decode = measure(count, || {
-        let mut buf = BytesMut::from(&stream[..]);
-        let t = Instant::now();
-        while let Some(p) = decoder.decode(&mut buf).unwrap() {
-            black_box(p);
-        }
-        t.elapsed()
-    });
-    let theirs_decode = measure(count, || {
-        let mut buf = BytesMut::from(&stream[..]);
-        let t = Instant::now();
-        while !buf.is_empty() {
-            black_box(RumqttPacket::read(&mut buf, None).unwrap());
-        }
-        t.elapsed()
-    });
+    let (ours_decode, theirs_decode) = measure_pair(
+        count,
+        || {
+            let mut buf = BytesMut::from(&stream[..]);
+            let t = Instant::now();
+            while let Some(p) = decoder.decode(&mut buf).unwrap() {
+                black_box(p);
+            }
+            t.elapsed()
+        },
+        || {
+            let mut buf = BytesMut::from(&stream[..]);
+            let t = Instant::now();
+            while !buf.is_empty() {
+                black_box(RumqttPacket::read(&mut buf, None).unwrap());
+            }
+            t.elapsed()
+        },
+    );
     let mut out = BytesMut::with_capacity(size * count);
     let ours_encode = measure(count, || {
         out.clear();

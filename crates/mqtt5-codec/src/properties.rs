@@ -216,11 +216,10 @@ kind!(
     ResponseTopic,
     id::RESPONSE_TOPIC,
     TopicName,
-    |r| {
-        let s = MqttString::read(r)?;
-        crate::topic::check_name(s.as_bytes()).map_err(Error::InvalidResponseTopic)?;
-        TopicName::new(s)
-    },
+    |r| TopicName::from_bytes(r.binary()?).map_err(|e| match e {
+        Error::InvalidTopicName(t) => Error::InvalidResponseTopic(t),
+        other => other,
+    }),
     |v, s| v.as_mqtt_str().write(s),
     |v, f| fmt::Debug::fmt(v, f),
     |v| v.detach()
@@ -499,6 +498,17 @@ macro_rules! properties {
                     p.read_body(r.sub(len as usize)?)?;
                 }
                 Ok(p)
+            }
+
+            /// Reads a property block (its length, then the properties) into `self`, which
+            /// must be empty; for large structs that are filled in place.
+            #[allow(dead_code, reason = "only the packets built in place use it")]
+            pub(crate) fn read_block(&mut self, r: &mut Reader) -> Result<(), Error> {
+                let len = r.varint()?;
+                if len > 0 {
+                    self.read_body(r.sub(len as usize)?)?;
+                }
+                Ok(())
             }
 
             /// Reads the properties of a block whose length has been read; `r` covers exactly

@@ -40,12 +40,21 @@ impl MqttString {
         if bytes.len() > Self::MAX_LEN {
             return Err(Error::StringTooLong(bytes.len()));
         }
-        let (nul, wildcard) = scan(&bytes);
+        let scan = Scan::of(&bytes);
+        if scan.ascii && !scan.nul {
+            // SAFETY: every byte is below 0x80 (checked by `Scan::of` just above), and a byte
+            // sequence of ASCII code points is well-formed UTF-8, which is the only invariant
+            // `ByteString` requires. Re-validating it would repeat the scan we just made, on
+            // the decoder's hottest path (every topic and every property string).
+            #[allow(unsafe_code, reason = "audited: the bytes were just proven ASCII")]
+            let s = unsafe { ByteString::from_bytes_unchecked(bytes) };
+            return Ok((Self(s), scan.wildcard));
+        }
         let s = ByteString::try_from(bytes).map_err(|_| Error::InvalidUtf8)?;
-        if nul {
+        if scan.nul {
             return Err(Error::NullCharacter);
         }
-        Ok((Self(s), wildcard))
+        Ok((Self(s), scan.wildcard))
     }
 
     /// The string as `&str`.
@@ -88,19 +97,51 @@ impl MqttString {
     }
 }
 
-/// One pass over `bytes`: does it hold U+0000, and does it hold `+` or `#`?
-///
-/// The loop has no early exit so that it vectorises; strings are at most 64 KiB and usually
-/// short, and the common answer is "neither".
-#[inline]
-fn scan(bytes: &[u8]) -> (bool, bool) {
-    let mut nul = 0u8;
-    let mut wildcard = 0u8;
-    for &b in bytes {
-        nul |= u8::from(b == 0);
-        wildcard |= u8::from(b == b'+') | u8::from(b == b'#');
+/// What one pass over a string's bytes found.
+struct Scan {
+    /// Every byte is below 0x80.
+    ascii: bool,
+    /// Some byte is 0 (U+0000).
+    nul: bool,
+    /// Some byte is `+` or `#`.
+    wildcard: bool,
+}
+
+impl Scan {
+    /// Scans eight bytes at a time with word arithmetic, then the tail byte by byte.
+    #[inline]
+    fn of(bytes: &[u8]) -> Self {
+        const LO: u64 = 0x0101_0101_0101_0101;
+        const HI: u64 = 0x8080_8080_8080_8080;
+        const PLUS: u64 = LO * b'+' as u64;
+        const HASH: u64 = LO * b'#' as u64;
+        // Nonzero exactly when some byte of `x` is zero: the subtraction's borrow can only add
+        // bits above a byte that is already zero, and `!x` drops bytes with the high bit set.
+        const fn zero(x: u64) -> u64 {
+            x.wrapping_sub(LO) & !x & HI
+        }
+        let (mut high, mut nul, mut wild) = (0u64, 0u64, 0u64);
+        let mut chunks = bytes.chunks_exact(8);
+        for chunk in &mut chunks {
+            let mut word = [0u8; 8];
+            word.copy_from_slice(chunk);
+            let x = u64::from_le_bytes(word);
+            high |= x & HI;
+            nul |= zero(x);
+            wild |= zero(x ^ PLUS) | zero(x ^ HASH);
+        }
+        let mut scan = Self {
+            ascii: high == 0,
+            nul: nul != 0,
+            wildcard: wild != 0,
+        };
+        for &b in chunks.remainder() {
+            scan.ascii &= b < 0x80;
+            scan.nul |= b == 0;
+            scan.wildcard |= b == b'+' || b == b'#';
+        }
+        scan
     }
-    (nul != 0, wildcard != 0)
 }
 
 impl TryFrom<&str> for MqttString {
@@ -198,6 +239,28 @@ impl UserProperty {
         Self {
             name: self.name.detach(),
             value: self.value.detach(),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use proptest::prelude::*;
+
+    use super::Scan;
+
+    proptest! {
+        /// The word-at-a-time scan agrees with a byte-by-byte one on any input, with the
+        /// interesting bytes made common.
+        #[test]
+        fn scan_matches_naive(bytes in proptest::collection::vec(
+            prop_oneof![Just(0u8), Just(b'+'), Just(b'#'), Just(0x80), Just(0xFF), any::<u8>()],
+            0..40,
+        )) {
+            let scan = Scan::of(&bytes);
+            prop_assert_eq!(scan.ascii, bytes.iter().all(|&b| b < 0x80));
+            prop_assert_eq!(scan.nul, bytes.contains(&0));
+            prop_assert_eq!(scan.wildcard, bytes.iter().any(|&b| b == b'+' || b == b'#'));
         }
     }
 }

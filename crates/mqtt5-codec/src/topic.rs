@@ -254,22 +254,30 @@ pub(crate) fn check_filter(bytes: &[u8]) -> Result<(), TopicError> {
 }
 
 fn check_plain_filter(bytes: &[u8]) -> Result<(), TopicError> {
-    let mut levels = bytes.split(|&b| b == b'/').peekable();
-    while let Some(level) = levels.next() {
-        // One pass per level; the first bad level decides, `#` before `+` within it.
-        let (mut hash, mut plus) = (false, false);
-        for &b in level {
-            hash |= b == b'#';
-            plus |= b == b'+';
-        }
-        if hash && (level != b"#" || levels.peek().is_some()) {
+    // One pass over the bytes. The first bad level decides, and within a level `#` is
+    // reported before `+`.
+    fn level(len: usize, hash: bool, plus: bool, last: bool) -> Result<(), TopicError> {
+        if hash && (len != 1 || !last) {
             return Err(TopicError::MultiLevelWildcard);
         }
-        if plus && level != b"+" {
+        if plus && len != 1 {
             return Err(TopicError::SingleLevelWildcard);
         }
+        Ok(())
     }
-    Ok(())
+    let (mut start, mut hash, mut plus) = (0, false, false);
+    for (i, &b) in bytes.iter().enumerate() {
+        match b {
+            b'/' => {
+                level(i - start, hash, plus, false)?;
+                (start, hash, plus) = (i + 1, false, false);
+            }
+            b'#' => hash = true,
+            b'+' => plus = true,
+            _ => {}
+        }
+    }
+    level(bytes.len() - start, hash, plus, true)
 }
 
 #[cfg(test)]

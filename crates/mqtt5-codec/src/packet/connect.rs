@@ -129,7 +129,7 @@ const FLAG_PASSWORD: u8 = 0x40;
 const FLAG_USERNAME: u8 = 0x80;
 
 impl Connect {
-    pub(crate) fn read(mut r: Reader) -> Result<Self, Error> {
+    pub(crate) fn read(mut r: Reader) -> Result<Box<Self>, Error> {
         // The name is only compared, so it is borrowed rather than sliced off the frame. Any
         // bytes other than the two known names, valid UTF-8 or not, are an unknown protocol.
         let name_len = r.u16()?;
@@ -158,57 +158,48 @@ impl Connect {
         if has_password && !has_username && !protocol.is_v5() {
             return Err(Error::PasswordWithoutUsername);
         }
-        let keep_alive = r.u16()?;
-        let properties = if protocol.is_v5() {
-            let p = ConnectProperties::read(&mut r)?;
-            check_auth_pair(
-                p.authentication_method.as_ref(),
-                p.authentication_data.as_ref(),
-            )?;
-            p
-        } else {
-            ConnectProperties::default()
-        };
-        let client_id = MqttString::read(&mut r)?;
-        let will = if has_will {
-            let properties = if protocol.is_v5() {
-                WillProperties::read(&mut r)?
-            } else {
-                WillProperties::default()
-            };
-            let topic = TopicName::new(MqttString::read(&mut r)?)?;
-            let payload = r.binary()?;
-            Some(Will {
-                qos: will_qos,
-                retain: will_retain,
-                properties,
-                topic,
-                payload,
-            })
-        } else {
-            None
-        };
-        let username = if has_username {
-            Some(MqttString::read(&mut r)?)
-        } else {
-            None
-        };
-        let password = if has_password {
-            Some(r.binary()?)
-        } else {
-            None
-        };
-        r.finish()?;
-        Ok(Self {
+        // CONNECT is over 400 bytes; it is built inside its box and filled in place rather
+        // than assembled on the stack and moved.
+        let mut c = Box::new(Self {
             protocol,
             clean_start: flags & FLAG_CLEAN != 0,
-            keep_alive,
-            properties,
-            client_id,
-            will,
-            username,
-            password,
-        })
+            keep_alive: r.u16()?,
+            properties: ConnectProperties::default(),
+            client_id: MqttString::empty(),
+            will: None,
+            username: None,
+            password: None,
+        });
+        if protocol.is_v5() {
+            c.properties.read_block(&mut r)?;
+            check_auth_pair(
+                c.properties.authentication_method.as_ref(),
+                c.properties.authentication_data.as_ref(),
+            )?;
+        }
+        c.client_id = MqttString::read(&mut r)?;
+        if has_will {
+            let will = c.will.insert(Will {
+                qos: will_qos,
+                retain: will_retain,
+                properties: WillProperties::default(),
+                topic: TopicName::empty(),
+                payload: Bytes::new(),
+            });
+            if protocol.is_v5() {
+                will.properties.read_block(&mut r)?;
+            }
+            will.topic = TopicName::from_bytes(r.binary()?)?;
+            will.payload = r.binary()?;
+        }
+        if has_username {
+            c.username = Some(MqttString::read(&mut r)?);
+        }
+        if has_password {
+            c.password = Some(r.binary()?);
+        }
+        r.finish()?;
+        Ok(c)
     }
 
     /// Writes the variable header and payload. The version is the packet's own.

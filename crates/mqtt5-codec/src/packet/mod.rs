@@ -353,7 +353,7 @@ impl Decoder {
                 return Publish::read(first & 0x0F, frame, header, version)
                     .map(|p| Some(Packet::Publish(p)));
             }
-            PacketType::Connect => Packet::Connect(Box::new(Connect::read(body)?)),
+            PacketType::Connect => Packet::Connect(Connect::read(body)?),
             PacketType::ConnAck => Packet::ConnAck(Box::new(ConnAck::read(body, version)?)),
             PacketType::PubAck => Packet::PubAck(PubAck::read(body, version)?),
             PacketType::PubRec => Packet::PubRec(PubRec::read(body, version)?),
