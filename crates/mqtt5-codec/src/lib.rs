@@ -23,6 +23,11 @@
 //!   (topic alias maxima, Receive Maximum, Maximum QoS) belong to the broker.
 //! - **Encoding is infallible** into a `BytesMut`, and [`Packet::encoded_len`] is exact.
 //!
+//! - **Small packets stay small.** On 64-bit targets a PUBLISH is 80 bytes: its properties live in a
+//!   [`PropertiesBox`], allocated only when some are set, and read as if inline
+//!   (`publish.properties.topic_alias`). CONNECT, CONNACK, DISCONNECT and AUTH are boxed in
+//!   [`Packet`], so moving a `Packet` never copies more than 96 bytes.
+//!
 //! One packet type serves all versions: properties and reason codes that MQTT 3.1.1 lacks are
 //! left out when encoding for it, and take their defaults when decoding it.
 //!

@@ -420,3 +420,24 @@ fn check_first_byte(first: u8, version: ProtocolVersion) -> Result<PacketType, E
     }
     Ok(packet_type)
 }
+
+#[cfg(all(test, target_pointer_width = "64"))]
+mod tests {
+    use super::{Packet, Publish};
+
+    /// The crate docs promise these sizes: moving a `Packet` is a few vector stores, not a
+    /// `memcpy` call, which the decoder's hot path depends on.
+    #[test]
+    fn packet_stays_small() {
+        assert!(
+            size_of::<Publish>() <= 80,
+            "Publish is {}",
+            size_of::<Publish>()
+        );
+        assert!(
+            size_of::<Packet>() <= 96,
+            "Packet is {}",
+            size_of::<Packet>()
+        );
+    }
+}
