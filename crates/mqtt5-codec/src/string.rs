@@ -108,7 +108,7 @@ struct Scan {
 }
 
 impl Scan {
-    /// Scans eight bytes at a time with word arithmetic, then the tail byte by byte.
+    /// Scans eight bytes at a time with word arithmetic, the tail as one more word.
     #[inline]
     fn of(bytes: &[u8]) -> Self {
         const LO: u64 = 0x0101_0101_0101_0101;
@@ -121,26 +121,35 @@ impl Scan {
             x.wrapping_sub(LO) & !x & HI
         }
         let (mut high, mut nul, mut wild) = (0u64, 0u64, 0u64);
-        let mut chunks = bytes.chunks_exact(8);
-        for chunk in &mut chunks {
-            let mut word = [0u8; 8];
-            word.copy_from_slice(chunk);
-            let x = u64::from_le_bytes(word);
+        let mut word = |x: u64| {
             high |= x & HI;
             nul |= zero(x);
             wild |= zero(x ^ PLUS) | zero(x ^ HASH);
+        };
+        let mut chunks = bytes.chunks_exact(8);
+        for chunk in &mut chunks {
+            let mut w = [0u8; 8];
+            w.copy_from_slice(chunk);
+            word(u64::from_le_bytes(w));
         }
-        let mut scan = Self {
+        let tail = chunks.remainder();
+        if !tail.is_empty() {
+            // The last 1 to 7 bytes as one more word: the final eight bytes of the string when
+            // it has eight (re-reading a few is harmless, the results are ORed), else the tail
+            // padded with a byte that matches nothing.
+            let mut w = [b'a'; 8];
+            if let Some(last) = bytes.last_chunk::<8>() {
+                w = *last;
+            } else if let Some(dst) = w.get_mut(..tail.len()) {
+                dst.copy_from_slice(tail);
+            }
+            word(u64::from_le_bytes(w));
+        }
+        Self {
             ascii: high == 0,
             nul: nul != 0,
             wildcard: wild != 0,
-        };
-        for &b in chunks.remainder() {
-            scan.ascii &= b < 0x80;
-            scan.nul |= b == 0;
-            scan.wildcard |= b == b'+' || b == b'#';
         }
-        scan
     }
 }
 
