@@ -108,47 +108,44 @@ struct Scan {
 }
 
 impl Scan {
-    /// Scans eight bytes at a time with word arithmetic, the tail as one more word.
+    /// Scans sixteen bytes at a time. The lane-wise loop body has no branches, so the compiler
+    /// turns it into vector compares; the tail is one more block: the string's last sixteen
+    /// bytes when it has that many (re-reading some is harmless, results are ORed), else the
+    /// tail padded with a byte that matches nothing.
     #[inline]
     fn of(bytes: &[u8]) -> Self {
-        const LO: u64 = 0x0101_0101_0101_0101;
-        const HI: u64 = 0x8080_8080_8080_8080;
-        const PLUS: u64 = LO * b'+' as u64;
-        const HASH: u64 = LO * b'#' as u64;
-        // Nonzero exactly when some byte of `x` is zero: the subtraction's borrow can only add
-        // bits above a byte that is already zero, and `!x` drops bytes with the high bit set.
-        const fn zero(x: u64) -> u64 {
-            x.wrapping_sub(LO) & !x & HI
-        }
-        let (mut high, mut nul, mut wild) = (0u64, 0u64, 0u64);
-        let mut word = |x: u64| {
-            high |= x & HI;
-            nul |= zero(x);
-            wild |= zero(x ^ PLUS) | zero(x ^ HASH);
+        const N: usize = 16;
+        let mut high = [0u8; N];
+        let mut nul = [0u8; N];
+        let mut wild = [0u8; N];
+        let mut block = |b: &[u8; N]| {
+            let lanes = b.iter().zip(&mut high).zip(&mut nul).zip(&mut wild);
+            for (((&c, h), z), w) in lanes {
+                *h |= c;
+                *z |= u8::from(c == 0);
+                *w |= u8::from(c == b'+') | u8::from(c == b'#');
+            }
         };
-        let mut chunks = bytes.chunks_exact(8);
+        let mut chunks = bytes.chunks_exact(N);
         for chunk in &mut chunks {
-            let mut w = [0u8; 8];
-            w.copy_from_slice(chunk);
-            word(u64::from_le_bytes(w));
+            if let Ok(b) = <&[u8; N]>::try_from(chunk) {
+                block(b);
+            }
         }
         let tail = chunks.remainder();
         if !tail.is_empty() {
-            // The last 1 to 7 bytes as one more word: the final eight bytes of the string when
-            // it has eight (re-reading a few is harmless, the results are ORed), else the tail
-            // padded with a byte that matches nothing.
-            let mut w = [b'a'; 8];
-            if let Some(last) = bytes.last_chunk::<8>() {
-                w = *last;
-            } else if let Some(dst) = w.get_mut(..tail.len()) {
+            let mut padded = [b'a'; N];
+            if let Some(last) = bytes.last_chunk::<N>() {
+                padded = *last;
+            } else if let Some(dst) = padded.get_mut(..tail.len()) {
                 dst.copy_from_slice(tail);
             }
-            word(u64::from_le_bytes(w));
+            block(&padded);
         }
         Self {
-            ascii: high == 0,
-            nul: nul != 0,
-            wildcard: wild != 0,
+            ascii: u128::from_ne_bytes(high) & u128::from_ne_bytes([0x80; N]) == 0,
+            nul: u128::from_ne_bytes(nul) != 0,
+            wildcard: u128::from_ne_bytes(wild) != 0,
         }
     }
 }
