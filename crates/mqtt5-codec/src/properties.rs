@@ -216,7 +216,7 @@ kind!(
     ResponseTopic,
     id::RESPONSE_TOPIC,
     TopicName,
-    |r| TopicName::from_bytes(r.binary()?).map_err(|e| match e {
+    |r| TopicName::from_bytes(r.binary_copy()?).map_err(|e| match e {
         Error::InvalidTopicName(t) => Error::InvalidResponseTopic(t),
         other => other,
     }),

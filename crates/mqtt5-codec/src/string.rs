@@ -8,7 +8,8 @@ use crate::wire::{Reader, Sink};
 
 /// A validated MQTT UTF-8 string: well-formed UTF-8, no U+0000, at most 65,535 bytes.
 ///
-/// It is a zero-copy view into the frame it was decoded from. Surrogate code points cannot
+/// Decoded topic names are zero-copy views of their frame; other decoded strings own a copy
+/// (see the crate docs). Surrogate code points cannot
 /// occur in well-formed UTF-8, so `[MQTT-1.5.4-1]` holds by construction; U+FEFF is kept
 /// as it is `[MQTT-1.5.4-3]`. The "Disallowed Unicode code points" of §1.5.4 (controls and
 /// non-characters) are a SHOULD NOT that a receiver MAY reject; this codec accepts them, as
@@ -88,8 +89,10 @@ impl MqttString {
         Self(ByteString::from(self.as_str()))
     }
 
+    /// Reads a string into its own allocation: strings other than topic names are short and
+    /// usually kept, so a copy beats a slice that pins the frame (see the crate docs).
     pub(crate) fn read(r: &mut Reader) -> Result<Self, Error> {
-        Self::from_bytes(r.binary()?)
+        Self::from_bytes(r.binary_copy()?)
     }
 
     pub(crate) fn write<S: Sink>(&self, s: &mut S) {

@@ -254,30 +254,32 @@ pub(crate) fn check_filter(bytes: &[u8]) -> Result<(), TopicError> {
 }
 
 fn check_plain_filter(bytes: &[u8]) -> Result<(), TopicError> {
-    // One pass over the bytes. The first bad level decides, and within a level `#` is
-    // reported before `+`.
-    fn level(len: usize, hash: bool, plus: bool, last: bool) -> Result<(), TopicError> {
-        if hash && (len != 1 || !last) {
-            return Err(TopicError::MultiLevelWildcard);
-        }
-        if plus && len != 1 {
-            return Err(TopicError::SingleLevelWildcard);
-        }
-        Ok(())
-    }
-    let (mut start, mut hash, mut plus) = (0, false, false);
+    // Only wildcard bytes need a look at their neighbours: `+` must fill its level
+    // (`[MQTT-4.7.1-2]`), `#` must fill the last level (`[MQTT-4.7.1-1]`). The first bad
+    // wildcard lies in the first bad level, which is reported as a `#` error if it holds a `#`
+    // anywhere, as a `+` error otherwise.
+    let mut prev = b'/';
     for (i, &b) in bytes.iter().enumerate() {
-        match b {
-            b'/' => {
-                level(i - start, hash, plus, false)?;
-                (start, hash, plus) = (i + 1, false, false);
+        if b == b'+' || b == b'#' {
+            let next = bytes.get(i + 1).copied();
+            let fills_level = prev == b'/' && next.is_none_or(|n| n == b'/');
+            if b == b'#' && !(fills_level && next.is_none()) {
+                return Err(TopicError::MultiLevelWildcard);
             }
-            b'#' => hash = true,
-            b'+' => plus = true,
-            _ => {}
+            if b == b'+' && !fills_level {
+                // Earlier bytes of this level hold no `#`: it would have been reported first.
+                let rest = bytes.get(i..).unwrap_or_default();
+                let level = rest.split(|&c| c == b'/').next().unwrap_or_default();
+                return Err(if level.contains(&b'#') {
+                    TopicError::MultiLevelWildcard
+                } else {
+                    TopicError::SingleLevelWildcard
+                });
+            }
         }
+        prev = b;
     }
-    level(bytes.len() - start, hash, plus, true)
+    Ok(())
 }
 
 #[cfg(test)]
@@ -345,5 +347,36 @@ mod tests {
         assert_eq!(check_name(b""), Err(TopicError::Empty));
         assert_eq!(check_name(b"a/+"), Err(TopicError::Wildcard));
         assert_eq!(check_name(b"a/#"), Err(TopicError::Wildcard));
+    }
+
+    /// The rules as the specification words them, level by level, as a reference.
+    fn check_plain_filter_by_levels(bytes: &[u8]) -> Result<(), TopicError> {
+        let mut levels = bytes.split(|&b| b == b'/').peekable();
+        while let Some(level) = levels.next() {
+            if level.contains(&b'#') && (level != b"#" || levels.peek().is_some()) {
+                return Err(TopicError::MultiLevelWildcard);
+            }
+            if level.contains(&b'+') && level != b"+" {
+                return Err(TopicError::SingleLevelWildcard);
+            }
+        }
+        Ok(())
+    }
+
+    proptest::proptest! {
+        /// The one-pass check gives the same verdict and the same error as the reference on
+        /// filters made of the characters that matter.
+        #[test]
+        fn plain_filter_matches_level_rules(
+            filter in proptest::collection::vec(
+                proptest::sample::select(vec![b'/', b'+', b'#', b'a', b'b']),
+                1..12,
+            )
+        ) {
+            proptest::prop_assert_eq!(
+                check_plain_filter(&filter),
+                check_plain_filter_by_levels(&filter)
+            );
+        }
     }
 }

@@ -165,6 +165,13 @@ impl<'a> Reader<'a> {
         self.take(usize::from(len))
     }
 
+    /// Binary Data (MQTT 5 §1.5.6) copied into its own allocation, for a field a receiver keeps
+    /// on its own: it does not pin the frame, and dropping it touches no shared count.
+    pub(crate) fn binary_copy(&mut self) -> Result<Bytes, Error> {
+        let len = self.u16()?;
+        Ok(Bytes::copy_from_slice(self.borrow(usize::from(len))?))
+    }
+
     /// A reader over the next `len` bytes, for a bounded property block. No copy and no
     /// reference count: it is a narrower window on the same frame.
     pub(crate) fn sub(&mut self, len: usize) -> Result<Self, Error> {
