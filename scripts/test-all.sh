@@ -10,8 +10,9 @@
 #   2. cargo clippy -D warnings    (every target of the root workspace)
 #   3. cargo test --no-fail-fast   (unit, integration and doc tests; replays fuzz/corpus and
 #                                   fuzz/regressions through the fuzz oracles)
-#   4. cargo deny check licenses bans sources
-#   5. cargo check of the fuzz workspace on stable
+#   4. cargo doc with warnings denied (broken intra-doc links, bad doc markup)
+#   5. cargo deny check licenses bans sources
+#   6. cargo check of the fuzz workspace on stable
 #
 # and stops after the first step that fails (step 3 still runs every test binary, so that one
 # run reports all failing tests). Cargo commands run with --locked: Cargo.lock and
@@ -71,16 +72,16 @@ cargo clippy --version
 cargo deny --version
 
 # --- 1. Formatting -------------------------------------------------------------------------
-step "1/5 cargo fmt --all --check"
+step "1/6 cargo fmt --all --check"
 cargo fmt --all --check
 cargo fmt --manifest-path fuzz/Cargo.toml --all --check
 
 # --- 2. Lints ------------------------------------------------------------------------------
-step "2/5 cargo clippy --workspace --all-targets -- -D warnings"
+step "2/6 cargo clippy --workspace --all-targets -- -D warnings"
 cargo clippy --locked --workspace --all-targets -- -D warnings
 
 # --- 3. Tests ------------------------------------------------------------------------------
-step "3/5 cargo test --workspace --no-fail-fast"
+step "3/6 cargo test --workspace --no-fail-fast"
 # The output is kept so that the last line of the run can total the tests of every binary:
 # cargo prints one summary per test binary, and the last is often an empty doc-test one.
 test_log=$(mktemp)
@@ -95,7 +96,11 @@ if ((tests_passed == 0)); then
     exit 1
 fi
 
-# --- 4. Dependency policy ------------------------------------------------------------------
+# --- 4. Documentation ---------------------------------------------------------------------
+step "4/6 cargo doc --workspace --no-deps (warnings denied)"
+RUSTDOCFLAGS="-D warnings" cargo doc --locked --workspace --no-deps
+
+# --- 5. Dependency policy ------------------------------------------------------------------
 # `advisories` is left out on purpose: it downloads the RustSec advisory database, and CI has
 # no network access to it, so the check would fail on every run for a reason that has nothing
 # to do with the change under test. An offline snapshot can be checked instead, on request:
@@ -103,10 +108,10 @@ fi
 # repository, as on the project's machines and in CI) copies the snapshot ../shared/advisory-db
 # to $CARGO_HOME/advisory-dbs, where cargo-deny looks, and `cargo deny --offline check
 # advisories` runs against it. Without that folder, put a database there yourself first.
-step "4/5 cargo deny check licenses bans sources"
+step "5/6 cargo deny check licenses bans sources"
 cargo deny --locked check licenses bans sources
 if [[ ${MQTT5_ADVISORIES:-0} == 1 ]]; then
-    step "4/5 (optional) cargo deny --offline check advisories"
+    step "5/6 (optional) cargo deny --offline check advisories"
     db_script="$ROOT/../shared/tools/advisory-db.sh"
     if [[ -f $db_script ]]; then
         bash "$db_script"
@@ -116,11 +121,11 @@ if [[ ${MQTT5_ADVISORIES:-0} == 1 ]]; then
     cargo deny --offline --locked check advisories
 fi
 
-# --- 5. The fuzz workspace -----------------------------------------------------------------
+# --- 6. The fuzz workspace -----------------------------------------------------------------
 # fuzz/ is a workspace of its own (excluded from the root one). Running the fuzzers needs
 # nightly flags (see fuzz/README.md), but checking that the targets compile does not: plain
 # stable builds libfuzzer-sys (its build script compiles libFuzzer with the C++ compiler).
-step "5/5 cargo check --manifest-path fuzz/Cargo.toml --all-targets"
+step "6/6 cargo check --manifest-path fuzz/Cargo.toml --all-targets"
 cargo check --locked --manifest-path fuzz/Cargo.toml --all-targets
 
 echo
