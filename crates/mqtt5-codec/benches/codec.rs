@@ -284,7 +284,7 @@ fn floor() {
     Packet::from(p.clone()).encode(V5, &mut one);
     let size = one.len();
     let topic_start = 4; // first byte, one-byte Remaining Length, two-byte topic length
-    let topic_end = topic_start + p.topic.len();
+    let topic_end = topic_start + p.topic().len();
     let count = BATCH_BYTES / size;
     let mut stream = BytesMut::with_capacity(size * count);
     for _ in 0..count {

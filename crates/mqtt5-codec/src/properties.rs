@@ -385,12 +385,19 @@ impl<T: EmptyProperties + fmt::Debug> fmt::Debug for PropertiesBox<T> {
 
 impl PropertiesBox<PublishProperties> {
     /// Reads a PUBLISH property block, allocating only when it is not empty.
-    #[inline]
+    #[inline(always)]
     pub(crate) fn read(r: &mut Reader) -> Result<Self, Error> {
-        let len = r.varint()?;
-        if len == 0 {
+        // Most PUBLISH packets carry no properties: a single zero byte, checked inline.
+        if r.skip_zero_byte() {
             return Ok(Self(None));
         }
+        Self::read_block(r)
+    }
+
+    /// The rest of [`PropertiesBox::read`]: a non-empty (or malformed) property block.
+    #[inline(never)]
+    fn read_block(r: &mut Reader) -> Result<Self, Error> {
+        let len = r.varint()?;
         let block = r.sub(len as usize)?;
         let mut p = Box::<PublishProperties>::default();
         p.read_body(block)?;

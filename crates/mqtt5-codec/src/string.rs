@@ -100,6 +100,21 @@ impl MqttString {
     }
 }
 
+/// Validates `bytes` as the content of an MQTT string without building one: well-formed
+/// UTF-8, then no U+0000, in that order of precedence (as [`MqttString::from_bytes`]). Returns
+/// whether the string holds a `+` or `#`.
+#[inline(always)]
+pub(crate) fn check_text(bytes: &[u8]) -> Result<bool, Error> {
+    let scan = Scan::of(bytes);
+    if !scan.ascii && core::str::from_utf8(bytes).is_err() {
+        return Err(Error::InvalidUtf8);
+    }
+    if scan.nul {
+        return Err(Error::NullCharacter);
+    }
+    Ok(scan.wildcard)
+}
+
 /// What one pass over a string's bytes found.
 struct Scan {
     /// Every byte is below 0x80.
@@ -121,12 +136,13 @@ impl Scan {
         let mut high = [0u8; N];
         let mut nul = [0u8; N];
         let mut wild = [0u8; N];
+        #[allow(clippy::indexing_slicing, reason = "i < N indexes arrays of length N")]
         let mut block = |b: &[u8; N]| {
-            let lanes = b.iter().zip(&mut high).zip(&mut nul).zip(&mut wild);
-            for (((&c, h), z), w) in lanes {
-                *h |= c;
-                *z |= u8::from(c == 0);
-                *w |= u8::from(c == b'+') | u8::from(c == b'#');
+            for i in 0..N {
+                let c = b[i];
+                high[i] |= c;
+                nul[i] |= u8::from(c == 0);
+                wild[i] |= u8::from(c == b'+') | u8::from(c == b'#');
             }
         };
         let mut chunks = bytes.chunks_exact(N);

@@ -212,6 +212,16 @@ impl core::fmt::Display for TopicFilter {
 }
 
 /// Checks a non-empty topic name for wildcards.
+/// Validates the bytes of a PUBLISH Topic Name in place: an MQTT string with no wildcard,
+/// possibly empty (the caller checks an empty name against the Topic Alias).
+#[inline(always)]
+pub(crate) fn check_topic_bytes(bytes: &[u8]) -> Result<(), Error> {
+    if crate::string::check_text(bytes)? {
+        return Err(Error::InvalidTopicName(TopicError::Wildcard));
+    }
+    Ok(())
+}
+
 pub(crate) fn check_name(bytes: &[u8]) -> Result<(), TopicError> {
     if bytes.is_empty() {
         return Err(TopicError::Empty);

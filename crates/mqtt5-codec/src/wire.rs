@@ -135,6 +135,17 @@ impl<'a> Reader<'a> {
         }
     }
 
+    /// Consumes the next byte if it is 0 and says whether it did: the fast path for an empty
+    /// property block.
+    #[inline]
+    pub(crate) fn skip_zero_byte(&mut self) -> bool {
+        if self.window().first() == Some(&0) {
+            self.pos += 1;
+            return true;
+        }
+        false
+    }
+
     /// Skips `len` bytes and returns where they start.
     #[inline]
     fn skip(&mut self, len: usize) -> Result<usize, Error> {

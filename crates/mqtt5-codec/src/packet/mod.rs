@@ -326,9 +326,13 @@ impl Decoder {
             return Ok(None);
         };
         let packet_type = check_first_byte(first, self.version)?;
-        let (remaining, len_bytes) = match peek_varint(buf.get(1..).unwrap_or_default())? {
-            VarInt::Done(remaining, len_bytes) => (remaining, len_bytes),
-            VarInt::Incomplete => return Ok(None),
+        let (remaining, len_bytes) = match buf.get(1) {
+            // Packets under 128 bytes: a one-byte Remaining Length, by far the common case.
+            Some(&len) if len < 0x80 => (u32::from(len), 1),
+            _ => match peek_varint(buf.get(1..).unwrap_or_default())? {
+                VarInt::Done(remaining, len_bytes) => (remaining, len_bytes),
+                VarInt::Incomplete => return Ok(None),
+            },
         };
         let header = 1 + len_bytes;
         let total = header as u64 + u64::from(remaining);

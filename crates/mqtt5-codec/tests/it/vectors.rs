@@ -208,18 +208,21 @@ fn publish(
     properties: PublishProperties,
     payload: &'static [u8],
 ) -> Publish {
-    Publish {
-        dup: false,
-        retain: false,
-        delivery,
-        topic: if name.is_empty() {
-            TopicName::empty()
-        } else {
-            topic(name)
-        },
-        properties: properties.into(),
-        payload: b(payload),
-    }
+    let topic = if name.is_empty() {
+        TopicName::empty()
+    } else {
+        topic(name)
+    };
+    let mut p = Publish::new(topic, b(payload));
+    p.delivery = delivery;
+    p.properties = properties.into();
+    p
+}
+
+fn with_flags(dup: bool, retain: bool, mut p: Publish) -> Publish {
+    p.dup = dup;
+    p.retain = retain;
+    p
 }
 
 fn ack_props(reason: Option<&str>, users: Vec<UserProperty>) -> AckProperties {
@@ -545,15 +548,16 @@ fn v5_publish_vectors_match_spec_bytes() {
             "PUBLISH QoS 0 retained, empty payload",
             V5,
             "31 06 0003 612f62 00",
-            Publish {
-                retain: true,
-                ..publish(
+            with_flags(
+                false,
+                true,
+                publish(
                     Delivery::AtMostOnce,
                     "a/b",
                     PublishProperties::default(),
                     b"",
-                )
-            },
+                ),
+            ),
         ),
         vector(
             // §3.3.2 Figure 3-9: Topic Name "a/b", Packet Identifier 10, no properties.
@@ -582,16 +586,16 @@ fn v5_publish_vectors_match_spec_bytes() {
                 ffff         # Packet Identifier 65535
                 00           # Property Length 0
             ",
-            Publish {
-                dup: true,
-                retain: true,
-                ..publish(
+            with_flags(
+                true,
+                true,
+                publish(
                     Delivery::ExactlyOnce(pid(0xffff)),
                     "a/b",
                     PublishProperties::default(),
                     b"",
-                )
-            },
+                ),
+            ),
         ),
         vector(
             "PUBLISH QoS 0 with payload format, expiry, content type and a user property",
@@ -1458,16 +1462,16 @@ fn v3_1_1_publish_and_acknowledgement_vectors_match_spec_bytes() {
             "3.1.1 PUBLISH QoS 2 with DUP and RETAIN, empty payload",
             V3_1_1,
             "3d 07 0003 612f62 ffff",
-            Publish {
-                dup: true,
-                retain: true,
-                ..publish(
+            with_flags(
+                true,
+                true,
+                publish(
                     Delivery::ExactlyOnce(pid(0xffff)),
                     "a/b",
                     PublishProperties::default(),
                     b"",
-                )
-            },
+                ),
+            ),
         ),
         vector("3.1.1 PUBACK", V3_1_1, "40 02 0001", PubAck::new(pid(1))),
         vector("3.1.1 PUBREC", V3_1_1, "50 02 0002", PubRec::new(pid(2))),
