@@ -268,26 +268,33 @@ fn check_plain_filter(bytes: &[u8]) -> Result<(), TopicError> {
     // (`[MQTT-4.7.1-2]`), `#` must fill the last level (`[MQTT-4.7.1-1]`). The first bad
     // wildcard lies in the first bad level, which is reported as a `#` error if it holds a `#`
     // anywhere, as a `+` error otherwise.
-    let mut prev = b'/';
-    for (i, &b) in bytes.iter().enumerate() {
-        if b == b'+' || b == b'#' {
-            let next = bytes.get(i + 1).copied();
-            let fills_level = prev == b'/' && next.is_none_or(|n| n == b'/');
-            if b == b'#' && !(fills_level && next.is_none()) {
-                return Err(TopicError::MultiLevelWildcard);
-            }
-            if b == b'+' && !fills_level {
-                // Earlier bytes of this level hold no `#`: it would have been reported first.
-                let rest = bytes.get(i..).unwrap_or_default();
-                let level = rest.split(|&c| c == b'/').next().unwrap_or_default();
-                return Err(if level.contains(&b'#') {
-                    TopicError::MultiLevelWildcard
-                } else {
-                    TopicError::SingleLevelWildcard
-                });
-            }
+    let check = |i: usize, b: u8| -> Result<(), TopicError> {
+        let prev = i.checked_sub(1).and_then(|p| bytes.get(p).copied());
+        let next = bytes.get(i + 1).copied();
+        let fills_level = prev.is_none_or(|p| p == b'/') && next.is_none_or(|n| n == b'/');
+        if b == b'#' && !(fills_level && next.is_none()) {
+            return Err(TopicError::MultiLevelWildcard);
         }
-        prev = b;
+        if b == b'+' && !fills_level {
+            // Earlier bytes of this level hold no `#`: it would have been reported first.
+            let rest = bytes.get(i..).unwrap_or_default();
+            let level = rest.split(|&c| c == b'/').next().unwrap_or_default();
+            return Err(if level.contains(&b'#') {
+                TopicError::MultiLevelWildcard
+            } else {
+                TopicError::SingleLevelWildcard
+            });
+        }
+        Ok(())
+    };
+    let mut from = 0;
+    while let Some(rest) = bytes.get(from..) {
+        let Some(offset) = rest.iter().position(|&b| b == b'+' || b == b'#') else {
+            break;
+        };
+        let i = from + offset;
+        check(i, rest.get(offset).copied().unwrap_or_default())?;
+        from = i + 1;
     }
     Ok(())
 }
@@ -380,7 +387,7 @@ mod tests {
         fn plain_filter_matches_level_rules(
             filter in proptest::collection::vec(
                 proptest::sample::select(vec![b'/', b'+', b'#', b'a', b'b']),
-                1..12,
+                1..30,
             )
         ) {
             proptest::prop_assert_eq!(
