@@ -11,13 +11,15 @@
 //! - **Limits come first.** The first byte and the Remaining Length are checked as soon as they
 //!   arrive, and the Maximum Packet Size before the body is awaited: a peer cannot make you
 //!   buffer or allocate more than your limit.
-//! - **Zero-copy where it pays.** Topic names, payloads, correlation data and other binary
-//!   data are [`bytes::Bytes`] slices of the packet's frame. [`Publish::detach`] copies them
-//!   out when a message must outlive the read buffer. Other strings (topic filters, client
-//!   identifiers, user names, user properties, content types) are copied into small
-//!   allocations of their own: a receiver usually keeps them (a broker stores filters and
-//!   sessions), so they must not pin the read buffer, and for short strings a copy costs less
-//!   than the shared reference count that every slice updates twice.
+//! - **Zero-copy where it pays.** A decoded [`Publish`] keeps one [`bytes::Bytes`] handle on its
+//!   frame: [`Publish::topic`] and [`Publish::payload`] read ranges of it, and
+//!   [`Publish::topic_name`] and [`Publish::payload_bytes`] hand out zero-copy slices on
+//!   demand. Correlation data, will payloads and other binary data are slices of the frame
+//!   too. [`Publish::detach`] copies a message out when it must outlive the read buffer. Other
+//!   strings (topic filters, client identifiers, user names, user properties, content types)
+//!   are copied into small allocations of their own: a receiver usually keeps them (a broker
+//!   stores filters and sessions), so they must not pin the read buffer, and for short strings
+//!   a copy costs less than the shared reference count that every slice updates twice.
 //! - **Strict.** Every rule of the specification that a single packet can break is checked:
 //!   reserved bits, QoS 3, over-long or non-minimal Variable Byte Integers, Remaining Length
 //!   disagreeing with the content, UTF-8 (`[MQTT-1.5.4-1]`, `[MQTT-1.5.4-2]`), topic name and

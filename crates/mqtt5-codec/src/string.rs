@@ -8,7 +8,7 @@ use crate::wire::{Reader, Sink};
 
 /// A validated MQTT UTF-8 string: well-formed UTF-8, no U+0000, at most 65,535 bytes.
 ///
-/// Decoded topic names are zero-copy views of their frame; other decoded strings own a copy
+/// Decoded will topics are zero-copy views of their frame; other decoded strings own a copy
 /// (see the crate docs). Surrogate code points cannot
 /// occur in well-formed UTF-8, so `[MQTT-1.5.4-1]` holds by construction; U+FEFF is kept
 /// as it is `[MQTT-1.5.4-3]`. The "Disallowed Unicode code points" of §1.5.4 (controls and

@@ -316,8 +316,9 @@ impl Decoder {
     ///
     /// The first byte and the Remaining Length are checked as soon as they arrive, and the
     /// Maximum Packet Size before any of the body is awaited, so a peer cannot make the caller
-    /// buffer more than the limit. Topic names, payloads and binary fields are zero-copy slices
-    /// of one frozen frame split off `buf`; other strings are copied (see the crate docs).
+    /// buffer more than the limit. A PUBLISH's topic and payload, and binary fields, are
+    /// zero-copy views of one frozen frame split off `buf`; other strings are copied (see the
+    /// crate docs).
     ///
     /// # Errors
     /// Any [`Error`] variant describing the first rule the bytes break.
