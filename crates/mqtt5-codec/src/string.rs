@@ -92,7 +92,14 @@ impl MqttString {
     /// Reads a string into its own allocation: strings other than topic names are short and
     /// usually kept, so a copy beats a slice that pins the frame (see the crate docs).
     pub(crate) fn read(r: &mut Reader) -> Result<Self, Error> {
-        Self::from_bytes(r.binary_copy()?)
+        let (s, _) = check_str(r.binary_borrow()?)?;
+        Ok(Self::copy_of(s))
+    }
+
+    /// A copy of `s`, which the caller has checked with [`check_str`].
+    #[inline]
+    pub(crate) fn copy_of(s: &str) -> Self {
+        Self(ByteString::from(s))
     }
 
     pub(crate) fn write<S: Sink>(&self, s: &mut S) {
@@ -105,14 +112,25 @@ impl MqttString {
 /// whether the string holds a `+` or `#`.
 #[inline(always)]
 pub(crate) fn check_text(bytes: &[u8]) -> Result<bool, Error> {
+    check_str(bytes).map(|(_, wildcard)| wildcard)
+}
+
+/// As [`check_text`], and also views the validated bytes as `&str`.
+#[inline(always)]
+pub(crate) fn check_str(bytes: &[u8]) -> Result<(&str, bool), Error> {
     let scan = Scan::of(bytes);
-    if !scan.ascii && core::str::from_utf8(bytes).is_err() {
-        return Err(Error::InvalidUtf8);
+    if scan.ascii && !scan.nul {
+        // SAFETY: every byte is below 0x80 (checked by `Scan::of` just above), and ASCII is
+        // well-formed UTF-8; validating again would repeat the scan.
+        #[allow(unsafe_code, reason = "audited: the bytes were just proven ASCII")]
+        let s = unsafe { core::str::from_utf8_unchecked(bytes) };
+        return Ok((s, scan.wildcard));
     }
+    let s = core::str::from_utf8(bytes).map_err(|_| Error::InvalidUtf8)?;
     if scan.nul {
         return Err(Error::NullCharacter);
     }
-    Ok(scan.wildcard)
+    Ok((s, scan.wildcard))
 }
 
 /// What one pass over a string's bytes found.

@@ -133,6 +133,26 @@ impl TopicFilter {
         Ok(Self(s))
     }
 
+    /// Reads a filter from a packet: validated in the frame, then copied (the receiver keeps
+    /// it in its subscription tree; see the crate docs).
+    pub(crate) fn read(r: &mut crate::wire::Reader) -> Result<Self, Error> {
+        let bytes = r.binary_borrow()?;
+        if quick_filter(bytes) {
+            // SAFETY: `quick_filter` accepts only bytes below 0x80, and ASCII is well-formed
+            // UTF-8. Validating again would cost more than the rest of the filter's checks.
+            #[allow(unsafe_code, reason = "audited: quick_filter proved the bytes ASCII")]
+            let s = unsafe { core::str::from_utf8_unchecked(bytes) };
+            return Ok(Self(MqttString::copy_of(s)));
+        }
+        let (s, wildcard) = crate::string::check_str(bytes)?;
+        // A non-empty filter with no wildcard and no share prefix is one or more plain levels,
+        // always valid; only the others need the level-by-level check.
+        if wildcard || s.is_empty() || s.as_bytes().starts_with(SHARE_PREFIX) {
+            check_filter(s.as_bytes()).map_err(Error::InvalidTopicFilter)?;
+        }
+        Ok(Self(MqttString::copy_of(s)))
+    }
+
     /// The whole filter as `&str`, `$share/…` prefix included.
     pub fn as_str(&self) -> &str {
         self.0.as_str()
@@ -299,6 +319,54 @@ fn check_plain_filter(bytes: &[u8]) -> Result<(), TopicError> {
     Ok(())
 }
 
+/// One pass that accepts most valid filters: non-empty, not shared, at most 62 bytes, ASCII
+/// with no U+0000, and each `+` with a `/` or the start before it and a `/` or the end after
+/// it, each `#` with a `/` or the start before it and the end after it (`[MQTT-4.7.1-1]`,
+/// `[MQTT-4.7.1-2]`). `false` means "invalid, or not the common case": the full check then
+/// runs and names the broken rule.
+fn quick_filter(bytes: &[u8]) -> bool {
+    if bytes.is_empty() || bytes.starts_with(SHARE_PREFIX) {
+        return false;
+    }
+    match bytes.len() {
+        0..=14 => lanes_fit::<16, 18>(bytes),
+        15..=30 => lanes_fit::<32, 34>(bytes),
+        31..=62 => lanes_fit::<64, 66>(bytes),
+        _ => false,
+    }
+}
+
+/// The filter is copied into `B = L + 2` bytes, between a `/` that stands for the start and
+/// zeros that stand for the end. Each of the `L` lanes looks at one byte and its two
+/// neighbours with no branch, so the loop compiles to vector compares. A U+0000 inside the
+/// filter shows as one zero more than the padding holds.
+#[inline(always)]
+fn lanes_fit<const L: usize, const B: usize>(bytes: &[u8]) -> bool {
+    let mut buf = [0u8; B];
+    let Some(dst) = buf.get_mut(1..=bytes.len()) else {
+        return false;
+    };
+    dst.copy_from_slice(bytes);
+    if let Some(first) = buf.first_mut() {
+        *first = b'/';
+    }
+    let (mut high, mut bad, mut zeros) = (0u8, 0u8, 0u8);
+    #[allow(
+        clippy::indexing_slicing,
+        reason = "i + 2 < L + 2 = B indexes an array of length B"
+    )]
+    for i in 0..L {
+        let (p, c, n) = (buf[i], buf[i + 1], buf[i + 2]);
+        high |= c;
+        zeros += u8::from(c == 0);
+        let after_sep = p == b'/';
+        let plus_ok = after_sep & ((n == b'/') | (n == 0));
+        let hash_ok = after_sep & (n == 0);
+        bad |= u8::from(((c == b'+') & !plus_ok) | ((c == b'#') & !hash_ok));
+    }
+    high < 0x80 && bad == 0 && usize::from(zeros) == L - bytes.len()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -394,6 +462,32 @@ mod tests {
                 check_plain_filter(&filter),
                 check_plain_filter_by_levels(&filter)
             );
+        }
+
+        /// The quick pass never accepts what the full check rejects, and it accepts every
+        /// valid, short, unshared ASCII filter, so the full check is only the slow path.
+        /// Lengths cover each lane width and the fall-back beyond 62 bytes.
+        #[test]
+        fn quick_filter_agrees_with_full_check(
+            filter in proptest::collection::vec(
+                proptest::prop_oneof![
+                    12 => proptest::sample::select(vec![b'/', b'+', b'#', b'a']),
+                    1 => proptest::sample::select(vec![0, 0x80, 0xC3, 0xA9]),
+                ],
+                0..70,
+            ),
+            shared in proptest::bool::ANY,
+        ) {
+            let bytes = if shared { [SHARE_PREFIX, &filter[..]].concat() } else { filter };
+            let full = crate::string::check_str(&bytes).is_ok() && check_filter(&bytes).is_ok();
+            let quick = quick_filter(&bytes);
+            if quick {
+                proptest::prop_assert!(full, "quick pass accepted {:?}", bytes);
+            }
+            let common = !shared && bytes.len() <= 62 && bytes.is_ascii();
+            if full && common {
+                proptest::prop_assert!(quick, "quick pass missed {:?}", bytes);
+            }
         }
     }
 }

@@ -176,6 +176,14 @@ impl<'a> Reader<'a> {
         self.take(usize::from(len))
     }
 
+    /// Binary Data (MQTT 5 §1.5.6) borrowed from the frame: a string that is validated before
+    /// it is copied, so that a bad one costs no allocation.
+    #[inline]
+    pub(crate) fn binary_borrow(&mut self) -> Result<&'a [u8], Error> {
+        let len = self.u16()?;
+        self.borrow(usize::from(len))
+    }
+
     /// Binary Data (MQTT 5 §1.5.6) copied into its own allocation, for a field a receiver keeps
     /// on its own: it does not pin the frame, and dropping it touches no shared count.
     pub(crate) fn binary_copy(&mut self) -> Result<Bytes, Error> {

@@ -93,7 +93,7 @@ impl Subscribe {
         let mut subscriptions = Vec::with_capacity(count_entries(&r, 1));
         while !r.is_empty() {
             // Filters are copied: the broker keeps them in its subscription tree.
-            let filter = TopicFilter::from_bytes(r.binary_copy()?)?;
+            let filter = TopicFilter::read(&mut r)?;
             let options = SubscriptionOptions::read(r.u8()?, version)?;
             if options.no_local && filter.is_shared() {
                 return Err(Error::NoLocalOnSharedSubscription);

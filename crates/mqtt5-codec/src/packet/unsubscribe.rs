@@ -26,7 +26,7 @@ impl Unsubscribe {
         };
         let mut filters = Vec::with_capacity(super::subscribe::count_entries(&r, 0));
         while !r.is_empty() {
-            filters.push(TopicFilter::from_bytes(r.binary_copy()?)?);
+            filters.push(TopicFilter::read(&mut r)?);
         }
         if filters.is_empty() {
             return Err(Error::NoTopicFilters);
