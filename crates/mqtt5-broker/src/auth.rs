@@ -1,0 +1,83 @@
+//! Authentication: the [`Authenticator`] for username and password, the
+//! [`EnhancedAuthenticator`] for the AUTH exchange (MQTT 5 §4.12), and the
+//! [`RandomSource`] that supplies every random byte the core needs.
+
+/// Who is asking: the identity a CONNECT presents, as the authenticator and the authorizer see
+/// it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ClientInfo<'a> {
+    /// The client identifier (assigned by the server when the client sent an empty one).
+    pub client_id: &'a str,
+    /// The User Name of the CONNECT, or the one an enhanced authentication established.
+    pub username: Option<&'a str>,
+}
+
+/// The verdict of an [`Authenticator`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum AuthVerdict {
+    /// The client may connect.
+    Allow,
+    /// Unknown user or wrong password: CONNACK 0x86 (MQTT 5) or return code 4 (3.1.1).
+    BadCredentials,
+    /// The client is known but may not connect (anonymous access disabled, a banned user):
+    /// CONNACK 0x87 (MQTT 5) or return code 5 (3.1.1).
+    NotAuthorized,
+}
+
+/// Checks the User Name and Password of a CONNECT (MQTT 5 §3.1.3.5, §3.1.3.6).
+///
+/// The core calls it once per CONNECT that carries no Authentication Method. Anonymous access
+/// (no User Name) is decided by the broker's configuration before the authenticator is asked.
+pub trait Authenticator: Send {
+    /// Checks one client's credentials. `password` is the raw Password field.
+    fn authenticate(&self, client: &ClientInfo<'_>, password: Option<&[u8]>) -> AuthVerdict;
+}
+
+/// One step of an enhanced authentication exchange (MQTT 5 §4.12).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum AuthStep {
+    /// Send AUTH with reason 0x18 (Continue authentication) carrying this Authentication Data,
+    /// and wait for the client's next AUTH.
+    Continue(Vec<u8>),
+    /// The client is authenticated. `data` goes into the CONNACK (or the AUTH 0x00 of a
+    /// re-authentication) as Authentication Data; `username` is the identity it proved, used
+    /// by the authorizer.
+    Success {
+        /// Final Authentication Data for the client, if the method has any.
+        data: Option<Vec<u8>>,
+        /// The user the exchange authenticated.
+        username: String,
+    },
+    /// Authentication failed: CONNACK 0x86 (or DISCONNECT 0x86 during re-authentication).
+    Failure,
+}
+
+/// A source of random bytes, handed to the core from outside (STYLE.md §2) so that tests are
+/// deterministic. The binary backs it with the operating system's generator.
+pub trait RandomSource: Send {
+    /// Fills `dest` with random bytes.
+    fn fill_bytes(&mut self, dest: &mut [u8]);
+}
+
+/// An enhanced authentication method such as SCRAM-SHA-256 (MQTT 5 §4.12).
+pub trait EnhancedAuthenticator: Send {
+    /// The Authentication Method name this authenticator serves, e.g. `"SCRAM-SHA-256"`.
+    fn method(&self) -> &str;
+
+    /// Starts an exchange with the Authentication Data of a CONNECT (or of an AUTH 0x19 that
+    /// starts a re-authentication). Returns the exchange state, kept by the core for this
+    /// connection, and the first step.
+    fn begin(
+        &self,
+        client_id: &str,
+        data: &[u8],
+        random: &mut dyn RandomSource,
+    ) -> (Box<dyn AuthExchange>, AuthStep);
+}
+
+/// The server side of one enhanced authentication exchange in progress.
+pub trait AuthExchange: Send {
+    /// Takes the Authentication Data of the client's next AUTH 0x18 and returns the next step.
+    /// After `Success` or `Failure` the core drops the exchange.
+    fn step(&mut self, data: &[u8]) -> AuthStep;
+}

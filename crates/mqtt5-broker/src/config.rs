@@ -1,0 +1,99 @@
+//! The broker core's configuration: limits, switches and policies.
+
+use std::time::Duration;
+
+use mqtt5_codec::QoS;
+
+/// What happens to a message for a session whose queue is full.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum QueuePolicy {
+    /// Drop the oldest queued message to make room (the newest data wins).
+    #[default]
+    DropOldest,
+    /// Drop the new message.
+    DropNewest,
+}
+
+/// Limits and switches of the broker core. [`Config::default`] is what an operator gets with
+/// no configuration at all.
+#[derive(Debug, Clone)]
+pub struct Config {
+    /// The largest packet the broker accepts, sent as Maximum Packet Size (MQTT 5 §3.2.2.3.6).
+    /// Default 1 MiB.
+    pub max_packet_size: u32,
+    /// How many QoS 1 and 2 PUBLISH packets a client may have unacknowledged towards the broker,
+    /// sent as Receive Maximum (§3.2.2.3.3). Default 1024.
+    pub receive_maximum: u16,
+    /// The most QoS 1 and 2 messages in flight towards one client; the client's own Receive
+    /// Maximum can only lower it. Default 1024.
+    pub max_inflight: u16,
+    /// The most messages queued for one session (offline, or its window full). Default 10,000.
+    pub max_queued_messages: usize,
+    /// What to drop when a queue is full.
+    pub queue_policy: QueuePolicy,
+    /// Whether QoS 0 messages are queued for offline persistent sessions. Default false, as
+    /// Mosquitto.
+    pub queue_qos0_offline: bool,
+    /// The highest QoS the broker supports (Maximum QoS, §3.2.2.3.4). Default 2.
+    pub maximum_qos: QoS,
+    /// Whether retained messages are supported (Retain Available). Default true.
+    pub retain_available: bool,
+    /// Whether wildcard filters are supported. Default true.
+    pub wildcard_subscriptions: bool,
+    /// Whether Subscription Identifiers are supported. Default true.
+    pub subscription_identifiers: bool,
+    /// Whether shared subscriptions are supported. Default true.
+    pub shared_subscriptions: bool,
+    /// How many topic aliases a client may set towards the broker (Topic Alias Maximum).
+    /// Default 64.
+    pub topic_alias_maximum: u16,
+    /// The keep-alive the broker imposes (Server Keep Alive, §3.2.2.3.14) on MQTT 5 clients
+    /// that ask for 0 or for more than this. `None`: the client's value stands.
+    pub max_keep_alive: Option<u16>,
+    /// The longest Session Expiry Interval granted, in seconds; a longer request is capped and
+    /// the cap sent back in CONNACK. Default `u32::MAX` (no cap).
+    pub max_session_expiry: u32,
+    /// How long a new connection may take to complete CONNECT (and any AUTH exchange).
+    /// Default 10 s.
+    pub connect_timeout: Duration,
+    /// Whether clients without a User Name may connect. Default true (the binary restricts it
+    /// to loopback listeners).
+    pub allow_anonymous: bool,
+    /// The most subscriptions one session may hold; more are refused with 0x97 (MQTT 5) or
+    /// 0x80. Default 10,000.
+    pub max_subscriptions_per_client: usize,
+    /// How often `$SYS/broker/...` statistics are published; `None` turns them off.
+    /// Default 10 s.
+    pub sys_interval: Option<Duration>,
+    /// The prefix of assigned client identifiers, followed by random characters.
+    pub assigned_id_prefix: String,
+    /// The broker's version, published in `$SYS/broker/version`.
+    pub version: String,
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        Self {
+            max_packet_size: 1 << 20,
+            receive_maximum: 1024,
+            max_inflight: 1024,
+            max_queued_messages: 10_000,
+            queue_policy: QueuePolicy::DropOldest,
+            queue_qos0_offline: false,
+            maximum_qos: QoS::ExactlyOnce,
+            retain_available: true,
+            wildcard_subscriptions: true,
+            subscription_identifiers: true,
+            shared_subscriptions: true,
+            topic_alias_maximum: 64,
+            max_keep_alive: None,
+            max_session_expiry: u32::MAX,
+            connect_timeout: Duration::from_secs(10),
+            allow_anonymous: true,
+            max_subscriptions_per_client: 10_000,
+            sys_interval: Some(Duration::from_secs(10)),
+            assigned_id_prefix: "mqtt5-".to_owned(),
+            version: concat!("mqtt5 ", env!("CARGO_PKG_VERSION")).to_owned(),
+        }
+    }
+}

@@ -1,0 +1,98 @@
+//! What a persistent session's QoS 1 and 2 deliveries leave in the store: the message once,
+//! and one delivery record per session that references it (Mosquitto 2.1's model), kept in
+//! step with the delivery's state.
+//!
+//! ```text
+//!  routed --> Delivery(Queued) --sent--> Delivery(Sent(id)) --PUBREC--> Delivery(Released(id))
+//!                   |                          |                               |
+//!                   +--------- dropped --------+----- PUBACK / PUBCOMP --------+--> DeliveryDeleted
+//! ```
+//! The first delivery of a message stores it (`MessageStored`), the last one gone deletes it
+//! (`MessageDeleted`). These ops reach the driver before any later packet, so the publisher's
+//! PUBACK or PUBREC follows the commit of what it acknowledges.
+
+use std::sync::atomic::Ordering;
+
+use mqtt5_codec::QoS;
+use mqtt5_store::{DeliveryRecord, DeliveryState, StoreOp};
+
+use crate::broker::Broker;
+use crate::session::Delivery;
+use crate::topic_tree::SessionId;
+
+impl Broker {
+    /// Stores a new delivery of a persistent session (QoS 1 and 2 only), and its message if
+    /// this is the message's first stored delivery.
+    pub(crate) fn record_delivery(
+        &mut self,
+        sid: SessionId,
+        d: &mut Delivery,
+        state: DeliveryState,
+    ) {
+        if d.seq.is_some() {
+            self.update_delivery(sid, d, state);
+            return;
+        }
+        if d.qos == QoS::AtMostOnce {
+            return;
+        }
+        let Some(s) = self.session_mut(sid) else {
+            return;
+        };
+        if !s.is_persistent() {
+            return;
+        }
+        let seq = s.take_seq();
+        d.seq = Some(seq);
+        let client_id = s.client_id.to_string();
+        if d.message.stored_refs.fetch_add(1, Ordering::Relaxed) == 0 {
+            let expires_at_ms = d.message.expires_at.map(|at| self.wall_ms(at));
+            self.persist(StoreOp::MessageStored {
+                id: d.message.id,
+                message: d.message.publish.detach(),
+                expires_at_ms,
+            });
+        }
+        self.persist(StoreOp::Delivery(record(client_id, seq, d, state)));
+    }
+
+    /// Records a stored delivery's new state.
+    pub(crate) fn update_delivery(&mut self, sid: SessionId, d: &Delivery, state: DeliveryState) {
+        let Some(seq) = d.seq else {
+            return;
+        };
+        let Some(s) = self.session(sid) else {
+            return;
+        };
+        let client_id = s.client_id.to_string();
+        self.persist(StoreOp::Delivery(record(client_id, seq, d, state)));
+    }
+
+    /// Forgets a stored delivery (acknowledged, dropped, or moved to another session), and its
+    /// message with the last one. `session_gone` skips the delivery's own record when the whole
+    /// session has just been deleted.
+    pub(crate) fn forget_delivery(&mut self, sid: SessionId, d: &mut Delivery, session_gone: bool) {
+        let Some(seq) = d.seq.take() else {
+            return;
+        };
+        if !session_gone && let Some(s) = self.session(sid) {
+            let client_id = s.client_id.to_string();
+            self.persist(StoreOp::DeliveryDeleted { client_id, seq });
+        }
+        if d.message.stored_refs.fetch_sub(1, Ordering::Relaxed) == 1 {
+            self.persist(StoreOp::MessageDeleted { id: d.message.id });
+        }
+    }
+}
+
+fn record(client_id: String, seq: u64, d: &Delivery, state: DeliveryState) -> DeliveryRecord {
+    DeliveryRecord {
+        client_id,
+        seq,
+        message_id: d.message.id,
+        qos: d.qos.as_u8(),
+        retain: d.retain,
+        subscription_ids: d.subscription_ids.iter().map(|i| i.get()).collect(),
+        state,
+    }
+}

@@ -1,0 +1,194 @@
+//! Sessions (MQTT 5 §4.1): what the broker keeps for a client identifier, connected or not.
+//!
+//! ```text
+//!                CONNECT (new id, or Clean Start)
+//!                          |
+//!                          v
+//!   +---------+  conn lost/DISCONNECT  +---------+  expiry reached   +-------+
+//!   | online  | ---------------------> | offline | ----------------> | ended |
+//!   +---------+   expiry > 0           +---------+  (will sent now   +-------+
+//!        ^    \                             |        if still due)      ^
+//!        |     \  expiry == 0               | CONNECT, Clean Start 0    |
+//!        |      +---------------------------|---------------------------+
+//!        +----------------------------------+  (Session Present = 1)
+//! ```
+//!
+//! Outbound QoS 1 and 2 messages live first in the queue, then in the in-flight window, which
+//! the client's Receive Maximum bounds (`[MQTT-3.3.4-7]`):
+//!
+//! ```text
+//!  queue --(window has room)--> Sent --PUBACK--> done                 (QoS 1)
+//!                                 \--PUBREC--> Released --PUBCOMP--> done  (QoS 2)
+//! ```
+//! On reconnect without Clean Start, `Sent` messages are resent with DUP set and `Released`
+//! ones as PUBREL, in their original order (`[MQTT-4.4.0-1]`, `[MQTT-4.6.0-1]`).
+
+use std::collections::{BTreeMap, HashMap, HashSet, VecDeque};
+use std::num::NonZeroU32;
+use std::sync::Arc;
+use std::sync::atomic::AtomicU32;
+use std::time::Instant;
+
+use mqtt5_codec::{ProtocolVersion, Publish, QoS, SubscriptionOptions, Will};
+
+use crate::types::ConnId;
+
+/// A message as routed: one allocation shared by every session it goes to.
+#[derive(Debug)]
+pub(crate) struct Message {
+    /// The PUBLISH as received, its topic alias resolved, detached from the read buffer when it
+    /// is kept beyond the current call.
+    pub(crate) publish: Publish,
+    /// When it expires (Message Expiry Interval, `[MQTT-3.3.2-5]`).
+    pub(crate) expires_at: Option<Instant>,
+    /// The session that published it, for No Local (`[MQTT-3.8.3-3]`); `None` for retained
+    /// copies and `$SYS`.
+    pub(crate) origin: Option<crate::topic_tree::SessionId>,
+    /// Its id in the store, unique for the broker's lifetime.
+    pub(crate) id: u64,
+    /// How many stored deliveries refer to it: it is stored with the first and deleted from
+    /// the store with the last.
+    pub(crate) stored_refs: AtomicU32,
+}
+
+impl Message {
+    /// Whether the message has expired at `now`.
+    pub(crate) fn expired(&self, now: Instant) -> bool {
+        self.expires_at.is_some_and(|at| at <= now)
+    }
+}
+
+/// A message on its way to one session.
+#[derive(Debug, Clone)]
+pub(crate) struct Delivery {
+    /// The message.
+    pub(crate) message: Arc<Message>,
+    /// The QoS it is delivered with: min(published, granted) (`[MQTT-3.8.4-8]`).
+    pub(crate) qos: QoS,
+    /// The RETAIN flag it is delivered with.
+    pub(crate) retain: bool,
+    /// The Subscription Identifiers of the subscriptions it matched (`[MQTT-3.3.4-3]`).
+    pub(crate) subscription_ids: Vec<NonZeroU32>,
+    /// The shared subscription (its whole filter) this delivery came through, if any: it is
+    /// handed to another member when this session's connection ends.
+    pub(crate) shared: Option<Arc<str>>,
+    /// Its sequence number among the session's stored deliveries, once stored (QoS 1 and 2
+    /// to a persistent session only).
+    pub(crate) seq: Option<u64>,
+}
+
+/// Where an in-flight delivery stands.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Stage {
+    /// PUBLISH sent, waiting for PUBACK (QoS 1) or PUBREC (QoS 2).
+    Sent,
+    /// PUBREL sent, waiting for PUBCOMP.
+    Released,
+}
+
+/// One in-flight delivery.
+#[derive(Debug, Clone)]
+pub(crate) struct InFlight {
+    /// Its order among the session's in-flight deliveries.
+    pub(crate) order: u64,
+    /// The delivery.
+    pub(crate) delivery: Delivery,
+    /// Where it stands.
+    pub(crate) stage: Stage,
+}
+
+/// A subscription as the session holds it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct SubEntry {
+    /// The subscription options.
+    pub(crate) options: SubscriptionOptions,
+    /// The Subscription Identifier.
+    pub(crate) identifier: Option<NonZeroU32>,
+}
+
+/// A session.
+#[derive(Debug)]
+pub(crate) struct Session {
+    /// The client identifier.
+    pub(crate) client_id: Arc<str>,
+    /// The protocol of the client that last owned it.
+    pub(crate) protocol: ProtocolVersion,
+    /// The user of the client that last owned it.
+    pub(crate) username: Option<String>,
+    /// The connection, while one is attached.
+    pub(crate) conn: Option<ConnId>,
+    /// Session Expiry Interval in seconds (`u32::MAX`: never).
+    pub(crate) expiry_interval: u32,
+    /// When the session ends, while offline.
+    pub(crate) expires_at: Option<Instant>,
+    /// Subscriptions by whole filter.
+    pub(crate) subscriptions: HashMap<String, SubEntry>,
+    /// Deliveries waiting for room in the window (or for the client to come back).
+    pub(crate) queue: VecDeque<Delivery>,
+    /// Deliveries in flight, by packet identifier.
+    pub(crate) inflight: BTreeMap<u16, InFlight>,
+    /// The next outbound packet identifier to try.
+    pub(crate) next_packet_id: u16,
+    /// The next delivery sequence number.
+    pub(crate) next_seq: u64,
+    /// Inbound QoS 2 packet identifiers awaiting PUBREL (`[MQTT-4.3.3-9]`).
+    pub(crate) incoming_qos2: HashSet<u16>,
+    /// The Will Message, while it may still be sent.
+    pub(crate) will: Option<Will>,
+    /// When the will is due, once its connection is gone (Will Delay Interval).
+    pub(crate) will_at: Option<Instant>,
+    /// Messages dropped because the queue was full.
+    pub(crate) dropped: u64,
+    /// Whether the store holds a record of this session.
+    pub(crate) stored: bool,
+}
+
+impl Session {
+    /// A new, empty session.
+    pub(crate) fn new(client_id: Arc<str>, protocol: ProtocolVersion) -> Self {
+        Self {
+            client_id,
+            protocol,
+            username: None,
+            conn: None,
+            expiry_interval: 0,
+            expires_at: None,
+            subscriptions: HashMap::new(),
+            queue: VecDeque::new(),
+            inflight: BTreeMap::new(),
+            next_packet_id: 1,
+            next_seq: 0,
+            incoming_qos2: HashSet::new(),
+            will: None,
+            will_at: None,
+            dropped: 0,
+            stored: false,
+        }
+    }
+
+    /// Whether the session outlives its connection.
+    pub(crate) const fn is_persistent(&self) -> bool {
+        self.expiry_interval > 0
+    }
+
+    /// A free outbound packet identifier, or `None` when all 65,535 are in flight.
+    pub(crate) fn allocate_packet_id(&mut self) -> Option<u16> {
+        if self.inflight.len() >= usize::from(u16::MAX) {
+            return None;
+        }
+        loop {
+            let id = self.next_packet_id;
+            self.next_packet_id = self.next_packet_id.checked_add(1).unwrap_or(1);
+            if !self.inflight.contains_key(&id) {
+                return Some(id);
+            }
+        }
+    }
+
+    /// Takes a sequence number.
+    pub(crate) const fn take_seq(&mut self) -> u64 {
+        let seq = self.next_seq;
+        self.next_seq += 1;
+        seq
+    }
+}
