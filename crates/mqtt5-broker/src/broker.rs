@@ -100,6 +100,9 @@ pub(crate) struct Conn {
     pub(crate) outbound_aliases: HashMap<Arc<str>, NonZeroU16>,
     /// Whether the client asked for Reason Strings and User Properties on failures.
     pub(crate) problem_information: bool,
+    /// The Authentication Method the connection authenticated with, if any: a
+    /// re-authentication must use the same one (`[MQTT-4.12.1-1]`).
+    pub(crate) auth_method: Option<MqttString>,
 }
 
 /// The timers of the core, in one table (STYLE.md §2).
@@ -260,6 +263,7 @@ impl Broker {
                 inbound_aliases: HashMap::new(),
                 outbound_aliases: HashMap::new(),
                 problem_information: true,
+                auth_method: None,
             },
         );
         Ok(())
@@ -387,10 +391,13 @@ impl Broker {
     // ---- output helpers ----
 
     /// Queues a packet, after any ops it depends on.
-    pub(crate) fn send(&mut self, conn: ConnId, packet: Packet) {
+    pub(crate) fn send(&mut self, conn: ConnId, mut packet: Packet) {
         self.flush_ops();
         if matches!(packet, Packet::Publish(_)) {
             self.stats.messages_sent += 1;
+        } else if let Some(c) = self.conns.get(&conn) {
+            // PUBLISH is sized where it is built; other packets drop optional properties.
+            fit_packet(&mut packet, c.protocol, c.max_packet_size);
         }
         self.actions.push_back(Action::Send { conn, packet });
     }
@@ -517,11 +524,14 @@ impl Broker {
             && c.protocol.is_v5()
             && c.session.is_some()
         {
-            let mut d = Disconnect::new(reason);
-            if c.problem_information {
-                d.properties.reason_string = MqttString::try_from(why).ok();
+            let mut d = Packet::Disconnect(Box::new(Disconnect::new(reason)));
+            if c.problem_information
+                && let Packet::Disconnect(inner) = &mut d
+            {
+                inner.properties.reason_string = MqttString::try_from(why).ok();
             }
-            self.send(conn, Packet::Disconnect(Box::new(d)));
+            fit_packet(&mut d, c.protocol, c.max_packet_size);
+            self.send(conn, d);
         }
         self.actions.push_back(Action::Close { conn });
         let Some(sid) = c.session else {
@@ -640,7 +650,9 @@ impl Broker {
             username: username.as_deref(),
         };
         // A will is a publication by its client: the ACL applies.
-        if !self.authorizer.can_publish(&info, will.topic.as_str()) {
+        if crate::publish::is_broker_topic(will.topic.as_str())
+            || !self.authorizer.can_publish(&info, will.topic.as_str())
+        {
             self.stats.denied_publishes += 1;
             return;
         }
@@ -736,12 +748,20 @@ impl Broker {
             ProtocolVersion::V5 => false,
         };
         if bad_id {
-            self.refuse(conn, ConnAckReason::ClientIdentifierNotValid, None);
+            self.refuse(
+                conn,
+                ConnAckReason::ClientIdentifierNotValid,
+                Some("client identifier not valid"),
+            );
             return;
         }
         if let Some(method) = connect.properties.authentication_method.clone() {
             let Some(auth) = self.enhanced.iter().find(|a| a.method() == method.as_str()) else {
-                self.refuse(conn, ConnAckReason::BadAuthenticationMethod, None);
+                self.refuse(
+                    conn,
+                    ConnAckReason::BadAuthenticationMethod,
+                    Some("unsupported authentication method"),
+                );
                 return;
             };
             let data = connect
@@ -765,14 +785,26 @@ impl Broker {
                     self.accept(now, conn, connect, Some(username), data);
                 }
                 AuthStep::Failure => {
-                    self.refuse(conn, ConnAckReason::BadUserNameOrPassword, None);
+                    self.refuse(
+                        conn,
+                        ConnAckReason::BadUserNameOrPassword,
+                        Some("authentication failed"),
+                    );
                 }
             }
             return;
         }
         let username = connect.username.as_ref().map(|u| u.as_str().to_owned());
         let verdict = match &username {
-            None if !self.config.allow_anonymous => AuthVerdict::NotAuthorized,
+            None if !self.config.allow_anonymous => {
+                self.stats.auth_failures += 1;
+                self.refuse(
+                    conn,
+                    ConnAckReason::NotAuthorized,
+                    Some("anonymous access is disabled"),
+                );
+                return;
+            }
             None => AuthVerdict::Allow,
             Some(name) => self.authenticator.as_ref().map_or(AuthVerdict::Allow, |a| {
                 a.authenticate(
@@ -788,11 +820,15 @@ impl Broker {
             AuthVerdict::Allow => self.accept(now, conn, connect, username, None),
             AuthVerdict::BadCredentials => {
                 self.stats.auth_failures += 1;
-                self.refuse(conn, ConnAckReason::BadUserNameOrPassword, None);
+                self.refuse(
+                    conn,
+                    ConnAckReason::BadUserNameOrPassword,
+                    Some("bad user name or password"),
+                );
             }
             AuthVerdict::NotAuthorized => {
                 self.stats.auth_failures += 1;
-                self.refuse(conn, ConnAckReason::NotAuthorized, None);
+                self.refuse(conn, ConnAckReason::NotAuthorized, Some("not authorized"));
             }
         }
     }
@@ -842,18 +878,23 @@ impl Broker {
                 }
                 AuthStep::Failure => {
                     self.stats.auth_failures += 1;
-                    self.refuse(conn, ConnAckReason::BadUserNameOrPassword, None);
+                    self.refuse(
+                        conn,
+                        ConnAckReason::BadUserNameOrPassword,
+                        Some("authentication failed"),
+                    );
                 }
             },
             (ConnState::Connected, AuthReason::ReAuthenticate) => {
                 // MQTT 5 §4.12.1: the method must be the one of the CONNECT.
-                let Some(method) = method else {
+                let original = self.conns.get(&conn).and_then(|c| c.auth_method.clone());
+                let Some(method) = method.filter(|m| Some(m) == original.as_ref()) else {
                     self.set_state(conn, ConnState::Connected);
                     self.protocol_violation(
                         now,
                         conn,
                         DisconnectReason::ProtocolError,
-                        "[MQTT-4.12.1-1] re-authentication without a method",
+                        "[MQTT-4.12.1-1] re-authentication without the connection's method",
                     );
                     return;
                 };
@@ -1034,6 +1075,8 @@ impl Broker {
         }
         c.state = ConnState::Connected;
         c.session = Some(sid);
+        c.auth_method
+            .clone_from(&connect.properties.authentication_method);
         c.username.clone_from(&username);
         let props = &connect.properties;
         c.window = props
@@ -1224,5 +1267,53 @@ impl Broker {
             publish.retain = true;
             self.ingest_sys(now, publish);
         }
+    }
+}
+
+/// Makes a packet the broker sends fit the client's Maximum Packet Size (`[MQTT-3.1.2-24]`)
+/// by dropping what is optional: first Reason Strings and User Properties
+/// (`[MQTT-3.1.2-29]` lets them go), then, for CONNACK, every server property but the
+/// Assigned Client Identifier, which the client cannot do without. The fixed parts of these
+/// packets are a few bytes, within any Maximum Packet Size a client may send.
+pub(crate) fn fit_packet(packet: &mut Packet, version: ProtocolVersion, max: u32) {
+    let fits = |p: &Packet| p.encoded_len(version) <= max as usize;
+    if fits(packet) {
+        return;
+    }
+    match packet {
+        Packet::ConnAck(a) => {
+            a.properties.reason_string = None;
+            a.properties.user_properties.clear();
+            if !fits(packet)
+                && let Packet::ConnAck(a) = packet
+            {
+                let assigned = a.properties.assigned_client_identifier.take();
+                a.properties = ConnAckProperties {
+                    assigned_client_identifier: assigned,
+                    ..ConnAckProperties::default()
+                };
+            }
+        }
+        Packet::Disconnect(d) => {
+            d.properties.reason_string = None;
+            d.properties.user_properties.clear();
+        }
+        Packet::SubAck(a) => {
+            a.properties.reason_string = None;
+            a.properties.user_properties.clear();
+        }
+        Packet::UnsubAck(a) => {
+            a.properties.reason_string = None;
+            a.properties.user_properties.clear();
+        }
+        Packet::PubAck(a) => a.properties = Default::default(),
+        Packet::PubRec(a) => a.properties = Default::default(),
+        Packet::PubRel(a) => a.properties = Default::default(),
+        Packet::PubComp(a) => a.properties = Default::default(),
+        Packet::Auth(a) => {
+            a.properties.reason_string = None;
+            a.properties.user_properties.clear();
+        }
+        _ => {}
     }
 }

@@ -62,6 +62,9 @@ pub struct Config {
     /// The most subscriptions one session may hold; more are refused with 0x97 (MQTT 5) or
     /// 0x80. Default 10,000.
     pub max_subscriptions_per_client: usize,
+    /// The most levels a topic name or filter may have. Deeper filters are refused with 0x8F,
+    /// deeper topic names with 0x90 (or dropped at QoS 0). Default 128.
+    pub max_topic_levels: usize,
     /// How often `$SYS/broker/...` statistics are published; `None` turns them off.
     /// Default 10 s.
     pub sys_interval: Option<Duration>,
@@ -91,6 +94,7 @@ impl Default for Config {
             connect_timeout: Duration::from_secs(10),
             allow_anonymous: true,
             max_subscriptions_per_client: 10_000,
+            max_topic_levels: 128,
             sys_interval: Some(Duration::from_secs(10)),
             assigned_id_prefix: "mqtt5-".to_owned(),
             version: concat!("mqtt5 ", env!("CARGO_PKG_VERSION")).to_owned(),

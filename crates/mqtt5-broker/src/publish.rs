@@ -53,6 +53,18 @@ pub(crate) fn will_to_publish(will: &Will) -> Publish {
     p
 }
 
+/// Whether a topic is in the broker's own `$SYS` namespace, which clients may read but not
+/// write (MQTT 5 §4.7.2: the Server SHOULD prevent Clients from using `$` topics to exchange
+/// messages with other Clients).
+pub(crate) fn is_broker_topic(topic: &str) -> bool {
+    topic == "$SYS" || topic.starts_with("$SYS/")
+}
+
+/// How many levels a topic name or filter has.
+fn level_count(topic: &str) -> usize {
+    topic.bytes().filter(|&b| b == b'/').count() + 1
+}
+
 /// The members of a shared group, as the tree lists them.
 type Members = Vec<(SessionId, SubEntry)>;
 
@@ -152,11 +164,17 @@ impl Broker {
             client_id: &client_id,
             username: username.as_deref(),
         };
-        let allowed = self.authorizer.can_publish(&info, publish.topic());
+        let too_deep = level_count(publish.topic()) > self.config.max_topic_levels;
+        let allowed = too_deep
+            || (!is_broker_topic(publish.topic())
+                && self.authorizer.can_publish(&info, publish.topic()));
         let format_ok = !(v5
             && publish.properties.payload_format_indicator == Some(PayloadFormat::Utf8)
             && core::str::from_utf8(publish.payload()).is_err());
-        let outcome = if !allowed {
+        let outcome = if too_deep {
+            // Valid syntax, but deeper than the broker accepts: 0x90 Topic Name invalid.
+            Err(PubAckReason::TopicNameInvalid)
+        } else if !allowed {
             self.stats.denied_publishes += 1;
             Err(PubAckReason::NotAuthorized)
         } else if !format_ok {
@@ -774,7 +792,7 @@ impl Broker {
         let mut reasons = Vec::with_capacity(sub.subscriptions.len());
         let mut retained: Vec<Delivery> = Vec::new();
         for s in &sub.subscriptions {
-            let reason = self.subscribe_one(sid, s, identifier, &mut retained);
+            let reason = self.subscribe_one(now, sid, s, identifier, &mut retained);
             reasons.push(reason);
         }
         let ack = SubAck {
@@ -790,6 +808,7 @@ impl Broker {
 
     fn subscribe_one(
         &mut self,
+        now: Instant,
         sid: SessionId,
         s: &mqtt5_codec::Subscription,
         identifier: Option<NonZeroU32>,
@@ -806,6 +825,10 @@ impl Broker {
         }
         if identifier.is_some() && !cfg.subscription_identifiers {
             return SubAckReason::SubscriptionIdentifiersNotSupported;
+        }
+        if level_count(matching) > cfg.max_topic_levels {
+            // Valid syntax, but deeper than the broker accepts: Topic Filter invalid.
+            return SubAckReason::TopicFilterInvalid;
         }
         let Some(session) = self.session(sid) else {
             return SubAckReason::UnspecifiedError;
@@ -853,7 +876,12 @@ impl Broker {
                 RetainHandling::DoNotSend => false,
             };
         if send_retained {
+            let mut expired = Vec::new();
             self.retained.for_each_match(matching, |m| {
+                if m.expired(now) {
+                    expired.push(m.publish.topic().to_owned());
+                    return;
+                }
                 retained.push(Delivery {
                     message: m.clone(),
                     qos: m.publish.qos().min(granted),
@@ -864,6 +892,11 @@ impl Broker {
                     seq: None,
                 });
             });
+            // Expired retained messages are not delivered ([MQTT-3.3.2-5]), and go now.
+            for topic in expired {
+                self.retained.remove(&topic);
+                self.persist(StoreOp::RetainCleared { topic });
+            }
         }
         match granted {
             QoS::AtMostOnce => SubAckReason::GrantedQoS0,

@@ -297,3 +297,61 @@ fn packet_other_than_auth_during_the_exchange_closes_the_connection() {
     sim.send(conn, Packet::PingReq(mqtt5_codec::PingReq));
     assert!(sim.is_closed(conn));
 }
+
+#[test]
+fn re_authentication_with_auth_0x19_succeeds_and_a_failed_one_disconnects_mqtt_4_12_1() {
+    let mut sim = scram_sim();
+    let (conn, answer) = scram_login(&mut sim, b"hunter2");
+    assert!(matches!(answer, Packet::ConnAck(a) if a.reason == ConnAckReason::Success));
+    // Re-authenticate: AUTH 0x19 with a new client-first message.
+    let mut start = Auth {
+        reason: AuthReason::ReAuthenticate,
+        properties: Default::default(),
+    };
+    start.properties.authentication_method = Some("SCRAM-SHA-256".try_into().unwrap());
+    start.properties.authentication_data = Some(b"n,,n=bob,r=again".to_vec().into());
+    sim.send(conn, Packet::Auth(Box::new(start)));
+    match sim.expect(conn) {
+        Packet::Auth(a) => assert_eq!(a.reason, AuthReason::ContinueAuthentication),
+        other => panic!("{other:?}"),
+    }
+    // A bad proof ends the connection with DISCONNECT 0x87.
+    sim.send(conn, auth_packet(b"c=biws,r=again-wrong,p=AAAA".to_vec()));
+    match sim.expect(conn) {
+        Packet::Disconnect(d) => assert_eq!(d.reason.as_u8(), 0x87),
+        other => panic!("{other:?}"),
+    }
+    assert!(sim.is_closed(conn));
+}
+
+#[test]
+fn re_authentication_with_another_method_is_a_protocol_error() {
+    let mut sim = scram_sim();
+    let (conn, _) = scram_login(&mut sim, b"hunter2");
+    let mut start = Auth {
+        reason: AuthReason::ReAuthenticate,
+        properties: Default::default(),
+    };
+    start.properties.authentication_method = Some("OTHER".try_into().unwrap());
+    sim.send(conn, Packet::Auth(Box::new(start)));
+    match sim.expect(conn) {
+        Packet::Disconnect(d) => assert_eq!(d.reason.as_u8(), 0x82),
+        other => panic!("{other:?}"),
+    }
+}
+
+#[test]
+fn auth_from_a_client_that_did_not_use_enhanced_authentication_is_a_protocol_error() {
+    let mut sim = scram_sim();
+    let conn = sim.connect(V5, "plain", true);
+    let mut start = Auth {
+        reason: AuthReason::ReAuthenticate,
+        properties: Default::default(),
+    };
+    start.properties.authentication_method = Some("SCRAM-SHA-256".try_into().unwrap());
+    sim.send(conn, Packet::Auth(Box::new(start)));
+    match sim.expect(conn) {
+        Packet::Disconnect(d) => assert_eq!(d.reason.as_u8(), 0x82),
+        other => panic!("{other:?}"),
+    }
+}

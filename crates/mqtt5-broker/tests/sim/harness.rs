@@ -47,6 +47,8 @@ pub(crate) struct Client {
     pub(crate) inbox: VecDeque<Packet>,
     /// Whether the broker closed the connection.
     pub(crate) closed: bool,
+    /// The Maximum Packet Size its CONNECT announced ([MQTT-3.1.2-24]).
+    pub(crate) max_packet_size: usize,
 }
 
 /// The simulation.
@@ -102,6 +104,7 @@ impl Sim {
                 server_decoder: Decoder::new(ProtocolVersion::V5),
                 inbox: VecDeque::new(),
                 closed: false,
+                max_packet_size: usize::MAX,
             },
         );
         self.run();
@@ -144,6 +147,9 @@ impl Sim {
                 Ok(Some(packet)) => {
                     if let Packet::Connect(c) = &packet {
                         client.server_decoder.set_version(c.protocol);
+                        if let Some(max) = c.properties.maximum_packet_size {
+                            client.max_packet_size = max.get() as usize;
+                        }
                     }
                     self.broker.handle_packet(self.now, conn, packet);
                     self.run();
@@ -172,6 +178,12 @@ impl Sim {
                     let mut wire = BytesMut::new();
                     packet.encode(client.version, &mut wire);
                     assert_eq!(wire.len(), packet.encoded_len(client.version));
+                    assert!(
+                        wire.len() <= client.max_packet_size,
+                        "[MQTT-3.1.2-24] {} bytes to a client that accepts {}: {packet:?}",
+                        wire.len(),
+                        client.max_packet_size
+                    );
                     let decoded = Decoder::new(client.version)
                         .decode(&mut wire)
                         .expect("broker sent a packet its own codec rejects")

@@ -487,8 +487,45 @@ fn wildcards_do_not_match_dollar_topics_mqtt_4_7_2_1() {
     sim.subscribe(sys, "$SYS/#", QoS::AtMostOnce);
     let publisher = sim.connect(V5, "pub", true);
     sim.publish(publisher, "$SYS/x", b"1", QoS::AtMostOnce, 0);
+    assert!(
+        sim.recv(sys).is_none(),
+        "clients do not write the broker's $SYS"
+    );
+    sim.subscribe(sys, "$ops/#", QoS::AtMostOnce);
+    sim.publish(publisher, "$ops/x", b"1", QoS::AtMostOnce, 0);
     assert!(sim.recv(sub).is_none());
-    assert_eq!(sim.expect_publish(sys).topic(), "$SYS/x");
+    assert_eq!(sim.expect_publish(sys).topic(), "$ops/x");
+}
+
+#[test]
+fn client_publish_to_sys_is_refused_with_0x87() {
+    let mut sim = Sim::new(quiet_config());
+    let c = sim.connect(V5, "c", true);
+    sim.publish(c, "$SYS/broker/uptime", b"0", QoS::AtLeastOnce, 1);
+    match sim.expect(c) {
+        Packet::PubAck(a) => assert_eq!(a.reason, PubAckReason::NotAuthorized),
+        other => panic!("{other:?}"),
+    }
+}
+
+#[test]
+fn disconnect_drops_its_reason_string_to_fit_the_clients_maximum_packet_size() {
+    let mut sim = Sim::new(quiet_config());
+    let mut c = connect_packet(V5, "tiny", true);
+    c.properties.maximum_packet_size = core::num::NonZeroU32::new(8);
+    let conn = sim.connect_with(c);
+    sim.expect(conn);
+    sim.send(
+        conn,
+        Packet::Connect(Box::new(connect_packet(V5, "tiny", true))),
+    );
+    match sim.expect(conn) {
+        Packet::Disconnect(d) => {
+            assert_eq!(d.reason, DisconnectReason::ProtocolError);
+            assert_eq!(d.properties.reason_string, None);
+        }
+        other => panic!("{other:?}"),
+    }
 }
 
 // ---- outbound options ----
@@ -1215,4 +1252,70 @@ fn ending_a_session_deletes_its_stored_messages() {
     sim.advance(Duration::from_secs(61));
     assert!(sim.store.state().messages.is_empty());
     assert!(sim.store.state().sessions.is_empty());
+}
+
+#[test]
+fn too_deep_filter_gets_0x8f_and_too_deep_topic_gets_0x90() {
+    let mut sim = Sim::new(Config {
+        max_topic_levels: 4,
+        ..quiet_config()
+    });
+    let c = sim.connect(V5, "deep", true);
+    sim.subscribe_with(
+        c,
+        "a/b/c/d/e",
+        SubscriptionOptions::new(QoS::AtMostOnce),
+        None,
+    );
+    match sim.expect(c) {
+        Packet::SubAck(a) => assert_eq!(a.reasons, [SubAckReason::TopicFilterInvalid]),
+        other => panic!("{other:?}"),
+    }
+    sim.subscribe(c, "a/b/c/#", QoS::AtMostOnce);
+    sim.publish(c, "a/b/c/d/e", b"x", QoS::AtLeastOnce, 1);
+    match sim.expect(c) {
+        Packet::PubAck(a) => assert_eq!(a.reason, PubAckReason::TopicNameInvalid),
+        other => panic!("{other:?}"),
+    }
+    assert!(sim.recv(c).is_none(), "not routed");
+    assert!(!sim.is_closed(c));
+}
+
+#[test]
+fn expired_retained_message_is_not_delivered_and_is_removed() {
+    let mut sim = Sim::new(quiet_config());
+    let publisher = sim.connect(V5, "pub", true);
+    let mut p = mqtt5_codec::Publish::new(TopicName::try_from("r").unwrap(), &b"x"[..]);
+    p.retain = true;
+    p.properties.message_expiry_interval = Some(5);
+    sim.send(publisher, Packet::Publish(p));
+    assert_eq!(sim.store.state().retained.len(), 1);
+    sim.advance(Duration::from_secs(6));
+    let c = sim.connect(V5, "late", true);
+    sim.subscribe(c, "r", QoS::AtMostOnce);
+    assert!(sim.recv(c).is_none());
+    assert_eq!(sim.broker.retained_count(), 0);
+    assert!(sim.store.state().retained.is_empty());
+}
+
+#[test]
+fn refusal_carries_a_reason_string_when_problem_information_is_requested() {
+    let mut sim = Sim::new(Config {
+        allow_anonymous: false,
+        ..quiet_config()
+    });
+    let conn = sim.connect_with(connect_packet(V5, "anon", true));
+    let ack = connack(sim.expect(conn));
+    assert_eq!(
+        ack.properties.reason_string.as_deref(),
+        Some("anonymous access is disabled")
+    );
+    let mut c = connect_packet(V5, "anon2", true);
+    c.properties.request_problem_information = Some(false);
+    let conn = sim.connect_with(c);
+    assert_eq!(
+        connack(sim.expect(conn)).properties.reason_string,
+        None,
+        "[MQTT-3.1.2-29]"
+    );
 }
