@@ -312,6 +312,10 @@ impl Broker {
     /// The codec rejected the bytes of `conn`: the stream is unusable. An MQTT 5 client that
     /// has connected gets DISCONNECT with the error's reason code (MQTT 5 §4.13); any other
     /// connection is closed (`[MQTT-4.13.1-1]`).
+    ///
+    /// A CONNECT with an unknown protocol level is answered with CONNACK "unsupported protocol
+    /// version" before the close: the driver encodes that packet in the 3.1.1 form (return
+    /// code 1), as its decoder never learnt a version for the connection.
     pub fn handle_decode_error(&mut self, now: Instant, conn: ConnId, err: &mqtt5_codec::Error) {
         let Some(c) = self.conns.get(&conn) else {
             return;
@@ -319,7 +323,14 @@ impl Broker {
         let code = err.reason_code().as_u8();
         let reason = DisconnectReason::from_u8(code).unwrap_or(DisconnectReason::MalformedPacket);
         if matches!(c.state, ConnState::AwaitConnect) {
-            self.close_unconnected(conn);
+            if matches!(err, mqtt5_codec::Error::UnsupportedProtocolLevel(_)) {
+                // 3.1.1 [MQTT-3.1.2-2] requires CONNACK return code 1 before closing, and
+                // MQTT 5 allows 0x84 ([MQTT-3.1.2-2]); the driver encodes it in the 3.1.1
+                // form, which clients of every version can read.
+                self.refuse(conn, ConnAckReason::UnsupportedProtocolVersion, None);
+            } else {
+                self.close_unconnected(conn);
+            }
         } else {
             self.protocol_violation(now, conn, reason, "malformed packet");
         }

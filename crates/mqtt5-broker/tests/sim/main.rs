@@ -1319,3 +1319,21 @@ fn refusal_carries_a_reason_string_when_problem_information_is_requested() {
         "[MQTT-3.1.2-29]"
     );
 }
+
+#[test]
+fn unknown_protocol_level_gets_return_code_1_then_close_mqtt_3_1_2_2() {
+    let mut sim = Sim::new(quiet_config());
+    let conn = sim.open(V311);
+    // CONNECT, protocol name MQTT, level 6.
+    sim.send_bytes(
+        conn,
+        &[
+            0x10, 0x0D, 0x00, 0x04, b'M', b'Q', b'T', b'T', 0x06, 0x02, 0x00, 0x3C, 0x00, 0x01,
+            b'x',
+        ],
+    );
+    let ack = connack(sim.expect(conn));
+    assert_eq!(ack.reason.v3_return_code(), 1);
+    assert!(!ack.session_present);
+    assert!(sim.is_closed(conn));
+}
