@@ -118,6 +118,8 @@ pub(crate) enum Timer {
     SessionExpiry(SessionId),
     /// `$SYS` statistics are due.
     Sys,
+    /// Expired messages are dropped from offline queues and the retained store.
+    ExpirySweep,
 }
 
 /// How a connection ends, as far as its session and will are concerned.
@@ -156,6 +158,14 @@ pub struct Broker {
     pub(crate) share_counter: usize,
     /// The last message id handed out.
     pub(crate) last_message_id: u64,
+    /// When the next expiry sweep runs, if one is scheduled.
+    pub(crate) expiry_sweep: Option<Instant>,
+    /// When the last expiry sweep ran: sweeps are at least a second apart.
+    pub(crate) last_sweep: Instant,
+    /// Sessions whose queues hold messages with a Message Expiry Interval.
+    pub(crate) expiring_sessions: BTreeSet<SessionId>,
+    /// Whether some retained message has a Message Expiry Interval.
+    pub(crate) retained_expiring: bool,
 }
 
 impl core::fmt::Debug for Broker {
@@ -208,6 +218,10 @@ impl Broker {
             stats: Stats::default(),
             share_counter: 0,
             last_message_id: 0,
+            expiry_sweep: None,
+            last_sweep: now,
+            expiring_sessions: BTreeSet::new(),
+            retained_expiring: false,
         };
         if let Some(every) = broker.config.sys_interval {
             broker.timers.insert((now + every, Timer::Sys));
@@ -356,6 +370,7 @@ impl Broker {
                 Timer::KeepAlive(conn) => self.keep_alive_check(now, conn),
                 Timer::Will(sid) => self.will_due(now, sid, at),
                 Timer::SessionExpiry(sid) => self.session_expiry_due(now, sid, at),
+                Timer::ExpirySweep => self.sweep_expired(now),
                 Timer::Sys => {
                     self.publish_sys(now);
                     if let Some(every) = self.config.sys_interval {

@@ -12,11 +12,12 @@
 //! PUBACK or PUBREC follows the commit of what it acknowledges.
 
 use std::sync::atomic::Ordering;
+use std::time::{Duration, Instant};
 
 use mqtt5_codec::QoS;
 use mqtt5_store::{DeliveryRecord, DeliveryState, StoreOp};
 
-use crate::broker::Broker;
+use crate::broker::{Broker, Timer};
 use crate::session::Delivery;
 use crate::topic_tree::SessionId;
 
@@ -81,6 +82,72 @@ impl Broker {
         }
         if d.message.stored_refs.fetch_sub(1, Ordering::Relaxed) == 1 {
             self.persist(StoreOp::MessageDeleted { id: d.message.id });
+        }
+    }
+}
+
+/// The shortest gap between two expiry sweeps.
+const SWEEP_SPACING: Duration = Duration::from_secs(1);
+
+impl Broker {
+    /// Makes sure an expiry sweep runs by `at` (or a second after the last one, whichever is
+    /// later), so that expired messages do not sit in offline queues or the retained store
+    /// (`[MQTT-3.3.2-5]`). Message expiry lives in the one timer table (STYLE.md §2).
+    pub(crate) fn note_expiry(&mut self, at: Instant) {
+        let at = at.max(self.last_sweep + SWEEP_SPACING);
+        if self.expiry_sweep.is_some_and(|scheduled| scheduled <= at) {
+            return;
+        }
+        if let Some(old) = self.expiry_sweep.replace(at) {
+            self.timers.remove(&(old, Timer::ExpirySweep));
+        }
+        self.timers.insert((at, Timer::ExpirySweep));
+    }
+
+    /// Drops expired messages from the queues that hold some, and from the retained store.
+    pub(crate) fn sweep_expired(&mut self, now: Instant) {
+        self.expiry_sweep = None;
+        self.last_sweep = now;
+        let mut next: Option<Instant> = None;
+        let mut earliest = |at: Instant| next = Some(next.map_or(at, |n| n.min(at)));
+        for sid in core::mem::take(&mut self.expiring_sessions) {
+            let Some(s) = self.session_mut(sid) else {
+                continue;
+            };
+            let (expired, kept): (Vec<Delivery>, Vec<Delivery>) =
+                s.queue.drain(..).partition(|d| d.message.expired(now));
+            s.queue.extend(kept);
+            let pending = s.queue.iter().filter_map(|d| d.message.expires_at).min();
+            for mut d in expired {
+                self.stats.messages_expired += 1;
+                self.forget_delivery(sid, &mut d, false);
+            }
+            if let Some(at) = pending {
+                self.expiring_sessions.insert(sid);
+                earliest(at);
+            }
+        }
+        if self.retained_expiring {
+            let mut cleared = Vec::new();
+            let mut still_expiring = false;
+            self.retained.retain(|m| {
+                if m.expired(now) {
+                    cleared.push(m.publish.topic().to_owned());
+                    return false;
+                }
+                if let Some(at) = m.expires_at {
+                    still_expiring = true;
+                    earliest(at);
+                }
+                true
+            });
+            self.retained_expiring = still_expiring;
+            for topic in cleared {
+                self.persist(StoreOp::RetainCleared { topic });
+            }
+        }
+        if let Some(at) = next {
+            self.note_expiry(at);
         }
     }
 }

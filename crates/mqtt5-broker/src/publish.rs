@@ -316,6 +316,10 @@ impl Broker {
             expires_at_ms,
         });
         let id = self.next_message_id();
+        if let Some(at) = expires_at {
+            self.retained_expiring = true;
+            self.note_expiry(at);
+        }
         self.retained.insert(
             &topic,
             Arc::new(Message {
@@ -538,8 +542,13 @@ impl Broker {
             }
         }
         self.record_delivery(sid, &mut delivery, DeliveryState::Queued);
+        let expires_at = delivery.message.expires_at;
         if let Some(s) = self.session_mut(sid) {
             s.queue.push_back(delivery);
+        }
+        if let Some(at) = expires_at {
+            self.expiring_sessions.insert(sid);
+            self.note_expiry(at);
         }
     }
 

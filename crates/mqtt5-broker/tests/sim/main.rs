@@ -1337,3 +1337,41 @@ fn unknown_protocol_level_gets_return_code_1_then_close_mqtt_3_1_2_2() {
     assert!(!ack.session_present);
     assert!(sim.is_closed(conn));
 }
+
+#[test]
+fn expired_messages_leave_offline_queues_and_the_retained_store_on_their_own() {
+    let mut sim = Sim::new(quiet_config());
+    let sub = sim.connect_with(persistent_connect("s", true, 3600));
+    sim.expect(sub);
+    sim.subscribe(sub, "e/#", QoS::AtLeastOnce);
+    sim.lose(sub);
+    let publisher = sim.connect(V5, "pub", true);
+    for (topic, expiry, retain) in [("e/q", 5, false), ("e/r", 7, true), ("e/keep", 100, false)] {
+        let mut p = mqtt5_codec::Publish::new(TopicName::try_from(topic).unwrap(), &b"x"[..]);
+        p.delivery = mqtt5_codec::Delivery::AtLeastOnce(PacketId::new(1).unwrap());
+        p.properties.message_expiry_interval = Some(expiry);
+        p.retain = retain;
+        sim.send(publisher, Packet::Publish(p));
+    }
+    assert_eq!(sim.store.state().messages.len(), 3);
+    let timer = sim
+        .broker
+        .poll_timeout()
+        .expect("an expiry sweep is scheduled");
+    assert_eq!(timer, sim.now + Duration::from_secs(5));
+    sim.advance(Duration::from_secs(6));
+    assert_eq!(
+        sim.store.state().messages.len(),
+        2,
+        "e/q expired in the queue"
+    );
+    sim.advance(Duration::from_secs(2));
+    assert_eq!(
+        sim.broker.retained_count(),
+        0,
+        "e/r expired in the retained store"
+    );
+    assert!(sim.store.state().retained.is_empty());
+    assert_eq!(sim.store.state().messages.len(), 1, "only e/keep is left");
+    assert_eq!(sim.broker.stats().messages_expired, 2);
+}
