@@ -110,6 +110,23 @@ pub enum StoreOp {
         /// The delivery's sequence number in its session.
         seq: u64,
     },
+    /// Creates or replaces a user: its name and password hash (a PHC string; never the
+    /// password itself).
+    UserSet {
+        /// The user name.
+        username: String,
+        /// The password hash, e.g. an argon2id PHC string.
+        password_hash: String,
+    },
+    /// Removes a user.
+    UserRemoved {
+        /// The user name.
+        username: String,
+    },
+    /// Adds an access rule (kept in insertion order; adding an existing rule is a no-op).
+    AclAdded(AclRecord),
+    /// Removes an access rule.
+    AclRemoved(AclRecord),
     /// Records that an inbound QoS 2 packet id awaits PUBREL ([MQTT-4.3.3-9]): a resent
     /// PUBLISH with that id must not be routed again, even after a restart.
     IncomingQos2 {
@@ -150,6 +167,17 @@ pub struct SessionRecord {
     pub expires_at_ms: Option<UnixMillis>,
     /// The Will Message, if one is pending.
     pub will: Option<Will>,
+}
+
+/// One access rule as stored: the parts of a Mosquitto ACL line.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct AclRecord {
+    /// Whom it applies to: `"anonymous"`, `"user NAME"` or `"pattern"`.
+    pub scope: String,
+    /// `"read"`, `"write"`, `"readwrite"` or `"deny"`.
+    pub access: String,
+    /// The topic filter, `%c` / `%u` unsubstituted in patterns.
+    pub topic: String,
 }
 
 /// Where a delivery stands in its session.
@@ -245,6 +273,10 @@ pub struct Recovered {
     pub retained: BTreeMap<String, StoredMessage>,
     /// Stored messages by id.
     pub messages: BTreeMap<u64, StoredMessage>,
+    /// Users: name to password hash.
+    pub users: BTreeMap<String, String>,
+    /// Access rules, in the order they were added.
+    pub acl: Vec<AclRecord>,
 }
 
 /// Errors of a store.
@@ -257,6 +289,33 @@ pub enum Error {
     /// A delivery refers to a message that is not stored.
     #[error("delivery refers to unknown message {0}")]
     NoMessage(u64),
+    /// The database file is not a database, or is damaged. It is left untouched.
+    #[error("database {path} is corrupt or not an mqtt5 database: {detail}")]
+    Corrupt {
+        /// The file.
+        path: String,
+        /// What SQLite said.
+        detail: String,
+    },
+    /// The database was written by a newer mqtt5 with a schema this one does not know.
+    #[error("database {path} has schema version {found}; this mqtt5 supports up to {supported}")]
+    NewerSchema {
+        /// The file.
+        path: String,
+        /// The schema version in the file.
+        found: i64,
+        /// The newest this build knows.
+        supported: i64,
+    },
+    /// The disk (or the file system quota) is full: new persistent work must be refused.
+    #[error("storage full: {0}")]
+    StorageFull(String),
+    /// Any other failure of the backing storage (I/O, permissions, locking).
+    #[error("storage error: {0}")]
+    Storage(String),
+    /// The store's writer thread is gone.
+    #[error("the store writer thread has stopped")]
+    WriterGone,
 }
 
 /// A persistence backend (STYLE.md §6).
@@ -275,232 +334,12 @@ pub trait Store: Send {
     fn apply(&mut self, ops: &[StoreOp]) -> Result<(), Error>;
 }
 
-/// A store in memory: the test double and the model for other backends.
-#[derive(Debug, Default, Clone)]
-pub struct MemoryStore {
-    state: Recovered,
-}
+mod memory;
+#[cfg(feature = "sqlite")]
+mod sqlite;
+mod writer;
 
-impl MemoryStore {
-    /// An empty store.
-    pub fn new() -> Self {
-        Self::default()
-    }
-
-    /// The current state, for inspection.
-    pub const fn state(&self) -> &Recovered {
-        &self.state
-    }
-}
-
-impl Store for MemoryStore {
-    fn recover(&mut self) -> Result<Recovered, Error> {
-        Ok(self.state.clone())
-    }
-
-    fn apply(&mut self, ops: &[StoreOp]) -> Result<(), Error> {
-        // Atomic: apply to a copy, keep it only if every op succeeds.
-        let mut next = self.state.clone();
-        for op in ops {
-            apply_one(&mut next, op)?;
-        }
-        self.state = next;
-        Ok(())
-    }
-}
-
-fn session<'a>(state: &'a mut Recovered, client_id: &str) -> Result<&'a mut StoredSession, Error> {
-    state
-        .sessions
-        .get_mut(client_id)
-        .ok_or_else(|| Error::NoSession(client_id.to_owned()))
-}
-
-fn apply_one(state: &mut Recovered, op: &StoreOp) -> Result<(), Error> {
-    match op {
-        StoreOp::ClientConnected(c) => {
-            let entry = state
-                .clients
-                .entry(c.client_id.clone())
-                .or_insert_with(|| ClientSummary {
-                    username: None,
-                    protocol: c.protocol,
-                    peer: String::new(),
-                    first_seen_ms: c.at_ms,
-                    last_connect_ms: c.at_ms,
-                    last_disconnect_ms: None,
-                    last_disconnect_reason: None,
-                    connect_count: 0,
-                });
-            entry.username.clone_from(&c.username);
-            entry.protocol = c.protocol;
-            entry.peer.clone_from(&c.peer);
-            entry.last_connect_ms = c.at_ms;
-            entry.connect_count += 1;
-        }
-        StoreOp::ClientDisconnected {
-            client_id,
-            at_ms,
-            reason,
-        } => {
-            if let Some(entry) = state.clients.get_mut(client_id) {
-                entry.last_disconnect_ms = Some(*at_ms);
-                entry.last_disconnect_reason = Some(reason.clone());
-            }
-        }
-        StoreOp::SessionSaved(record) => match state.sessions.get_mut(&record.client_id) {
-            Some(s) => s.record = record.clone(),
-            None => {
-                state.sessions.insert(
-                    record.client_id.clone(),
-                    StoredSession {
-                        record: record.clone(),
-                        subscriptions: BTreeMap::new(),
-                        deliveries: BTreeMap::new(),
-                        incoming_qos2: std::collections::BTreeSet::new(),
-                    },
-                );
-            }
-        },
-        StoreOp::SessionDeleted { client_id } => {
-            state.sessions.remove(client_id);
-        }
-        StoreOp::Subscribed {
-            client_id,
-            filter,
-            options,
-            identifier,
-        } => {
-            session(state, client_id)?.subscriptions.insert(
-                filter.clone(),
-                StoredSubscription {
-                    options: *options,
-                    identifier: *identifier,
-                },
-            );
-        }
-        StoreOp::Unsubscribed { client_id, filter } => {
-            session(state, client_id)?.subscriptions.remove(filter);
-        }
-        StoreOp::RetainSet {
-            message,
-            expires_at_ms,
-        } => {
-            state.retained.insert(
-                message.topic().to_owned(),
-                StoredMessage {
-                    message: message.clone(),
-                    expires_at_ms: *expires_at_ms,
-                },
-            );
-        }
-        StoreOp::RetainCleared { topic } => {
-            state.retained.remove(topic);
-        }
-        StoreOp::MessageStored {
-            id,
-            message,
-            expires_at_ms,
-        } => {
-            state.messages.insert(
-                *id,
-                StoredMessage {
-                    message: message.clone(),
-                    expires_at_ms: *expires_at_ms,
-                },
-            );
-        }
-        StoreOp::MessageDeleted { id } => {
-            state.messages.remove(id);
-        }
-        StoreOp::Delivery(d) => {
-            if !state.messages.contains_key(&d.message_id) {
-                return Err(Error::NoMessage(d.message_id));
-            }
-            session(state, &d.client_id)?
-                .deliveries
-                .insert(d.seq, d.clone());
-        }
-        StoreOp::DeliveryDeleted { client_id, seq } => {
-            session(state, client_id)?.deliveries.remove(seq);
-        }
-        StoreOp::IncomingQos2 {
-            client_id,
-            packet_id,
-            pending,
-        } => {
-            let s = session(state, client_id)?;
-            if *pending {
-                s.incoming_qos2.insert(*packet_id);
-            } else {
-                s.incoming_qos2.remove(packet_id);
-            }
-        }
-    }
-    Ok(())
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    fn record(id: &str) -> SessionRecord {
-        SessionRecord {
-            client_id: id.into(),
-            protocol: ProtocolVersion::V5,
-            expiry_interval: 60,
-            expires_at_ms: None,
-            will: None,
-        }
-    }
-
-    #[test]
-    fn a_failing_batch_changes_nothing() {
-        let mut store = MemoryStore::new();
-        store.apply(&[StoreOp::SessionSaved(record("a"))]).unwrap();
-        let before = store.recover().unwrap();
-        let err = store.apply(&[
-            StoreOp::SessionDeleted {
-                client_id: "a".into(),
-            },
-            StoreOp::Unsubscribed {
-                client_id: "missing".into(),
-                filter: "x".into(),
-            },
-        ]);
-        assert!(matches!(err, Err(Error::NoSession(_))));
-        assert_eq!(store.recover().unwrap(), before);
-    }
-
-    #[test]
-    fn client_records_count_connections_and_keep_the_last_disconnect() {
-        let mut store = MemoryStore::new();
-        let connect = |at_ms| {
-            StoreOp::ClientConnected(ClientRecord {
-                client_id: "c".into(),
-                username: Some("u".into()),
-                protocol: ProtocolVersion::V3_1_1,
-                peer: "[::1]:4000".into(),
-                at_ms,
-            })
-        };
-        store
-            .apply(&[
-                connect(10),
-                StoreOp::ClientDisconnected {
-                    client_id: "c".into(),
-                    at_ms: 20,
-                    reason: "normal".into(),
-                },
-                connect(30),
-            ])
-            .unwrap();
-        let c = &store.recover().unwrap().clients["c"];
-        assert_eq!(
-            (c.first_seen_ms, c.last_connect_ms, c.connect_count),
-            (10, 30, 2)
-        );
-        assert_eq!(c.last_disconnect_ms, Some(20));
-        assert_eq!(c.last_disconnect_reason.as_deref(), Some("normal"));
-    }
-}
+pub use memory::MemoryStore;
+#[cfg(feature = "sqlite")]
+pub use sqlite::*;
+pub use writer::*;
