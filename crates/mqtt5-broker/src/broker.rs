@@ -680,11 +680,25 @@ impl Broker {
             || !self.authorizer.can_publish(&info, will.topic.as_str())
         {
             self.stats.denied_publishes += 1;
+            self.resave_session(sid);
             return;
         }
         let publish = crate::publish::will_to_publish(&will);
         self.stats.messages_received += 1;
         self.ingest(now, Some(sid), publish);
+        self.resave_session(sid);
+    }
+
+    /// Persists a stored session's record again (its will or expiry changed).
+    pub(crate) fn resave_session(&mut self, sid: SessionId) {
+        let Some(s) = self.session(sid) else {
+            return;
+        };
+        if !s.stored {
+            return;
+        }
+        let expires_at_ms = s.expires_at.map(|at| self.wall_ms(at));
+        self.save_session(sid, expires_at_ms);
     }
 
     /// Ends a session: its will (if still pending) is sent first ("no later than when the

@@ -76,6 +76,7 @@ mod config;
 mod credentials;
 mod durable;
 mod publish;
+mod restore;
 mod retained;
 mod scram;
 mod session;

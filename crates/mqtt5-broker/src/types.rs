@@ -48,6 +48,9 @@ pub enum Error {
     /// `handle_connection` was called with a connection id the core still knows.
     #[error("connection {0:?} is already open")]
     ConnectionExists(ConnId),
+    /// `restore` was called on a broker that already has state.
+    #[error("restore needs a fresh broker, with no sessions, connections or retained messages")]
+    NotFresh,
     /// The configuration is inconsistent.
     #[error("invalid configuration: {0}")]
     Config(&'static str),

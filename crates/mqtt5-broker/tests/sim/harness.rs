@@ -62,6 +62,10 @@ pub(crate) struct Sim {
     pub(crate) persisted: Vec<mqtt5_store::StoreOp>,
     /// A log of actions in order: ("send", conn) / ("persist", n) / ("close", conn).
     pub(crate) trace: Vec<String>,
+    /// The configuration, for restarts.
+    config: Config,
+    /// The instant the current broker was created at.
+    started: Instant,
 }
 
 impl Sim {
@@ -76,7 +80,7 @@ impl Sim {
             reason = "the simulation picks its start instant"
         )]
         let now = Instant::now();
-        let broker = Broker::new(config, services, now, 1_700_000_000_000).unwrap();
+        let broker = Broker::new(config.clone(), services, now, 1_700_000_000_000).unwrap();
         Self {
             broker,
             now,
@@ -85,7 +89,24 @@ impl Sim {
             next_conn: 1,
             persisted: Vec::new(),
             trace: Vec::new(),
+            config,
+            started: now,
         }
+    }
+
+    /// Stops the broker (every connection drops with it) and starts a new one from what the
+    /// store holds, as a process restart would.
+    pub(crate) fn restart(&mut self) {
+        for client in self.clients.values_mut() {
+            client.closed = true;
+        }
+        let wall =
+            1_700_000_000_000 + u64::try_from((self.now - self.started).as_millis()).unwrap();
+        let mut broker = Broker::new(self.config.clone(), open_services(), self.now, wall).unwrap();
+        let recovered = self.store.recover().unwrap();
+        broker.restore(self.now, recovered).unwrap();
+        self.broker = broker;
+        self.run();
     }
 
     /// Opens a connection; nothing is sent yet.

@@ -1375,3 +1375,71 @@ fn expired_messages_leave_offline_queues_and_the_retained_store_on_their_own() {
     assert_eq!(sim.store.state().messages.len(), 1, "only e/keep is left");
     assert_eq!(sim.broker.stats().messages_expired, 2);
 }
+
+// ---- restart ----
+
+#[test]
+fn restart_keeps_sessions_subscriptions_queues_in_flight_and_retained_messages() {
+    let mut sim = Sim::new(quiet_config());
+    let sub = sim.connect_with(persistent_connect("s", true, 600));
+    sim.expect(sub);
+    sim.subscribe(sub, "t/#", QoS::ExactlyOnce);
+    let publisher = sim.connect(V5, "pub", true);
+    sim.publish(publisher, "t/1", b"in flight", QoS::AtLeastOnce, 1);
+    let first = sim.expect_publish(sub);
+    let mut r = mqtt5_codec::Publish::new(TopicName::try_from("t/r").unwrap(), &b"kept"[..]);
+    r.retain = true;
+    sim.send(publisher, Packet::Publish(r));
+    sim.drain(sub);
+    sim.lose(sub);
+    sim.publish(publisher, "t/2", b"queued", QoS::ExactlyOnce, 2);
+    sim.restart();
+    assert_eq!(sim.broker.session_count(), 1);
+    let sub = sim.connect_with(persistent_connect("s", false, 600));
+    assert!(connack(sim.expect(sub)).session_present);
+    let again = sim.expect_publish(sub);
+    assert!(again.dup);
+    assert_eq!(again.delivery.packet_id(), first.delivery.packet_id());
+    assert_eq!(again.payload(), b"in flight");
+    let queued = sim.expect_publish(sub);
+    assert_eq!(
+        (queued.payload(), queued.qos()),
+        (&b"queued"[..], QoS::ExactlyOnce)
+    );
+    // The subscription survived: a new message reaches it.
+    let publisher = sim.connect(V5, "pub2", true);
+    sim.publish(publisher, "t/3", b"after", QoS::AtMostOnce, 0);
+    assert_eq!(sim.expect_publish(sub).payload(), b"after");
+    // And the retained message.
+    let other = sim.connect(V5, "o", true);
+    sim.subscribe(other, "t/r", QoS::AtMostOnce);
+    assert_eq!(sim.expect_publish(other).payload(), b"kept");
+}
+
+#[test]
+fn restart_publishes_the_will_of_a_client_that_was_connected() {
+    let mut sim = Sim::new(quiet_config());
+    let w = sim.connect_with(persistent_connect("watcher", true, 600));
+    sim.expect(w);
+    sim.subscribe(w, "wills", QoS::AtLeastOnce);
+    sim.lose(w);
+    let c = sim.connect_with(will_connect("crashy", None, 600));
+    sim.expect(c);
+    sim.restart();
+    assert!(sim.store.state().sessions["crashy"].record.will.is_none());
+    let w = sim.connect_with(persistent_connect("watcher", false, 600));
+    sim.expect(w);
+    assert_eq!(sim.expect_publish(w).payload(), b"gone");
+}
+
+#[test]
+fn session_that_expired_while_the_broker_was_down_is_ended_at_restart() {
+    let mut sim = Sim::new(quiet_config());
+    let c = sim.connect_with(persistent_connect("gone", true, 60));
+    sim.expect(c);
+    sim.lose(c);
+    sim.now += Duration::from_secs(120);
+    sim.restart();
+    assert_eq!(sim.broker.session_count(), 0);
+    assert!(!sim.store.state().sessions.contains_key("gone"));
+}

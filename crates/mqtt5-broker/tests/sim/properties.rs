@@ -1,5 +1,5 @@
 //! Property tests over random interleavings of publishes, acknowledgements, disconnects and
-//! reconnects of a persistent subscriber:
+//! reconnects of a persistent subscriber, and restarts of the broker from its store:
 //! - every acknowledged QoS 1 message reaches the subscriber at least once (`[MQTT-4.3.2-?]`);
 //! - every acknowledged QoS 2 message reaches its application exactly once (`[MQTT-4.3.3-?]`);
 //! - per topic, first deliveries keep publish order (`[MQTT-4.6.0-5]`).
@@ -22,6 +22,8 @@ enum Op {
     Lose,
     /// The subscriber reconnects (no-op when connected).
     Reconnect,
+    /// The broker restarts from its store; every connection drops.
+    Restart,
 }
 
 fn op() -> impl Strategy<Value = Op> {
@@ -30,6 +32,7 @@ fn op() -> impl Strategy<Value = Op> {
         4 => (1u8..6).prop_map(Op::Process),
         1 => Just(Op::Lose),
         1 => Just(Op::Reconnect),
+        1 => Just(Op::Restart),
     ]
 }
 
@@ -102,7 +105,7 @@ fn run(ops: &[Op]) {
         conn: Some(first),
         ..Receiver::default()
     };
-    let publisher = sim.connect(ProtocolVersion::V5, "pub", true);
+    let mut publisher = sim.connect(ProtocolVersion::V5, "pub", true);
     let mut published: Vec<(String, u32, QoS)> = Vec::new();
     let mut next_id = 1u16;
     for op in ops {
@@ -138,6 +141,11 @@ fn run(ops: &[Op]) {
                 }
             }
             Op::Reconnect => rx.reconnect(&mut sim),
+            Op::Restart => {
+                sim.restart();
+                rx.conn = None;
+                publisher = sim.connect(ProtocolVersion::V5, "pub", true);
+            }
         }
     }
     // Settle: reconnect and process until nothing is left.
