@@ -86,6 +86,9 @@ pub enum Op {
     Raw { slot: u8, bytes: Vec<u8> },
     /// The clock moves on.
     Advance { millis: u16, hours: u8 },
+    /// The broker restarts from its store: every connection drops, and `restore` rebuilds the
+    /// core from `recover`.
+    Restart,
 }
 
 const SLOTS: usize = 4;
@@ -137,6 +140,17 @@ fn qos(q: u8) -> QoS {
 
 impl World {
     fn new(now: Instant) -> Self {
+        Self {
+            broker: Self::broker(now, 0),
+            now,
+            store: MemoryStore::new(),
+            slots: [None, None, None, None],
+            known: HashMap::new(),
+            next: 1,
+        }
+    }
+
+    fn broker(now: Instant, wall_ms: u64) -> Broker {
         let config = Config {
             max_queued_messages: 8,
             max_inflight: 4,
@@ -153,14 +167,23 @@ impl World {
             enhanced: Vec::new(),
             random: Box::new(Counter(1)),
         };
-        Self {
-            broker: Broker::new(config, services, now, 0).expect("valid config"),
-            now,
-            store: MemoryStore::new(),
-            slots: [None, None, None, None],
-            known: HashMap::new(),
-            next: 1,
+        Broker::new(config, services, now, wall_ms).expect("valid config")
+    }
+
+    fn restart(&mut self, start: Instant) {
+        for c in self.slots.iter_mut().flatten() {
+            c.closed = true;
         }
+        for open in self.known.values_mut() {
+            *open = false;
+        }
+        let wall = u64::try_from((self.now - start).as_millis()).unwrap_or(u64::MAX);
+        self.broker = Self::broker(self.now, wall);
+        let recovered = self.store.recover().expect("memory store recovers");
+        self.broker
+            .restore(self.now, recovered)
+            .expect("a fresh broker restores");
+        self.run();
     }
 
     fn run(&mut self) {
@@ -259,8 +282,9 @@ impl World {
         self.run();
     }
 
-    fn step(&mut self, op: Op) {
+    fn step(&mut self, op: Op, start: Instant) {
         match op {
+            Op::Restart => self.restart(start),
             Op::Connect {
                 slot,
                 version,
@@ -463,6 +487,6 @@ impl World {
 pub fn run(ops: Vec<Op>, now: Instant) {
     let mut world = World::new(now);
     for op in ops.into_iter().take(256) {
-        world.step(op);
+        world.step(op, now);
     }
 }
