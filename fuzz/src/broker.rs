@@ -269,7 +269,7 @@ impl World {
         self.next += 1;
         let addr: SocketAddr = "127.0.0.1:1".parse().expect("address");
         self.broker
-            .handle_connection(self.now, id, PeerInfo { addr })
+            .handle_connection(self.now, id, PeerInfo::new(addr))
             .expect("fresh id");
         self.known.insert(id, true);
         self.slots[slot] = Some(Conn {

@@ -129,6 +129,9 @@ pub(crate) enum Ending {
     Normal,
     /// Any other end: the will is published (`[MQTT-3.1.2-8]`), after its delay.
     Abnormal,
+    /// The broker is stopping: the session and its will stay as they are, to be restored
+    /// (the will falls due at the next start, as for a client that lost its connection).
+    Shutdown,
 }
 
 /// The broker core: a sans-IO state machine (STYLE.md §2).
@@ -358,6 +361,28 @@ impl Broker {
         self.flush_ops();
     }
 
+    /// The broker is shutting down: every connection is closed, MQTT 5 clients first get
+    /// DISCONNECT 0x8B (Server shutting down). Sessions stay as they are, in memory and in
+    /// the store, for the next start; the driver should commit the store after this.
+    pub fn handle_shutdown(&mut self, now: Instant) {
+        let conns: Vec<ConnId> = self.conns.keys().copied().collect();
+        for conn in conns {
+            let connected = self.conns.get(&conn).is_some_and(|c| c.session.is_some());
+            if connected {
+                self.end_connection(
+                    now,
+                    conn,
+                    Ending::Shutdown,
+                    Some(DisconnectReason::ServerShuttingDown),
+                    "server shutting down",
+                );
+            } else {
+                self.close_unconnected(conn);
+            }
+        }
+        self.flush_ops();
+    }
+
     /// Runs every timer due at `now`.
     pub fn handle_timeout(&mut self, now: Instant) {
         while let Some(&(at, timer)) = self.timers.first() {
@@ -581,6 +606,7 @@ impl Broker {
         let mut will_now = false;
         if let Some(s) = self.session_mut(sid) {
             match ending {
+                Ending::Shutdown => {}
                 Ending::Normal => s.will = None,
                 Ending::Abnormal => {
                     if let Some(will) = &s.will {
@@ -598,6 +624,10 @@ impl Broker {
         }
         if will_now {
             self.publish_will(now, sid);
+        }
+        if ending == Ending::Shutdown {
+            // Kept as connected-at-stop: restore starts its expiry and its will.
+            return;
         }
         self.hand_over_shared(now, sid);
         self.start_expiry(now, sid);
@@ -836,7 +866,12 @@ impl Broker {
         }
         let username = connect.username.as_ref().map(|u| u.as_str().to_owned());
         let verdict = match &username {
-            None if !self.config.allow_anonymous => {
+            None if !self
+                .conns
+                .get(&conn)
+                .and_then(|c| c.peer.allow_anonymous)
+                .unwrap_or(self.config.allow_anonymous) =>
+            {
                 self.stats.auth_failures += 1;
                 self.refuse(
                     conn,

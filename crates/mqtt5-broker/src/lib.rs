@@ -50,7 +50,7 @@
 //! let mut broker = Broker::new(Config::default(), services, start, 0).unwrap();
 //! let conn = ConnId(1);
 //! broker
-//!     .handle_connection(start, conn, PeerInfo { addr: "127.0.0.1:50000".parse().unwrap() })
+//!     .handle_connection(start, conn, PeerInfo::new("127.0.0.1:50000".parse().unwrap()))
 //!     .unwrap();
 //! let connect = Connect { client_id: MqttString::try_from("sensor-1").unwrap(), ..Connect::default() };
 //! broker.handle_packet(start, conn, Packet::Connect(Box::new(connect)));

@@ -16,6 +16,19 @@ pub struct ConnId(pub u64);
 pub struct PeerInfo {
     /// The peer's address.
     pub addr: SocketAddr,
+    /// Whether clients without a User Name may connect through this connection's listener;
+    /// `None` takes [`crate::Config::allow_anonymous`].
+    pub allow_anonymous: Option<bool>,
+}
+
+impl PeerInfo {
+    /// A peer at `addr`, under the configuration's anonymous-access policy.
+    pub const fn new(addr: SocketAddr) -> Self {
+        Self {
+            addr,
+            allow_anonymous: None,
+        }
+    }
 }
 
 /// What the core asks its driver to do, in order (STYLE.md §2).

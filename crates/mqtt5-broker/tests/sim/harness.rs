@@ -115,7 +115,7 @@ impl Sim {
         self.next_conn += 1;
         let addr: SocketAddr = format!("127.0.0.1:{}", 40000 + conn.0).parse().unwrap();
         self.broker
-            .handle_connection(self.now, conn, PeerInfo { addr })
+            .handle_connection(self.now, conn, PeerInfo::new(addr))
             .unwrap();
         // Before CONNECT the server decodes in 5.0 framing; CONNECT sets the version.
         self.clients.insert(

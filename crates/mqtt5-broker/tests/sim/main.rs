@@ -1443,3 +1443,35 @@ fn session_that_expired_while_the_broker_was_down_is_ended_at_restart() {
     assert_eq!(sim.broker.session_count(), 0);
     assert!(!sim.store.state().sessions.contains_key("gone"));
 }
+
+#[test]
+fn shutdown_disconnects_with_0x8b_and_keeps_sessions_and_wills_for_the_next_start() {
+    let mut sim = Sim::new(quiet_config());
+    let five = sim.connect_with(will_connect("five", None, 600));
+    sim.expect(five);
+    let four = sim.connect(V311, "four", true);
+    let waiting = sim.open(V5);
+    let now = sim.now;
+    sim.broker.handle_shutdown(now);
+    sim.run();
+    assert_eq!(
+        disconnect_reason(sim.expect(five)),
+        DisconnectReason::ServerShuttingDown
+    );
+    assert!(sim.recv(four).is_none(), "3.1.1 has no server DISCONNECT");
+    for c in [five, four, waiting] {
+        assert!(sim.is_closed(c));
+    }
+    let stored = &sim.store.state().sessions["five"];
+    assert!(
+        stored.record.will.is_some(),
+        "the will waits for the next start"
+    );
+    assert_eq!(stored.record.expires_at_ms, None);
+    assert_eq!(
+        sim.store.state().clients["five"]
+            .last_disconnect_reason
+            .as_deref(),
+        Some("server shutting down")
+    );
+}
