@@ -1,0 +1,13 @@
+//! Integration tests of mqtt5-store: one test binary (STYLE.md §1).
+//!
+//! - `conformance`: one suite, generic over [`mqtt5_store::Store`], run against every backend;
+//! - `model`: a property test of `SqliteStore` against `MemoryStore`, with close-and-reopen;
+//! - `files`: what `SqliteStore::open` does with bad, foreign, newer and full databases.
+
+mod conformance;
+#[cfg(feature = "sqlite")]
+mod files;
+mod fixture;
+#[cfg(feature = "sqlite")]
+mod model;
+mod writer;
