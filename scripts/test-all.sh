@@ -34,8 +34,9 @@ step() {
 start=$SECONDS
 
 # --- System packages ---------------------------------------------------------------------
-# Debian packages the tests need go here, installed only when missing. Later steps will add
-# the interoperability peers (mosquitto, the paho clients); nothing else is needed yet.
+# Debian packages the tests need go here, installed only when missing: a C++ compiler for
+# libFuzzer, and the interoperability peers the mqtt5d tests talk to (mosquitto_pub and
+# mosquitto_sub from Debian; the Python paho-mqtt client from PyPI).
 apt_install() {
     local sudo=()
     [[ $(id -u) -eq 0 ]] || sudo=(sudo)
@@ -50,7 +51,14 @@ if ! command -v c++ >/dev/null 2>&1; then
     step "installing a C++ compiler (g++) for libfuzzer-sys"
     apt_install g++
 fi
-# (mosquitto, paho: add here when the tests use them.)
+if ! command -v mosquitto_pub >/dev/null 2>&1 || ! command -v mosquitto_sub >/dev/null 2>&1; then
+    step "installing mosquitto and mosquitto-clients (interoperability peers)"
+    apt_install mosquitto mosquitto-clients
+fi
+if ! python3 -c 'import paho.mqtt, sys; sys.exit(paho.mqtt.__version__ != "2.1.0")' 2>/dev/null; then
+    step "installing paho-mqtt 2.1.0 for python3 (interoperability peer)"
+    python3 -m pip install --quiet --disable-pip-version-check "paho-mqtt==2.1.0"
+fi
 
 # --- Rust tools --------------------------------------------------------------------------
 step "checking the Rust toolchain and tools"

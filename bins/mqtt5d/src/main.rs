@@ -1,23 +1,228 @@
-//! `mqtt5d`, the mqtt5 broker binary.
+//! `mqtt5d`, the mqtt5 broker binary: the driver around the sans-IO core `mqtt5-broker` and
+//! the store `mqtt5-store`.
 //!
-//! The event loop, listeners and configuration arrive with issue 5. Until then the binary
-//! reports its version and says plainly that it cannot serve yet.
+//! - [`cli`]: the command line;
+//! - [`settings`]: the configuration file and the settings it gives;
+//! - [`logging`]: `tracing` to stderr, as text or JSON;
+//! - [`admin`]: the `user` and `acl` commands on the database;
+//! - [`server`]: the event loop.
+//!
+//! Exit status: 0 on success, 1 for an invalid configuration, a failed command or a server
+//! error (with a message on stderr), 2 for a command line clap rejects.
 
+mod admin;
+mod cli;
+mod logging;
+mod server;
+mod settings;
+
+use std::path::Path;
 use std::process::ExitCode;
 
+use mqtt5_broker::PasswordParams;
+
+use crate::admin::AdminError;
+use crate::cli::{AclCommand, Cli, Command, UserCommand};
+use crate::settings::{ConfigError, Durability, Overrides, Settings};
+
+/// Why a command failed.
+#[derive(Debug, thiserror::Error)]
+enum Failure {
+    /// The configuration.
+    #[error("{0}")]
+    Config(#[from] ConfigError),
+    /// Logging could not be set up.
+    #[error(transparent)]
+    Logging(#[from] logging::LoggingError),
+    /// A `user` or `acl` command.
+    #[error(transparent)]
+    Admin(#[from] AdminError),
+    /// The server.
+    #[error(transparent)]
+    Server(#[from] server::ServerError),
+}
+
 fn main() -> ExitCode {
-    let arg = std::env::args().nth(1);
-    match arg.as_deref() {
-        Some("--version" | "-V") => {
-            println!("mqtt5d {}", env!("CARGO_PKG_VERSION"));
-            ExitCode::SUCCESS
+    let cli = Cli::parse_checked();
+    match dispatch(&cli) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(Failure::Config(ConfigError::Invalid(problems))) => {
+            eprintln!("mqtt5d: invalid configuration:");
+            for problem in problems {
+                eprintln!("  {problem}");
+            }
+            ExitCode::FAILURE
         }
-        _ => {
-            eprintln!(
-                "mqtt5d {}: the broker is not built yet; only the codec is (see README.md)",
-                env!("CARGO_PKG_VERSION")
-            );
-            ExitCode::from(2)
+        Err(e) => {
+            eprintln!("mqtt5d: {e}");
+            ExitCode::FAILURE
         }
     }
+}
+
+fn dispatch(cli: &Cli) -> Result<(), Failure> {
+    let config = cli.common.config.as_deref();
+    match &cli.command {
+        None => run(config, &cli.run_overrides()),
+        Some(Command::CheckConfig { file }) => {
+            check_config(file);
+            Ok(())
+        }
+        Some(Command::User(command)) => {
+            let settings = Settings::load(config, &cli.admin_overrides())?;
+            user(&settings, command)
+        }
+        Some(Command::Acl(command)) => {
+            let settings = Settings::load(config, &cli.admin_overrides())?;
+            acl(&settings, command)
+        }
+    }
+}
+
+/// Runs the broker.
+fn run(config: Option<&Path>, overrides: &Overrides) -> Result<(), Failure> {
+    let settings = Settings::load(config, overrides)?;
+    logging::init(&settings.log)?;
+    tracing::info!(
+        version = env!("CARGO_PKG_VERSION"),
+        config = %config.map_or_else(|| "(none: defaults)".to_owned(), |p| p.display().to_string()),
+        "mqtt5d starting"
+    );
+    for listener in &settings.listeners {
+        tracing::debug!(
+            bind = %listener.bind,
+            protocol = ?listener.protocol,
+            tls = listener.tls.is_some(),
+            anonymous = settings.allows_anonymous(listener),
+            "listener configured"
+        );
+    }
+    let durability = match settings.storage.durability {
+        Durability::Sync => "sync".to_owned(),
+        Durability::Periodic(period) => format!("periodic ({} ms)", period.as_millis()),
+        Durability::Memory => "memory".to_owned(),
+    };
+    tracing::info!(
+        data_dir = %settings.storage.data_dir.display(),
+        %durability,
+        max_connections = settings.max_connections,
+        metrics = ?settings.metrics,
+        "storage and limits"
+    );
+    server::run(settings)?;
+    Ok(())
+}
+
+/// `mqtt5d check-config FILE`: "FILE: ok" on stdout and status 0, or each problem on stderr
+/// and status 1 (the process exits here).
+fn check_config(file: &Path) {
+    match Settings::load(Some(file), &Overrides::default()) {
+        Ok(_) => println!("{}: ok", file.display()),
+        Err(ConfigError::Invalid(problems)) => {
+            for problem in &problems {
+                eprintln!("{problem}");
+            }
+            let count = problems.len();
+            eprintln!(
+                "{}: {count} error{}",
+                file.display(),
+                if count == 1 { "" } else { "s" }
+            );
+            std::process::exit(1);
+        }
+        Err(e) => {
+            eprintln!("mqtt5d: {e}");
+            std::process::exit(1);
+        }
+    }
+}
+
+/// `mqtt5d user …`.
+fn user(settings: &Settings, command: &UserCommand) -> Result<(), Failure> {
+    match command {
+        UserCommand::Add {
+            name,
+            password_stdin,
+        } => {
+            admin::check_username(name)?;
+            let password = if *password_stdin {
+                admin::read_password_line(std::io::stdin().lock())?
+            } else {
+                admin::prompt_password(name)?
+            };
+            let salt = admin::random_salt()?;
+            let mut store = admin::open_database(settings, true)?;
+            let added = admin::user_add(
+                &mut store,
+                name,
+                password.as_bytes(),
+                &salt,
+                PasswordParams::DEFAULT,
+            )?;
+            match added {
+                admin::UserAdded::Created => println!("user {name} added"),
+                admin::UserAdded::Replaced => println!("user {name}: password changed"),
+            }
+        }
+        UserCommand::Remove { name } => {
+            let Some(mut store) = open_existing(settings)? else {
+                return Err(AdminError::NoSuchUser(name.clone()).into());
+            };
+            admin::user_remove(&mut store, name)?;
+            println!("user {name} removed");
+        }
+        UserCommand::List => {
+            if let Some(mut store) = open_existing(settings)? {
+                for name in admin::user_list(&mut store)? {
+                    println!("{name}");
+                }
+            }
+        }
+    }
+    Ok(())
+}
+
+/// `mqtt5d acl …`.
+fn acl(settings: &Settings, command: &AclCommand) -> Result<(), Failure> {
+    match command {
+        AclCommand::Add(args) => {
+            let rule = admin::parse_rule(&args.scope, &args.access, &args.topic)?;
+            let mut store = admin::open_database(settings, true)?;
+            if admin::acl_add(&mut store, &rule)? {
+                println!("rule added");
+            } else {
+                println!("rule already present");
+            }
+            if !settings.auth.use_database_acl {
+                eprintln!(
+                    "note: [auth] use_database_acl is false: the broker does not apply the \
+                     database's rules until it is set to true"
+                );
+            }
+        }
+        AclCommand::Remove(args) => {
+            let rule = admin::parse_rule(&args.scope, &args.access, &args.topic)?;
+            match open_existing(settings)? {
+                Some(mut store) => admin::acl_remove(&mut store, &rule)?,
+                None => return Err(AdminError::NoSuchRule(admin::RuleDisplay(rule)).into()),
+            }
+            println!("rule removed");
+        }
+        AclCommand::List => {
+            if let Some(mut store) = open_existing(settings)? {
+                print!("{}", admin::format_acl(&admin::acl_rules(&mut store)?));
+            }
+        }
+    }
+    Ok(())
+}
+
+/// Opens the database if it exists: listing or removing creates nothing.
+fn open_existing(settings: &Settings) -> Result<Option<mqtt5_store::SqliteStore>, AdminError> {
+    if settings.storage.durability != Durability::Memory
+        && !settings.storage.database_path().exists()
+    {
+        return Ok(None);
+    }
+    admin::open_database(settings, false).map(Some)
 }
