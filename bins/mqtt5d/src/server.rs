@@ -1,0 +1,810 @@
+//! The event loop: readiness-based I/O with mio on one thread that also owns the broker core,
+//! and the store's writer thread beside it.
+//!
+//! ```text
+//!            +-------------------- event-loop thread --------------------+
+//!  sockets --| mio Poll -> read -> Decoder -> Broker::handle_* ---------+ |
+//!            |                                                         v |
+//!            |   write <- encode <- [held until committed] <- poll_action |
+//!            +-------------------------------|---------------^-----------+
+//!                               Persist ops  v               | Completion + Waker
+//!                                  +---- store writer thread ----+
+//!                                  | group commit into SQLite    |
+//!                                  +-----------------------------+
+//! ```
+//!
+//! - **No thread per connection.** One thread serves every connection; the store writes on
+//!   its own thread.
+//! - **Durability.** In `sync` mode an `Action::Persist` is a barrier: every action after it
+//!   waits until the writer reports that batch committed, so an acknowledgement never leaves
+//!   before the data it confirms (STYLE.md §2). In `periodic` and `memory` modes nothing waits.
+//! - **Bounded memory per connection.** Reads stop at the Maximum Packet Size (the decoder
+//!   refuses larger packets from their header); writes go to a per-connection buffer with a
+//!   hard limit, and a client whose buffer overflows is disconnected and logged.
+
+use std::collections::VecDeque;
+use std::io::{self, Read, Write};
+use std::net::SocketAddr;
+use std::time::{Duration, Instant, SystemTime};
+
+use bytes::BytesMut;
+use crossbeam_channel::{Receiver, TryRecvError};
+use mio::net::{TcpListener, TcpStream};
+use mio::{Events, Interest, Poll, Token, Waker};
+use mqtt5_broker::{Action, AllowAll, Authorizer, Broker, ConnId, Credentials, PeerInfo, Services};
+use mqtt5_codec::{Decoder, ProtocolVersion};
+use mqtt5_store::{BatchId, Completion, Durability, MemoryStore, Store, Writer, WriterConfig};
+use slab::Slab;
+use tracing::{debug, error, info, warn};
+
+use crate::settings::{self, Settings};
+
+/// Errors that end the server.
+#[derive(Debug, thiserror::Error)]
+#[error("{0}")]
+pub(crate) struct ServerError(pub(crate) String);
+
+impl ServerError {
+    fn new(what: impl Into<String>) -> Self {
+        Self(what.into())
+    }
+}
+
+const WAKER: Token = Token(usize::MAX);
+const SIGNALS: Token = Token(usize::MAX - 1);
+/// Listener tokens are 0..LISTENER_BASE; connection tokens start there.
+const CONN_BASE: usize = 1 << 16;
+/// The most bytes read from one connection per readiness event, so that one busy client
+/// cannot starve the others; the rest is read on the next round.
+const READ_BUDGET: usize = 256 * 1024;
+
+/// Runs the broker until SIGINT or SIGTERM.
+///
+/// # Errors
+/// When the store cannot be opened or recovered, or a listener cannot bind.
+pub(crate) fn run(settings: Settings) -> Result<(), ServerError> {
+    raise_fd_limit();
+    match settings.storage.durability {
+        settings::Durability::Memory => {
+            info!("storage: memory only, nothing is written to disk");
+            serve(settings, MemoryStore::new(), None)
+        }
+        settings::Durability::Sync | settings::Durability::Periodic(_) => {
+            std::fs::create_dir_all(&settings.storage.data_dir).map_err(|e| {
+                ServerError::new(format!(
+                    "cannot create data directory {}: {e}",
+                    settings.storage.data_dir.display()
+                ))
+            })?;
+            let path = settings.storage.database_path();
+            let synchronous = match settings.storage.durability {
+                settings::Durability::Sync => mqtt5_store::Synchronous::Full,
+                _ => mqtt5_store::Synchronous::Normal,
+            };
+            let store = mqtt5_store::SqliteStore::open(
+                &path,
+                mqtt5_store::SqliteOptions {
+                    synchronous,
+                    ..mqtt5_store::SqliteOptions::default()
+                },
+            )
+            .map_err(|e| ServerError::new(format!("cannot open the database: {e}")))?;
+            info!(path = %path.display(), "storage: SQLite");
+            serve(settings, store, Some(path))
+        }
+    }
+}
+
+/// Raises the soft open-file limit to the hard one, and logs the ceiling: each connection
+/// is a file descriptor.
+fn raise_fd_limit() {
+    use rustix::process::{Resource, getrlimit, setrlimit};
+    let mut limit = getrlimit(Resource::Nofile);
+    if limit.current < limit.maximum {
+        limit.current = limit.maximum;
+        if let Err(e) = setrlimit(Resource::Nofile, limit) {
+            warn!(error = %e, "cannot raise the open-file limit");
+        }
+    }
+    let now = getrlimit(Resource::Nofile);
+    info!(
+        soft = ?now.current,
+        hard = ?now.maximum,
+        "open-file limit: at most about this many connections"
+    );
+}
+
+/// One listening socket and its limits.
+struct Listener {
+    socket: TcpListener,
+    addr: SocketAddr,
+    max_connections: usize,
+    open: usize,
+    allow_anonymous: Option<bool>,
+}
+
+/// One client connection.
+struct Connection {
+    id: ConnId,
+    stream: TcpStream,
+    listener: usize,
+    decoder: Decoder,
+    /// The version the broker's packets are encoded in.
+    version: ProtocolVersion,
+    rbuf: BytesMut,
+    wbuf: BytesMut,
+    /// The core asked for the connection to be closed once `wbuf` is flushed.
+    closing: bool,
+    /// WRITABLE interest is registered.
+    want_write: bool,
+    /// Readable data may be left in the socket (the read budget ran out).
+    more_to_read: bool,
+    /// The peer's address, for the log.
+    peer: SocketAddr,
+    /// The client identifier and user name of its CONNECT, for the log (never a password).
+    client: Option<(String, Option<String>)>,
+    /// Whether CONNACK accepted it.
+    connected: bool,
+    /// Why the broker is closing it, for the log: the reason of the DISCONNECT it sent.
+    close_reason: Option<String>,
+}
+
+/// The event loop's state.
+struct Server<S: Store + Send + 'static> {
+    poll: Poll,
+    listeners: Vec<Listener>,
+    conns: Slab<Connection>,
+    next_generation: u64,
+    broker: Broker,
+    writer: Option<Writer<S>>,
+    writer_handle: mqtt5_store::WriterHandle,
+    completions: Receiver<Completion>,
+    /// In sync mode: actions held until the batch they follow is committed.
+    held: VecDeque<(BatchId, Action)>,
+    /// The last batch submitted and whether sends must wait for it.
+    barrier: Option<BatchId>,
+    committed: Option<BatchId>,
+    wait_for_commits: bool,
+    max_connections: usize,
+    open_connections: usize,
+    write_buffer_limit: usize,
+    max_packet_size: u32,
+    /// Connections with work left: unread input or a pending close.
+    pending: Vec<usize>,
+    /// Connections whose `wbuf` needs flushing.
+    dirty: Vec<usize>,
+    shutting_down: bool,
+}
+
+fn serve<S: Store + Send + 'static>(
+    settings: Settings,
+    mut store: S,
+    db_path: Option<std::path::PathBuf>,
+) -> Result<(), ServerError> {
+    let recovered = store.recover().map_err(|e| {
+        ServerError::new(format!(
+            "cannot read the database{}: {e}",
+            db_path
+                .as_ref()
+                .map(|p| format!(" {}", p.display()))
+                .unwrap_or_default()
+        ))
+    })?;
+    // Users and ACL rules from the database, and the ACL file if one is configured.
+    let authenticator = if recovered.users.is_empty() {
+        None
+    } else {
+        let mut users = Credentials::new();
+        for (name, hash) in &recovered.users {
+            if let Err(e) = users.insert(name.clone(), hash.clone()) {
+                warn!(user = %name, error = %e, "ignoring a user whose password hash is invalid");
+            }
+        }
+        Some(Box::new(users) as Box<dyn mqtt5_broker::Authenticator>)
+    };
+    let authorizer: Box<dyn Authorizer> = settings::authorizer(&settings, &recovered.acl)
+        .map_err(|e| ServerError::new(format!("access rules: {e}")))?
+        .unwrap_or_else(|| Box::new(AllowAll));
+    let services = Services {
+        authenticator,
+        authorizer,
+        enhanced: Vec::new(),
+        random: Box::new(OsRandom),
+    };
+    let now = Instant::now();
+    let wall = SystemTime::now()
+        .duration_since(SystemTime::UNIX_EPOCH)
+        .map_or(0, |d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX));
+    let mut broker = Broker::new(settings.broker.clone(), services, now, wall)
+        .map_err(|e| ServerError::new(e.to_string()))?;
+    let sessions = recovered.sessions.len();
+    let retained = recovered.retained.len();
+    broker
+        .restore(now, recovered)
+        .map_err(|e| ServerError::new(e.to_string()))?;
+    info!(sessions, retained, "state restored");
+
+    let poll = Poll::new().map_err(|e| ServerError::new(format!("cannot create poll: {e}")))?;
+    let waker = std::sync::Arc::new(
+        Waker::new(poll.registry(), WAKER)
+            .map_err(|e| ServerError::new(format!("cannot create waker: {e}")))?,
+    );
+    let (tx, completions) = crossbeam_channel::unbounded();
+    let durability = match settings.storage.durability {
+        settings::Durability::Periodic(period) => Durability::Periodic(period),
+        _ => Durability::Sync,
+    };
+    let wake = {
+        let waker = std::sync::Arc::clone(&waker);
+        Box::new(move || {
+            if let Err(e) = waker.wake() {
+                error!(error = %e, "cannot wake the event loop");
+            }
+        })
+    };
+    let (writer, writer_handle) = Writer::spawn(
+        store,
+        WriterConfig {
+            durability,
+            ..WriterConfig::default()
+        },
+        tx,
+        wake,
+    )
+    .map_err(|e| ServerError::new(e.to_string()))?;
+
+    let mut listeners = Vec::new();
+    for (i, l) in settings.listeners.iter().enumerate() {
+        if l.tls.is_some() || !matches!(l.protocol, settings::ListenerProtocol::Mqtt) {
+            return Err(ServerError::new(format!(
+                "listener {}: TLS and WebSocket listeners are not built yet",
+                l.bind
+            )));
+        }
+        let mut socket = TcpListener::bind(l.bind)
+            .map_err(|e| ServerError::new(format!("cannot listen on {}: {e}", l.bind)))?;
+        let addr = socket.local_addr().unwrap_or(l.bind);
+        poll.registry()
+            .register(&mut socket, Token(i), Interest::READABLE)
+            .map_err(|e| ServerError::new(format!("cannot register listener: {e}")))?;
+        let allow_anonymous = Some(settings.allows_anonymous(l));
+        info!(%addr, anonymous = ?allow_anonymous, "listening (MQTT over TCP)");
+        listeners.push(Listener {
+            socket,
+            addr,
+            max_connections: l.max_connections.unwrap_or(usize::MAX),
+            open: 0,
+            allow_anonymous,
+        });
+    }
+    let mut signals = signal_hook_mio::v1_0::Signals::new([
+        signal_hook::consts::SIGINT,
+        signal_hook::consts::SIGTERM,
+    ])
+    .map_err(|e| ServerError::new(format!("cannot handle signals: {e}")))?;
+    poll.registry()
+        .register(&mut signals, SIGNALS, Interest::READABLE)
+        .map_err(|e| ServerError::new(format!("cannot register signals: {e}")))?;
+
+    let mut server = Server {
+        poll,
+        listeners,
+        conns: Slab::new(),
+        next_generation: 1,
+        max_packet_size: settings.broker.max_packet_size,
+        broker,
+        writer: Some(writer),
+        writer_handle,
+        completions,
+        held: VecDeque::new(),
+        barrier: None,
+        committed: None,
+        wait_for_commits: matches!(settings.storage.durability, settings::Durability::Sync),
+        max_connections: settings.max_connections,
+        open_connections: 0,
+        write_buffer_limit: settings.write_buffer_limit,
+        pending: Vec::new(),
+        dirty: Vec::new(),
+        shutting_down: false,
+    };
+    server.event_loop(&mut signals)?;
+    server.finish()
+}
+
+/// Random bytes from the operating system.
+struct OsRandom;
+
+impl mqtt5_broker::RandomSource for OsRandom {
+    fn fill_bytes(&mut self, dest: &mut [u8]) {
+        if let Err(e) = getrandom::fill(dest) {
+            // Never expected on Linux; fall back to the clock rather than stop the broker.
+            error!(error = %e, "the OS random source failed");
+            let seed = SystemTime::now()
+                .duration_since(SystemTime::UNIX_EPOCH)
+                .map_or(0, |d| d.as_nanos());
+            for (i, b) in dest.iter_mut().enumerate() {
+                *b = (seed >> ((i % 16) * 8)) as u8 ^ (i as u8).wrapping_mul(151);
+            }
+        }
+    }
+}
+
+impl<S: Store + Send + 'static> Server<S> {
+    fn event_loop(
+        &mut self,
+        signals: &mut signal_hook_mio::v1_0::Signals,
+    ) -> Result<(), ServerError> {
+        let mut events = Events::with_capacity(1024);
+        loop {
+            let now = Instant::now();
+            let timeout = if self.pending.is_empty() {
+                self.broker
+                    .poll_timeout()
+                    .map(|at| at.saturating_duration_since(now))
+            } else {
+                Some(Duration::ZERO)
+            };
+            if let Err(e) = self.poll.poll(&mut events, timeout) {
+                if e.kind() == io::ErrorKind::Interrupted {
+                    continue;
+                }
+                return Err(ServerError::new(format!("poll failed: {e}")));
+            }
+            let now = Instant::now();
+            for event in events.iter() {
+                match event.token() {
+                    WAKER => {}
+                    SIGNALS => {
+                        for signal in signals.pending() {
+                            info!(signal, "shutting down");
+                            self.shutting_down = true;
+                        }
+                    }
+                    Token(i) if i < CONN_BASE => self.accept(now, i),
+                    Token(t) => {
+                        let key = t - CONN_BASE;
+                        if event.is_readable() || event.is_read_closed() || event.is_error() {
+                            self.read(now, key);
+                        }
+                        if event.is_writable() {
+                            self.flush(key);
+                        }
+                    }
+                }
+            }
+            // Connections that still have input to read get another turn.
+            for key in core::mem::take(&mut self.pending) {
+                self.read(now, key);
+            }
+            self.take_completions();
+            if self.broker.poll_timeout().is_some_and(|at| at <= now) {
+                self.broker.handle_timeout(now);
+            }
+            self.run_actions();
+            self.flush_dirty();
+            if self.shutting_down {
+                return Ok(());
+            }
+        }
+    }
+
+    /// Accepts every pending connection on listener `i`.
+    fn accept(&mut self, now: Instant, i: usize) {
+        loop {
+            let Some(listener) = self.listeners.get_mut(i) else {
+                return;
+            };
+            let (mut stream, peer) = match listener.socket.accept() {
+                Ok(pair) => pair,
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => return,
+                Err(e) => {
+                    // EMFILE and the like: log, and try again on the next readiness.
+                    warn!(listener = %listener.addr, error = %e, "accept failed");
+                    return;
+                }
+            };
+            if self.open_connections >= self.max_connections
+                || listener.open >= listener.max_connections
+            {
+                warn!(%peer, listener = %listener.addr, "connection limit reached; refusing");
+                drop(stream);
+                continue;
+            }
+            let _ = stream.set_nodelay(true);
+            let entry = self.conns.vacant_entry();
+            let key = entry.key();
+            let id = ConnId((self.next_generation << 32) | key as u64);
+            self.next_generation += 1;
+            if let Err(e) = self.poll.registry().register(
+                &mut stream,
+                Token(CONN_BASE + key),
+                Interest::READABLE,
+            ) {
+                warn!(%peer, error = %e, "cannot register connection");
+                continue;
+            }
+            listener.open += 1;
+            let allow_anonymous = listener.allow_anonymous;
+            entry.insert(Connection {
+                id,
+                stream,
+                listener: i,
+                decoder: Decoder::new(ProtocolVersion::V5).with_max_packet_size(self.max_packet_size),
+                version: ProtocolVersion::V5,
+                rbuf: BytesMut::with_capacity(4096),
+                wbuf: BytesMut::new(),
+                closing: false,
+                want_write: false,
+                more_to_read: false,
+                peer,
+                client: None,
+                connected: false,
+                close_reason: None,
+            });
+            self.open_connections += 1;
+            debug!(%peer, conn = id.0, "accepted");
+            let info = PeerInfo {
+                addr: peer,
+                allow_anonymous,
+            };
+            if let Err(e) = self.broker.handle_connection(now, id, info) {
+                error!(error = %e, "the core refused a new connection id");
+            }
+            // The socket may already hold the CONNECT.
+            self.read(now, key);
+        }
+    }
+
+    /// Reads what the socket has (up to the budget) and feeds whole packets to the core.
+    fn read(&mut self, now: Instant, key: usize) {
+        let Some(c) = self.conns.get_mut(key) else {
+            return;
+        };
+        if c.closing {
+            return;
+        }
+        let mut read_total = 0;
+        let mut eof = false;
+        let mut failed = None;
+        c.more_to_read = false;
+        loop {
+            if read_total >= READ_BUDGET {
+                c.more_to_read = true;
+                break;
+            }
+            if c.rbuf.capacity() - c.rbuf.len() < 4096 {
+                c.rbuf.reserve(16 * 1024);
+            }
+            let spare = c.rbuf.spare_capacity_mut();
+            // A zeroed window to read into: `read` needs initialised memory.
+            let window = spare.len().min(64 * 1024);
+            let start = c.rbuf.len();
+            c.rbuf.resize(start + window, 0);
+            match c.stream.read(&mut c.rbuf[start..]) {
+                Ok(0) => {
+                    c.rbuf.truncate(start);
+                    eof = true;
+                    break;
+                }
+                Ok(n) => {
+                    c.rbuf.truncate(start + n);
+                    read_total += n;
+                }
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
+                    c.rbuf.truncate(start);
+                    break;
+                }
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => {
+                    c.rbuf.truncate(start);
+                }
+                Err(e) => {
+                    c.rbuf.truncate(start);
+                    failed = Some(e);
+                    break;
+                }
+            }
+        }
+        self.broker.record_traffic(read_total as u64, 0);
+        // Decode every whole packet.
+        loop {
+            let Some(c) = self.conns.get_mut(key) else {
+                return;
+            };
+            if c.closing {
+                break;
+            }
+            let id = c.id;
+            match c.decoder.decode(&mut c.rbuf) {
+                Ok(Some(packet)) => {
+                    match &packet {
+                        mqtt5_codec::Packet::Connect(connect) => {
+                            c.decoder.set_version(connect.protocol);
+                            c.version = connect.protocol;
+                            c.client = Some((
+                                connect.client_id.to_string(),
+                                connect.username.as_ref().map(ToString::to_string),
+                            ));
+                        }
+                        mqtt5_codec::Packet::Disconnect(d) => {
+                            c.close_reason =
+                                Some(format!("client sent DISCONNECT 0x{:02X}", d.reason.as_u8()));
+                        }
+                        _ => {}
+                    }
+                    self.broker.handle_packet(now, id, packet);
+                    self.run_actions();
+                }
+                Ok(None) => break,
+                Err(e) => {
+                    if matches!(e, mqtt5_codec::Error::UnsupportedProtocolLevel(_)) {
+                        // Answered in the 3.1.1 form (see Broker::handle_decode_error).
+                        c.version = ProtocolVersion::V3_1_1;
+                    }
+                    info!(conn = id.0, error = %e, "malformed packet; closing");
+                    self.broker.handle_decode_error(now, id, &e);
+                    self.run_actions();
+                    return;
+                }
+            }
+        }
+        if eof || failed.is_some() {
+            let Some(c) = self.conns.get_mut(key) else {
+                return;
+            };
+            let id = c.id;
+            c.close_reason = Some(match failed {
+                Some(e) => format!("connection lost: {e}"),
+                None => "connection closed by the client".to_owned(),
+            });
+            self.broker.handle_connection_lost(now, id);
+            self.run_actions();
+            self.remove(key);
+            return;
+        }
+        if self.conns.get(key).is_some_and(|c| c.more_to_read) {
+            self.pending.push(key);
+        }
+    }
+
+    /// Drains the core's actions, holding them behind an uncommitted batch in sync mode.
+    fn run_actions(&mut self) {
+        while let Some(action) = self.broker.poll_action() {
+            if let Action::Persist(ops) = action {
+                match self.writer_handle.submit(ops) {
+                    Ok(batch) => {
+                        if self.wait_for_commits {
+                            self.barrier = Some(batch);
+                        }
+                    }
+                    Err(e) => error!(error = %e, "the store writer is gone; data is not persisted"),
+                }
+                continue;
+            }
+            match self.barrier {
+                Some(batch) if self.committed.is_none_or(|c| c < batch) => {
+                    self.held.push_back((batch, action));
+                }
+                _ => self.execute(action),
+            }
+        }
+    }
+
+    /// Applies store completions: releases the actions that waited for them.
+    fn take_completions(&mut self) {
+        loop {
+            match self.completions.try_recv() {
+                Ok(completion) => {
+                    if let Completion::Failed { batch, error } = &completion {
+                        error!(%batch, error = %error, "a store batch failed; acknowledged data may not be durable");
+                    }
+                    let last = completion.last();
+                    self.committed = Some(self.committed.map_or(last, |c| c.max(last)));
+                }
+                Err(TryRecvError::Empty) => break,
+                Err(TryRecvError::Disconnected) => {
+                    self.committed = self.barrier;
+                    break;
+                }
+            }
+        }
+        while let Some((batch, _)) = self.held.front() {
+            if self.committed.is_none_or(|c| c < *batch) {
+                break;
+            }
+            if let Some((_, action)) = self.held.pop_front() {
+                self.execute(action);
+            }
+        }
+    }
+
+    fn key_of(&self, id: ConnId) -> Option<usize> {
+        let key = (id.0 & 0xFFFF_FFFF) as usize;
+        self.conns.get(key).filter(|c| c.id == id).map(|_| key)
+    }
+
+    fn execute(&mut self, action: Action) {
+        match action {
+            Action::Send { conn, packet } => {
+                let Some(key) = self.key_of(conn) else {
+                    return;
+                };
+                let limit = self.write_buffer_limit;
+                let Some(c) = self.conns.get_mut(key) else {
+                    return;
+                };
+                if c.closing && !matches!(packet, mqtt5_codec::Packet::Disconnect(_)) {
+                    return;
+                }
+                match &packet {
+                    mqtt5_codec::Packet::ConnAck(ack) => {
+                        let (client_id, username) = c.client.clone().unwrap_or_default();
+                        let client_id = ack
+                            .properties
+                            .assigned_client_identifier
+                            .as_ref()
+                            .map_or(client_id, ToString::to_string);
+                        if ack.reason.is_error() {
+                            info!(
+                                peer = %c.peer, client_id, username,
+                                reason = format!("0x{:02X}", ack.reason.as_u8()),
+                                "connection refused"
+                            );
+                        } else {
+                            c.connected = true;
+                            info!(
+                                peer = %c.peer, client_id, username,
+                                protocol = c.version.level(),
+                                session_present = ack.session_present,
+                                "client connected"
+                            );
+                        }
+                        c.client = Some((client_id, None));
+                    }
+                    mqtt5_codec::Packet::Disconnect(d) => {
+                        c.close_reason =
+                            Some(format!("broker sent DISCONNECT 0x{:02X}", d.reason.as_u8()));
+                    }
+                    _ => {}
+                }
+                packet.encode(c.version, &mut c.wbuf);
+                if c.wbuf.len() > limit {
+                    // A client that does not read: its buffer is full. Disconnect it rather
+                    // than grow memory without bound.
+                    warn!(conn = conn.0, buffered = c.wbuf.len(), "slow consumer; disconnecting");
+                    c.wbuf.clear();
+                    c.close_reason = Some("slow consumer: write buffer full".to_owned());
+                    let now = Instant::now();
+                    self.broker.handle_connection_lost(now, conn);
+                    self.remove(key);
+                    return;
+                }
+                self.dirty.push(key);
+            }
+            Action::Close { conn } => {
+                if let Some(key) = self.key_of(conn)
+                    && let Some(c) = self.conns.get_mut(key)
+                {
+                    c.closing = true;
+                    self.dirty.push(key);
+                }
+            }
+            Action::Persist(_) => {}
+        }
+    }
+
+    fn flush_dirty(&mut self) {
+        for key in core::mem::take(&mut self.dirty) {
+            self.flush(key);
+        }
+    }
+
+    /// Writes what the connection's buffer holds; closes it if the core asked and all is sent.
+    fn flush(&mut self, key: usize) {
+        let Some(c) = self.conns.get_mut(key) else {
+            return;
+        };
+        while !c.wbuf.is_empty() {
+            match c.stream.write(&c.wbuf) {
+                Ok(0) => break,
+                Ok(n) => {
+                    let _ = c.wbuf.split_to(n);
+                    self.broker.record_traffic(0, n as u64);
+                }
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => break,
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                Err(e) => {
+                    c.close_reason = Some(format!("write failed: {e}"));
+                    let id = c.id;
+                    let closing = c.closing;
+                    if !closing {
+                        self.broker.handle_connection_lost(Instant::now(), id);
+                    }
+                    self.remove(key);
+                    return;
+                }
+            }
+        }
+        let Some(c) = self.conns.get_mut(key) else {
+            return;
+        };
+        if c.wbuf.is_empty() {
+            if c.closing {
+                let _ = c.stream.shutdown(std::net::Shutdown::Write);
+                self.remove(key);
+                return;
+            }
+            if c.want_write {
+                c.want_write = false;
+                let _ = self.poll.registry().reregister(
+                    &mut c.stream,
+                    Token(CONN_BASE + key),
+                    Interest::READABLE,
+                );
+            }
+            // Release the memory of a large burst.
+            if c.wbuf.capacity() > 64 * 1024 {
+                c.wbuf = BytesMut::new();
+            }
+        } else if !c.want_write {
+            c.want_write = true;
+            let _ = self.poll.registry().reregister(
+                &mut c.stream,
+                Token(CONN_BASE + key),
+                Interest::READABLE | Interest::WRITABLE,
+            );
+        }
+    }
+
+    fn remove(&mut self, key: usize) {
+        if !self.conns.contains(key) {
+            return;
+        }
+        let mut c = self.conns.remove(key);
+        let _ = self.poll.registry().deregister(&mut c.stream);
+        let reason = c
+            .close_reason
+            .take()
+            .unwrap_or_else(|| "closed by the broker".to_owned());
+        let client_id = c.client.take().map(|(id, _)| id).unwrap_or_default();
+        if c.connected {
+            info!(peer = %c.peer, client_id, reason, "client disconnected");
+        } else {
+            debug!(peer = %c.peer, reason, "connection closed before CONNECT completed");
+        }
+        if let Some(l) = self.listeners.get_mut(c.listener) {
+            l.open = l.open.saturating_sub(1);
+        }
+        self.open_connections = self.open_connections.saturating_sub(1);
+    }
+
+    /// Graceful shutdown: stop accepting, DISCONNECT 0x8B to every client, commit the store.
+    fn finish(mut self) -> Result<(), ServerError> {
+        for l in &mut self.listeners {
+            let _ = self.poll.registry().deregister(&mut l.socket);
+        }
+        let now = Instant::now();
+        self.broker.handle_shutdown(now);
+        self.run_actions();
+        if let Some(writer) = self.writer.take() {
+            if let Err(e) = writer.flush() {
+                error!(error = %e, "the final store commit failed");
+            }
+            self.take_completions();
+            self.flush_dirty();
+            if let Err(e) = writer.shutdown() {
+                error!(error = %e, "the store writer did not stop cleanly");
+            }
+        }
+        // Give the DISCONNECT packets a moment to leave.
+        let deadline = Instant::now() + Duration::from_secs(2);
+        while !self.conns.is_empty() && Instant::now() < deadline {
+            let keys: Vec<usize> = self.conns.iter().map(|(k, _)| k).collect();
+            for key in keys {
+                self.flush(key);
+            }
+            std::thread::sleep(Duration::from_millis(10));
+        }
+        info!("stopped");
+        Ok(())
+    }
+}

@@ -1,0 +1,170 @@
+//! Runs the real `mqtt5d` binary on an ephemeral loopback port, with its own temporary data
+//! directory, and stops it by PID.
+
+use std::io::{BufRead, BufReader};
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, ExitStatus, Stdio};
+use std::sync::mpsc;
+use std::time::{Duration, Instant};
+
+/// A running broker.
+pub(crate) struct Mqtt5d {
+    child: Option<Child>,
+    /// The address it listens on.
+    pub(crate) addr: SocketAddr,
+    /// Its stderr log lines (JSON), as they arrive.
+    log: mpsc::Receiver<String>,
+    /// Every log line read so far.
+    pub(crate) lines: Vec<String>,
+}
+
+impl Mqtt5d {
+    /// Starts `mqtt5d` with `data_dir` and extra arguments, on 127.0.0.1 and a port the OS picks.
+    pub(crate) fn start(data_dir: &Path, extra: &[&str]) -> Self {
+        let mut args = vec![
+            "--listen".to_owned(),
+            "127.0.0.1:0".to_owned(),
+            "--data-dir".to_owned(),
+            data_dir.display().to_string(),
+            "--log-format".to_owned(),
+            "json".to_owned(),
+            "--log-level".to_owned(),
+            "debug".to_owned(),
+        ];
+        args.extend(extra.iter().map(|s| (*s).to_owned()));
+        let mut child = Command::new(env!("CARGO_BIN_EXE_mqtt5d"))
+            .args(&args)
+            .env_remove("RUST_LOG")
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("mqtt5d starts");
+        let stderr = child.stderr.take().expect("stderr is piped");
+        let (tx, log) = mpsc::channel();
+        std::thread::spawn(move || {
+            for line in BufReader::new(stderr).lines().map_while(Result::ok) {
+                if tx.send(line).is_err() {
+                    break;
+                }
+            }
+        });
+        let mut broker = Self {
+            child: Some(child),
+            addr: "127.0.0.1:1".parse().expect("address"),
+            log,
+            lines: Vec::new(),
+        };
+        let line = broker
+            .wait_for_log("listening", Duration::from_secs(30))
+            .unwrap_or_else(|| panic!("mqtt5d did not start listening:\n{}", broker.lines.join("\n")));
+        let addr = json_field(&line, "addr").expect("the listening line names its address");
+        broker.addr = addr.parse().expect("a socket address");
+        broker
+    }
+
+    /// The port it listens on.
+    pub(crate) fn port(&self) -> String {
+        self.addr.port().to_string()
+    }
+
+    /// Waits (bounded) for a log line containing `needle`; returns it.
+    pub(crate) fn wait_for_log(&mut self, needle: &str, timeout: Duration) -> Option<String> {
+        if let Some(l) = self.lines.iter().find(|l| l.contains(needle)) {
+            return Some(l.clone());
+        }
+        let end = Instant::now() + timeout;
+        while let Some(left) = end.checked_duration_since(Instant::now()) {
+            match self.log.recv_timeout(left) {
+                Ok(line) => {
+                    self.lines.push(line.clone());
+                    if line.contains(needle) {
+                        return Some(line);
+                    }
+                }
+                Err(_) => return None,
+            }
+        }
+        None
+    }
+
+    /// Sends SIGTERM to the broker's PID and waits (bounded) for it to exit.
+    pub(crate) fn stop(&mut self) -> ExitStatus {
+        let mut child = self.child.take().expect("running");
+        let pid = rustix::process::Pid::from_raw(child.id() as i32).expect("a pid");
+        rustix::process::kill_process(pid, rustix::process::Signal::TERM).expect("signal sent");
+        let end = Instant::now() + Duration::from_secs(20);
+        loop {
+            if let Some(status) = child.try_wait().expect("wait") {
+                // Drain the remaining log lines.
+                while let Ok(line) = self.log.recv_timeout(Duration::from_millis(200)) {
+                    self.lines.push(line);
+                }
+                return status;
+            }
+            if Instant::now() > end {
+                let _ = child.kill();
+                panic!("mqtt5d did not stop within 20 s of SIGTERM");
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+}
+
+impl Drop for Mqtt5d {
+    fn drop(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+}
+
+/// The string value of `"key":"value"` in a JSON log line (tracing-subscriber's format puts
+/// event fields under "fields").
+pub(crate) fn json_field(line: &str, key: &str) -> Option<String> {
+    let pat = format!("\"{key}\":\"");
+    let start = line.find(&pat)? + pat.len();
+    let end = line[start..].find('"')? + start;
+    Some(line[start..end].to_owned())
+}
+
+/// A fresh temporary directory for one test.
+pub(crate) fn temp_dir() -> tempfile::TempDir {
+    tempfile::tempdir().expect("a temporary directory")
+}
+
+/// Runs a command to completion with a time limit; returns (status, stdout, stderr).
+pub(crate) fn run_bounded(cmd: &mut Command, timeout: Duration) -> (ExitStatus, String, String) {
+    let mut child = cmd
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap_or_else(|e| panic!("cannot run {cmd:?}: {e}"));
+    let end = Instant::now() + timeout;
+    loop {
+        if let Some(status) = child.try_wait().expect("wait") {
+            let out = child.wait_with_output().expect("output");
+            return (
+                status,
+                String::from_utf8_lossy(&out.stdout).into_owned(),
+                String::from_utf8_lossy(&out.stderr).into_owned(),
+            );
+        }
+        if Instant::now() > end {
+            let _ = child.kill();
+            let out = child.wait_with_output().expect("output");
+            panic!(
+                "{cmd:?} did not finish within {timeout:?}\nstdout: {}\nstderr: {}",
+                String::from_utf8_lossy(&out.stdout),
+                String::from_utf8_lossy(&out.stderr)
+            );
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+/// The path of the broker's database in `data_dir`.
+pub(crate) fn db_path(data_dir: &Path) -> PathBuf {
+    data_dir.join("mqtt5.db")
+}

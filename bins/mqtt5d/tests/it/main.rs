@@ -1,0 +1,6 @@
+//! mqtt5d end to end: the real binary on a loopback port, driven by third-party clients
+//! (mosquitto_pub / mosquitto_sub, Python paho-mqtt, and the rumqttc crate).
+
+mod harness;
+mod interop;
+mod lifecycle;
