@@ -429,7 +429,8 @@ impl<S: Store + Send + 'static> Server<S> {
                 id,
                 stream,
                 listener: i,
-                decoder: Decoder::new(ProtocolVersion::V5).with_max_packet_size(self.max_packet_size),
+                decoder: Decoder::new(ProtocolVersion::V5)
+                    .with_max_packet_size(self.max_packet_size),
                 version: ProtocolVersion::V5,
                 rbuf: BytesMut::with_capacity(4096),
                 wbuf: BytesMut::new(),
@@ -670,7 +671,11 @@ impl<S: Store + Send + 'static> Server<S> {
                 if c.wbuf.len() > limit {
                     // A client that does not read: its buffer is full. Disconnect it rather
                     // than grow memory without bound.
-                    warn!(conn = conn.0, buffered = c.wbuf.len(), "slow consumer; disconnecting");
+                    warn!(
+                        conn = conn.0,
+                        buffered = c.wbuf.len(),
+                        "slow consumer; disconnecting"
+                    );
                     c.wbuf.clear();
                     c.close_reason = Some("slow consumer: write buffer full".to_owned());
                     let now = Instant::now();

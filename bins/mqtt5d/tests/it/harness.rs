@@ -57,7 +57,12 @@ impl Mqtt5d {
         };
         let line = broker
             .wait_for_log("listening", Duration::from_secs(30))
-            .unwrap_or_else(|| panic!("mqtt5d did not start listening:\n{}", broker.lines.join("\n")));
+            .unwrap_or_else(|| {
+                panic!(
+                    "mqtt5d did not start listening:\n{}",
+                    broker.lines.join("\n")
+                )
+            });
         let addr = json_field(&line, "addr").expect("the listening line names its address");
         broker.addr = addr.parse().expect("a socket address");
         broker

@@ -66,7 +66,10 @@ fn mosquitto_pub(port: &str, args: &[&str]) {
             .args(args),
         Duration::from_secs(10),
     );
-    assert!(status.success(), "mosquitto_pub {args:?} failed: {out}{err}");
+    assert!(
+        status.success(),
+        "mosquitto_pub {args:?} failed: {out}{err}"
+    );
 }
 
 #[test]
@@ -77,7 +80,10 @@ fn mosquitto_clients_exchange_qos1_messages_in_v5_v311_and_v31() {
     for version in ["mqttv5", "mqttv311", "mqttv31"] {
         let topic = format!("it/{version}");
         let sub = Sub::start(&port, &["-V", version, "-q", "1", "-v", "-t", "it/#"]);
-        mosquitto_pub(&port, &["-V", version, "-q", "1", "-t", &topic, "-m", "hello"]);
+        mosquitto_pub(
+            &port,
+            &["-V", version, "-q", "1", "-t", &topic, "-m", "hello"],
+        );
         let line = sub
             .wait_for(&format!("{topic} hello"), Duration::from_secs(10))
             .unwrap_or_else(|| panic!("{version}: the message did not arrive"));
@@ -92,10 +98,23 @@ fn mqtt311_publisher_reaches_mqtt5_subscriber_with_retained_message() {
     let port = broker.port();
     mosquitto_pub(
         &port,
-        &["-V", "mqttv311", "-q", "1", "-r", "-t", "state/door", "-m", "open"],
+        &[
+            "-V",
+            "mqttv311",
+            "-q",
+            "1",
+            "-r",
+            "-t",
+            "state/door",
+            "-m",
+            "open",
+        ],
     );
     let sub = Sub::start(&port, &["-V", "mqttv5", "-v", "-t", "state/#"]);
-    assert!(sub.wait_for("state/door open", Duration::from_secs(10)).is_some());
+    assert!(
+        sub.wait_for("state/door open", Duration::from_secs(10))
+            .is_some()
+    );
 }
 
 /// Runs a paho-mqtt 2.x script against the broker; it prints "ok" on success.
@@ -104,7 +123,10 @@ fn paho(port: &str, script: &str) -> String {
         Command::new("python3").args(["-c", script, port]),
         Duration::from_secs(30),
     );
-    assert!(status.success(), "paho script failed:\nstdout: {out}\nstderr: {err}");
+    assert!(
+        status.success(),
+        "paho script failed:\nstdout: {out}\nstderr: {err}"
+    );
     out
 }
 
@@ -182,7 +204,9 @@ fn rumqttc_v5_client_subscribes_and_receives() {
     let mut options = MqttOptions::new("rumqttc-it", "127.0.0.1", broker.addr.port());
     options.set_keep_alive(Duration::from_secs(10));
     let (client, mut connection) = Client::new(options, 16);
-    client.subscribe("rq/#", QoS::AtLeastOnce).expect("subscribe queued");
+    client
+        .subscribe("rq/#", QoS::AtLeastOnce)
+        .expect("subscribe queued");
     let end = Instant::now() + Duration::from_secs(20);
     let mut published = false;
     let mut received = None;
@@ -203,8 +227,5 @@ fn rumqttc_v5_client_subscribes_and_receives() {
             Err(e) => panic!("rumqttc connection error: {e}"),
         }
     }
-    assert_eq!(
-        received,
-        Some((b"rq/t".to_vec(), b"from rumqttc".to_vec()))
-    );
+    assert_eq!(received, Some((b"rq/t".to_vec(), b"from rumqttc".to_vec())));
 }

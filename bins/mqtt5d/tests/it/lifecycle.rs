@@ -46,7 +46,10 @@ fn sigterm_disconnects_mqtt5_clients_with_0x8b_and_exits_0() {
     assert!(status.success(), "exit status {status:?}");
     let (status, out, err) = client.join().expect("client thread");
     assert!(status.success(), "{out}{err}");
-    assert!(out.lines().any(|l| l.trim() == "139"), "DISCONNECT 0x8B (139): {out}");
+    assert!(
+        out.lines().any(|l| l.trim() == "139"),
+        "DISCONNECT 0x8B (139): {out}"
+    );
 }
 
 #[test]
@@ -57,15 +60,36 @@ fn queued_qos1_message_survives_a_restart() {
     // A persistent 3.1.1 session (clean session off) subscribes, then goes away.
     let (status, out, err) = run_bounded(
         Command::new("mosquitto_sub").args([
-            "-h", "127.0.0.1", "-p", &port, "-V", "mqttv311", "-c", "-i", "keeper", "-q", "1",
-            "-t", "durable/#", "-E",
+            "-h",
+            "127.0.0.1",
+            "-p",
+            &port,
+            "-V",
+            "mqttv311",
+            "-c",
+            "-i",
+            "keeper",
+            "-q",
+            "1",
+            "-t",
+            "durable/#",
+            "-E",
         ]),
         Duration::from_secs(10),
     );
     assert!(status.success(), "{out}{err}");
     let (status, out, err) = run_bounded(
         Command::new("mosquitto_pub").args([
-            "-h", "127.0.0.1", "-p", &port, "-q", "1", "-t", "durable/x", "-m", "kept",
+            "-h",
+            "127.0.0.1",
+            "-p",
+            &port,
+            "-q",
+            "1",
+            "-t",
+            "durable/x",
+            "-m",
+            "kept",
         ]),
         Duration::from_secs(10),
     );
@@ -75,8 +99,24 @@ fn queued_qos1_message_survives_a_restart() {
     let port = broker.port();
     let (status, out, err) = run_bounded(
         Command::new("mosquitto_sub").args([
-            "-h", "127.0.0.1", "-p", &port, "-V", "mqttv311", "-c", "-i", "keeper", "-q", "1",
-            "-t", "durable/#", "-C", "1", "-W", "10", "-v",
+            "-h",
+            "127.0.0.1",
+            "-p",
+            &port,
+            "-V",
+            "mqttv311",
+            "-c",
+            "-i",
+            "keeper",
+            "-q",
+            "1",
+            "-t",
+            "durable/#",
+            "-C",
+            "1",
+            "-W",
+            "10",
+            "-v",
         ]),
         Duration::from_secs(20),
     );
@@ -108,10 +148,14 @@ fn corrupt_database_is_an_error_and_is_left_untouched() {
 fn bad_config_file_is_an_error_with_its_line() {
     let dir = temp_dir();
     let config = dir.path().join("bad.toml");
-    std::fs::write(&config, "max_connections = 10\n[broker]\nreceive_maximum = \"lots\"\n")
-        .expect("write");
+    std::fs::write(
+        &config,
+        "max_connections = 10\n[broker]\nreceive_maximum = \"lots\"\n",
+    )
+    .expect("write");
     let (status, _out, err) = run_bounded(
-        Command::new(env!("CARGO_BIN_EXE_mqtt5d")).args(["--config", &config.display().to_string()]),
+        Command::new(env!("CARGO_BIN_EXE_mqtt5d"))
+            .args(["--config", &config.display().to_string()]),
         Duration::from_secs(20),
     );
     assert!(!status.success());
