@@ -85,7 +85,7 @@ pub(crate) fn run(settings: Settings) -> Result<(), ServerError> {
                 &path,
                 mqtt5_store::SqliteOptions {
                     synchronous,
-                    ..mqtt5_store::SqliteOptions::default()
+                    max_size: settings.storage.max_size,
                 },
             )
             .map_err(|e| ServerError::new(format!("cannot open the database: {e}")))?;
@@ -164,6 +164,8 @@ struct Server<S: Store + Send + 'static> {
     /// The last batch submitted and whether sends must wait for it.
     barrier: Option<BatchId>,
     committed: Option<BatchId>,
+    /// Batches that failed, while actions held behind them remain.
+    failed: Vec<BatchId>,
     wait_for_commits: bool,
     max_connections: usize,
     open_connections: usize,
@@ -299,6 +301,7 @@ fn serve<S: Store + Send + 'static>(
         held: VecDeque::new(),
         barrier: None,
         committed: None,
+        failed: Vec::new(),
         wait_for_commits: matches!(settings.storage.durability, settings::Durability::Sync),
         max_connections: settings.max_connections,
         open_connections: 0,
@@ -595,8 +598,22 @@ impl<S: Store + Send + 'static> Server<S> {
         loop {
             match self.completions.try_recv() {
                 Ok(completion) => {
-                    if let Completion::Failed { batch, error } = &completion {
-                        error!(%batch, error = %error, "a store batch failed; acknowledged data may not be durable");
+                    match &completion {
+                        Completion::Failed { batch, error } => {
+                            error!(%batch, error = %error, "a store batch failed; the acknowledgements that depend on it are withheld");
+                            self.failed.push(*batch);
+                            if completion.is_storage_full() && !self.broker.storage_full() {
+                                error!(
+                                    "storage full: refusing new persistent work until the store accepts writes again"
+                                );
+                                self.broker.handle_storage_full(true);
+                            }
+                        }
+                        Completion::Committed { .. } if self.broker.storage_full() => {
+                            info!("the store accepts writes again: persistent work resumes");
+                            self.broker.handle_storage_full(false);
+                        }
+                        _ => {}
                     }
                     let last = completion.last();
                     self.committed = Some(self.committed.map_or(last, |c| c.max(last)));
@@ -612,10 +629,19 @@ impl<S: Store + Send + 'static> Server<S> {
             if self.committed.is_none_or(|c| c < *batch) {
                 break;
             }
-            if let Some((_, action)) = self.held.pop_front() {
+            if let Some((batch, action)) = self.held.pop_front() {
+                if self.failed.contains(&batch) && is_acknowledgement(&action) {
+                    // Its data is not durable: no acknowledgement. The client keeps the message
+                    // and sends it again when it reconnects (QoS 2 is not routed twice).
+                    warn!(%batch, "acknowledgement withheld: its batch was not stored");
+                    continue;
+                }
                 self.execute(action);
             }
         }
+        // Failures older than everything still held are done with.
+        let oldest = self.held.front().map(|(b, _)| *b);
+        self.failed.retain(|b| oldest.is_some_and(|o| *b >= o));
     }
 
     fn key_of(&self, id: ConnId) -> Option<usize> {
@@ -812,4 +838,20 @@ impl<S: Store + Send + 'static> Server<S> {
         info!("stopped");
         Ok(())
     }
+}
+
+/// Whether an action sends an acknowledgement of something the client sent (which promises
+/// that it is stored).
+fn is_acknowledgement(action: &Action) -> bool {
+    matches!(
+        action,
+        Action::Send {
+            packet: mqtt5_codec::Packet::PubAck(_)
+                | mqtt5_codec::Packet::PubRec(_)
+                | mqtt5_codec::Packet::PubComp(_)
+                | mqtt5_codec::Packet::SubAck(_)
+                | mqtt5_codec::Packet::UnsubAck(_),
+            ..
+        }
+    )
 }

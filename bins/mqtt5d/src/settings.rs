@@ -143,6 +143,9 @@ pub(crate) struct StorageSettings {
     pub(crate) data_dir: PathBuf,
     /// When a persisted batch counts as durable.
     pub(crate) durability: Durability,
+    /// The most bytes the database may grow to; past it, writes fail as on a full disk and
+    /// the broker refuses new persistent work. `None`: only the disk limits it.
+    pub(crate) max_size: Option<u64>,
 }
 
 impl StorageSettings {
@@ -245,6 +248,7 @@ impl Default for Settings {
             storage: StorageSettings {
                 data_dir: PathBuf::from(DEFAULT_DATA_DIR),
                 durability: Durability::Sync,
+                max_size: None,
             },
             auth: AuthSettings {
                 allow_anonymous: None,
@@ -482,6 +486,7 @@ struct FileStorage {
     data_dir: Option<Spanned<PathBuf>>,
     durability: Option<DurabilityKind>,
     periodic_ms: Option<Spanned<u64>>,
+    max_size_kib: Option<Spanned<u64>>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -976,9 +981,20 @@ impl Loader<'_> {
             DurabilityKind::Periodic => Durability::Periodic(Duration::from_millis(period)),
             DurabilityKind::Memory => Durability::Memory,
         };
+        let max_size = match file.max_size_kib {
+            Some(kib) if *kib.get_ref() == 0 => {
+                self.problem(
+                    Some(kib.span()),
+                    "`max_size_kib` must be at least 1 (leave it out for no limit)",
+                );
+                None
+            }
+            kib => kib.map(|k| k.into_inner().saturating_mul(1024)),
+        };
         StorageSettings {
             data_dir,
             durability,
+            max_size,
         }
     }
 

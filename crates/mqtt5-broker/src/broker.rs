@@ -169,6 +169,8 @@ pub struct Broker {
     pub(crate) expiring_sessions: BTreeSet<SessionId>,
     /// Whether some retained message has a Message Expiry Interval.
     pub(crate) retained_expiring: bool,
+    /// The store reported that it is full: new persistent work is refused.
+    pub(crate) storage_full: bool,
 }
 
 impl core::fmt::Debug for Broker {
@@ -225,6 +227,7 @@ impl Broker {
             last_sweep: now,
             expiring_sessions: BTreeSet::new(),
             retained_expiring: false,
+            storage_full: false,
         };
         if let Some(every) = broker.config.sys_interval {
             broker.timers.insert((now + every, Timer::Sys));
@@ -381,6 +384,23 @@ impl Broker {
             }
         }
         self.flush_ops();
+    }
+
+    /// The store is full (`true`), or has accepted writes again (`false`). While it is full
+    /// the broker keeps serving what needs no new storage and refuses new persistent work:
+    /// - a CONNECT that would create a persistent session: CONNACK 0x97 (3.1.1: return code 3);
+    /// - a QoS 1 or 2 PUBLISH from an MQTT 5 client: PUBACK / PUBREC 0x97 (3.1.1 has no way to
+    ///   refuse one; it is routed as usual);
+    /// - a retained message: not stored (a QoS 1 or 2 one is refused as above);
+    /// - a new subscription of a persistent session: SUBACK 0x97.
+    pub fn handle_storage_full(&mut self, full: bool) {
+        self.storage_full = full;
+    }
+
+    /// Whether the broker is refusing new persistent work (see
+    /// [`Broker::handle_storage_full`]).
+    pub const fn storage_full(&self) -> bool {
+        self.storage_full
     }
 
     /// Runs every timer due at `now`.
@@ -1109,6 +1129,16 @@ impl Broker {
             u32::MAX
         };
         let expiry = requested.min(self.config.max_session_expiry);
+        let resumes_stored = !connect.clean_start
+            && self
+                .by_client
+                .get(&client_id)
+                .and_then(|&sid| self.session(sid))
+                .is_some_and(|s| s.stored);
+        if self.storage_full && expiry > 0 && !resumes_stored {
+            self.refuse(conn, ConnAckReason::QuotaExceeded, Some("storage full"));
+            return;
+        }
 
         // Take over: the old connection gets DISCONNECT 0x8E ([MQTT-3.1.4-3]).
         if let Some(&sid) = self.by_client.get(&client_id)

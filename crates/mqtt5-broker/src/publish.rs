@@ -171,7 +171,11 @@ impl Broker {
         let format_ok = !(v5
             && publish.properties.payload_format_indicator == Some(PayloadFormat::Utf8)
             && core::str::from_utf8(publish.payload()).is_err());
-        let outcome = if too_deep {
+        let storage_full = self.storage_full && v5 && qos != QoS::AtMostOnce;
+        let outcome = if storage_full {
+            // New persistent work is refused while the store is full.
+            Err(PubAckReason::QuotaExceeded)
+        } else if too_deep {
             // Valid syntax, but deeper than the broker accepts: 0x90 Topic Name invalid.
             Err(PubAckReason::TopicNameInvalid)
         } else if !allowed {
@@ -266,7 +270,7 @@ impl Broker {
             .message_expiry_interval
             .map(|s| now + Duration::from_secs(u64::from(s)));
         let retain = publish.retain;
-        if retain {
+        if retain && !self.storage_full {
             self.set_retained(now, &publish, expires_at);
         }
         // The message outlives this call only in queues and windows; a detached copy does not
@@ -852,6 +856,10 @@ impl Broker {
         let filter = s.filter.as_str();
         let exists = session.subscriptions.contains_key(filter);
         if !exists && session.subscriptions.len() >= cfg.max_subscriptions_per_client {
+            return SubAckReason::QuotaExceeded;
+        }
+        if self.storage_full && session.is_persistent() {
+            // A persistent session's subscription must be stored, and the store is full.
             return SubAckReason::QuotaExceeded;
         }
         let granted = s.options.qos.min(cfg.maximum_qos);

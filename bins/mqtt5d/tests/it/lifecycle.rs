@@ -161,3 +161,69 @@ fn bad_config_file_is_an_error_with_its_line() {
     assert!(!status.success());
     assert!(err.contains('3'), "the error names line 3: {err}");
 }
+
+const PAHO_FILL_STORE: &str = r#"
+import sys, threading
+import paho.mqtt.client as mqtt
+port = int(sys.argv[1])
+acks = {}
+acked = threading.Condition()
+got = threading.Event()
+subscribed = threading.Event()
+def on_publish(c, u, mid, reason, props):
+    with acked:
+        acks[mid] = reason.value
+        acked.notify_all()
+def on_subscribe(c, u, mid, reasons, props):
+    subscribed.set()
+def on_message(c, u, msg):
+    if msg.topic == "live/after":
+        got.set()
+c = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2, client_id="filler", protocol=mqtt.MQTTv5)
+c.on_publish = on_publish
+c.on_subscribe = on_subscribe
+c.on_message = on_message
+c.connect("127.0.0.1", port)
+c.loop_start()
+c.subscribe("live/#", qos=0)
+assert subscribed.wait(10)
+refused = None
+payload = b"x" * 16384
+for i in range(200):
+    info = c.publish("fill/%d" % i, payload, qos=1, retain=True)
+    with acked:
+        # A withheld acknowledgement (its batch failed) is fine: move on after a moment.
+        acked.wait_for(lambda: info.mid in acks, timeout=2)
+    if acks.get(info.mid) == 151:
+        refused = i
+        break
+assert refused is not None, "never refused: %s" % sorted(set(acks.values()))
+# QoS 0 traffic still flows.
+c.publish("live/after", b"still here", qos=0)
+assert got.wait(10), "QoS 0 stopped"
+c.disconnect()
+c.loop_stop()
+print("refused at", refused)
+"#;
+
+#[test]
+fn full_store_refuses_new_persistent_work_with_0x97_and_keeps_serving() {
+    let dir = temp_dir();
+    let config = dir.path().join("small.toml");
+    std::fs::write(&config, "[storage]\nmax_size_kib = 256\n").expect("write");
+    let mut broker = Mqtt5d::start(dir.path(), &["--config", &config.display().to_string()]);
+    let port = broker.port();
+    let (status, out, err) = run_bounded(
+        Command::new("python3").args(["-c", PAHO_FILL_STORE, &port]),
+        Duration::from_secs(120),
+    );
+    assert!(status.success(), "{out}{err}");
+    assert!(out.contains("refused at"), "{out}");
+    assert!(
+        broker
+            .wait_for_log("storage full", Duration::from_secs(5))
+            .is_some(),
+        "the broker logged the full store"
+    );
+    assert!(broker.stop().success(), "it still shuts down cleanly");
+}

@@ -1475,3 +1475,42 @@ fn shutdown_disconnects_with_0x8b_and_keeps_sessions_and_wills_for_the_next_star
         Some("server shutting down")
     );
 }
+
+#[test]
+fn full_storage_refuses_new_persistent_work_and_keeps_serving_the_rest() {
+    let mut sim = Sim::new(quiet_config());
+    let old = sim.connect_with(persistent_connect("old", true, 600));
+    sim.expect(old);
+    sim.lose(old);
+    let live = sim.connect(V5, "live", true);
+    sim.subscribe(live, "t", QoS::AtMostOnce);
+    sim.broker.handle_storage_full(true);
+    // A new persistent session is refused; an existing one may come back; a clean one is fine.
+    let new = sim.connect_with(persistent_connect("new", true, 600));
+    assert_eq!(
+        connack(sim.expect(new)).reason,
+        ConnAckReason::QuotaExceeded
+    );
+    let old = sim.connect_with(persistent_connect("old", false, 600));
+    assert_eq!(connack(sim.expect(old)).reason, ConnAckReason::Success);
+    let clean = sim.connect(V5, "clean", true);
+    // QoS 1 is refused with 0x97, QoS 0 still flows.
+    sim.publish(clean, "t", b"q1", QoS::AtLeastOnce, 1);
+    match sim.expect(clean) {
+        Packet::PubAck(a) => assert_eq!(a.reason, PubAckReason::QuotaExceeded),
+        other => panic!("{other:?}"),
+    }
+    sim.publish(clean, "t", b"q0", QoS::AtMostOnce, 0);
+    assert_eq!(sim.expect_publish(live).payload(), b"q0");
+    assert!(sim.recv(live).is_none());
+    // A persistent session's new subscription is refused.
+    sim.subscribe_with(old, "x", SubscriptionOptions::new(QoS::AtLeastOnce), None);
+    match sim.expect(old) {
+        Packet::SubAck(a) => assert_eq!(a.reasons, [SubAckReason::QuotaExceeded]),
+        other => panic!("{other:?}"),
+    }
+    // Room again: back to normal.
+    sim.broker.handle_storage_full(false);
+    sim.publish(clean, "t", b"q1", QoS::AtLeastOnce, 2);
+    assert!(matches!(sim.expect(clean), Packet::PubAck(a) if a.reason == PubAckReason::Success));
+}
