@@ -55,6 +55,10 @@ if ! command -v mosquitto_pub >/dev/null 2>&1 || ! command -v mosquitto_sub >/de
     step "installing mosquitto and mosquitto-clients (interoperability peers)"
     apt_install mosquitto mosquitto-clients
 fi
+if ! command -v openssl >/dev/null 2>&1; then
+    step "installing openssl (the TLS tests make their certificates with it)"
+    apt_install openssl
+fi
 if ! python3 -c 'import paho.mqtt, sys; sys.exit(paho.mqtt.__version__ != "2.1.0")' 2>/dev/null; then
     step "installing paho-mqtt 2.1.0 for python3 (interoperability peer)"
     python3 -m pip install --quiet --disable-pip-version-check "paho-mqtt==2.1.0"

@@ -15,6 +15,7 @@ mod cli;
 mod logging;
 mod server;
 mod settings;
+mod tls;
 
 use std::path::Path;
 use std::process::ExitCode;

@@ -121,6 +121,8 @@ struct Listener {
     max_connections: usize,
     open: usize,
     allow_anonymous: Option<bool>,
+    /// The TLS configuration of a TLS listener.
+    tls: Option<std::sync::Arc<rustls::ServerConfig>>,
 }
 
 /// One client connection.
@@ -147,6 +149,155 @@ struct Connection {
     connected: bool,
     /// Why the broker is closing it, for the log: the reason of the DISCONNECT it sent.
     close_reason: Option<String>,
+    /// The TLS session of a connection on a TLS listener.
+    tls: Option<Box<rustls::ServerConnection>>,
+}
+
+/// What one round of reading found.
+struct ReadOutcome {
+    bytes: usize,
+    eof: bool,
+    more: bool,
+    error: Option<io::Error>,
+}
+
+impl Connection {
+    /// Reads plaintext into `rbuf`, through TLS when the connection has it, up to the read
+    /// budget.
+    fn read_input(&mut self) -> ReadOutcome {
+        let mut out = ReadOutcome {
+            bytes: 0,
+            eof: false,
+            more: false,
+            error: None,
+        };
+        loop {
+            if out.bytes >= READ_BUDGET {
+                out.more = true;
+                return out;
+            }
+            if let Some(tls) = self.tls.as_mut() {
+                // Ciphertext from the socket into rustls...
+                let mut blocked = false;
+                match tls.read_tls(&mut self.stream) {
+                    Ok(0) => out.eof = true,
+                    Ok(_) => {}
+                    Err(e) if e.kind() == io::ErrorKind::WouldBlock => blocked = true,
+                    Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+                    Err(e) => {
+                        out.error = Some(e);
+                        return out;
+                    }
+                }
+                if let Err(e) = tls.process_new_packets() {
+                    // Send the alert, then give up on the connection.
+                    let _ = tls.write_tls(&mut self.stream);
+                    out.error = Some(io::Error::other(format!("TLS: {e}")));
+                    return out;
+                }
+                // ...and the plaintext it holds into rbuf.
+                loop {
+                    let start = self.rbuf.len();
+                    self.rbuf.resize(start + 16 * 1024, 0);
+                    match tls.reader().read(&mut self.rbuf[start..]) {
+                        Ok(0) => {
+                            // close_notify: the peer ended the session.
+                            self.rbuf.truncate(start);
+                            out.eof = true;
+                            break;
+                        }
+                        Ok(n) => {
+                            self.rbuf.truncate(start + n);
+                            out.bytes += n;
+                        }
+                        Err(e) => {
+                            self.rbuf.truncate(start);
+                            if e.kind() != io::ErrorKind::WouldBlock {
+                                out.error = Some(e);
+                                return out;
+                            }
+                            break;
+                        }
+                    }
+                }
+                if out.eof || blocked {
+                    return out;
+                }
+                continue;
+            }
+            let start = self.rbuf.len();
+            self.rbuf.resize(start + 64 * 1024, 0);
+            match self.stream.read(&mut self.rbuf[start..]) {
+                Ok(0) => {
+                    self.rbuf.truncate(start);
+                    out.eof = true;
+                    return out;
+                }
+                Ok(n) => {
+                    self.rbuf.truncate(start + n);
+                    out.bytes += n;
+                }
+                Err(e) => {
+                    self.rbuf.truncate(start);
+                    match e.kind() {
+                        io::ErrorKind::WouldBlock => return out,
+                        io::ErrorKind::Interrupted => {}
+                        _ => {
+                            out.error = Some(e);
+                            return out;
+                        }
+                    }
+                }
+            }
+        }
+    }
+
+    /// Writes as much of `wbuf` as the socket takes (through TLS when the connection has
+    /// it); returns the bytes that reached the socket.
+    fn write_output(&mut self) -> io::Result<usize> {
+        let mut sent = 0;
+        loop {
+            let Some(tls) = self.tls.as_mut() else {
+                while !self.wbuf.is_empty() {
+                    match self.stream.write(&self.wbuf) {
+                        Ok(0) => return Ok(sent),
+                        Ok(n) => {
+                            let _ = self.wbuf.split_to(n);
+                            sent += n;
+                        }
+                        Err(e) if e.kind() == io::ErrorKind::WouldBlock => return Ok(sent),
+                        Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                        Err(e) => return Err(e),
+                    }
+                }
+                return Ok(sent);
+            };
+            if !self.wbuf.is_empty() {
+                let taken = tls.writer().write(&self.wbuf)?;
+                let _ = self.wbuf.split_to(taken);
+            }
+            let mut blocked = false;
+            while tls.wants_write() {
+                match tls.write_tls(&mut self.stream) {
+                    Ok(n) => sent += n,
+                    Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
+                        blocked = true;
+                        break;
+                    }
+                    Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                    Err(e) => return Err(e),
+                }
+            }
+            if blocked || self.wbuf.is_empty() {
+                return Ok(sent);
+            }
+        }
+    }
+
+    /// Whether output is still waiting for the socket.
+    fn has_output(&self) -> bool {
+        !self.wbuf.is_empty() || self.tls.as_ref().is_some_and(|t| t.wants_write())
+    }
 }
 
 /// The event loop's state.
@@ -257,12 +408,19 @@ fn serve<S: Store + Send + 'static>(
 
     let mut listeners = Vec::new();
     for (i, l) in settings.listeners.iter().enumerate() {
-        if l.tls.is_some() || !matches!(l.protocol, settings::ListenerProtocol::Mqtt) {
+        if !matches!(l.protocol, settings::ListenerProtocol::Mqtt) {
             return Err(ServerError::new(format!(
-                "listener {}: TLS and WebSocket listeners are not built yet",
+                "listener {}: WebSocket listeners are not built yet",
                 l.bind
             )));
         }
+        let tls = match &l.tls {
+            Some(t) => Some(
+                crate::tls::server_config(t)
+                    .map_err(|e| ServerError::new(format!("listener {}: {e}", l.bind)))?,
+            ),
+            None => None,
+        };
         let mut socket = TcpListener::bind(l.bind)
             .map_err(|e| ServerError::new(format!("cannot listen on {}: {e}", l.bind)))?;
         let addr = socket.local_addr().unwrap_or(l.bind);
@@ -270,13 +428,19 @@ fn serve<S: Store + Send + 'static>(
             .register(&mut socket, Token(i), Interest::READABLE)
             .map_err(|e| ServerError::new(format!("cannot register listener: {e}")))?;
         let allow_anonymous = Some(settings.allows_anonymous(l));
-        info!(%addr, anonymous = ?allow_anonymous, "listening (MQTT over TCP)");
+        let kind = if tls.is_some() {
+            "MQTT over TLS"
+        } else {
+            "MQTT over TCP"
+        };
+        info!(%addr, anonymous = ?allow_anonymous, "listening ({kind})");
         listeners.push(Listener {
             socket,
             addr,
             max_connections: l.max_connections.unwrap_or(usize::MAX),
             open: 0,
             allow_anonymous,
+            tls,
         });
     }
     let mut signals = signal_hook_mio::v1_0::Signals::new([
@@ -426,6 +590,23 @@ impl<S: Store + Send + 'static> Server<S> {
                 warn!(%peer, error = %e, "cannot register connection");
                 continue;
             }
+            let tls = match &listener.tls {
+                Some(config) => {
+                    match rustls::ServerConnection::new(std::sync::Arc::clone(config)) {
+                        Ok(mut session) => {
+                            // rustls's own plaintext buffer is bounded too; the rest waits in wbuf.
+                            session.set_buffer_limit(Some(64 * 1024));
+                            Some(Box::new(session))
+                        }
+                        Err(e) => {
+                            warn!(%peer, error = %e, "cannot start a TLS session");
+                            let _ = self.poll.registry().deregister(&mut stream);
+                            continue;
+                        }
+                    }
+                }
+                None => None,
+            };
             listener.open += 1;
             let allow_anonymous = listener.allow_anonymous;
             entry.insert(Connection {
@@ -444,6 +625,7 @@ impl<S: Store + Send + 'static> Server<S> {
                 client: None,
                 connected: false,
                 close_reason: None,
+                tls,
             });
             self.open_connections += 1;
             debug!(%peer, conn = id.0, "accepted");
@@ -467,46 +649,15 @@ impl<S: Store + Send + 'static> Server<S> {
         if c.closing {
             return;
         }
-        let mut read_total = 0;
-        let mut eof = false;
-        let mut failed = None;
         c.more_to_read = false;
-        loop {
-            if read_total >= READ_BUDGET {
-                c.more_to_read = true;
-                break;
-            }
-            if c.rbuf.capacity() - c.rbuf.len() < 4096 {
-                c.rbuf.reserve(16 * 1024);
-            }
-            let spare = c.rbuf.spare_capacity_mut();
-            // A zeroed window to read into: `read` needs initialised memory.
-            let window = spare.len().min(64 * 1024);
-            let start = c.rbuf.len();
-            c.rbuf.resize(start + window, 0);
-            match c.stream.read(&mut c.rbuf[start..]) {
-                Ok(0) => {
-                    c.rbuf.truncate(start);
-                    eof = true;
-                    break;
-                }
-                Ok(n) => {
-                    c.rbuf.truncate(start + n);
-                    read_total += n;
-                }
-                Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
-                    c.rbuf.truncate(start);
-                    break;
-                }
-                Err(e) if e.kind() == io::ErrorKind::Interrupted => {
-                    c.rbuf.truncate(start);
-                }
-                Err(e) => {
-                    c.rbuf.truncate(start);
-                    failed = Some(e);
-                    break;
-                }
-            }
+        let outcome = c.read_input();
+        let read_total = outcome.bytes;
+        let eof = outcome.eof;
+        let failed = outcome.error;
+        c.more_to_read = outcome.more;
+        if c.tls.as_ref().is_some_and(|t| t.wants_write()) {
+            // Handshake messages or alerts to send.
+            self.dirty.push(key);
         }
         self.broker.record_traffic(read_total as u64, 0);
         // Decode every whole packet.
@@ -734,32 +885,28 @@ impl<S: Store + Send + 'static> Server<S> {
         let Some(c) = self.conns.get_mut(key) else {
             return;
         };
-        while !c.wbuf.is_empty() {
-            match c.stream.write(&c.wbuf) {
-                Ok(0) => break,
-                Ok(n) => {
-                    let _ = c.wbuf.split_to(n);
-                    self.broker.record_traffic(0, n as u64);
+        match c.write_output() {
+            Ok(sent) => self.broker.record_traffic(0, sent as u64),
+            Err(e) => {
+                c.close_reason = Some(format!("write failed: {e}"));
+                let id = c.id;
+                let closing = c.closing;
+                if !closing {
+                    self.broker.handle_connection_lost(Instant::now(), id);
                 }
-                Err(e) if e.kind() == io::ErrorKind::WouldBlock => break,
-                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
-                Err(e) => {
-                    c.close_reason = Some(format!("write failed: {e}"));
-                    let id = c.id;
-                    let closing = c.closing;
-                    if !closing {
-                        self.broker.handle_connection_lost(Instant::now(), id);
-                    }
-                    self.remove(key);
-                    return;
-                }
+                self.remove(key);
+                return;
             }
         }
         let Some(c) = self.conns.get_mut(key) else {
             return;
         };
-        if c.wbuf.is_empty() {
+        if !c.has_output() {
             if c.closing {
+                if let Some(tls) = c.tls.as_mut() {
+                    tls.send_close_notify();
+                    let _ = tls.write_tls(&mut c.stream);
+                }
                 let _ = c.stream.shutdown(std::net::Shutdown::Write);
                 self.remove(key);
                 return;

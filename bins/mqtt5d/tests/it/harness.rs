@@ -22,9 +22,15 @@ pub(crate) struct Mqtt5d {
 impl Mqtt5d {
     /// Starts `mqtt5d` with `data_dir` and extra arguments, on 127.0.0.1 and a port the OS picks.
     pub(crate) fn start(data_dir: &Path, extra: &[&str]) -> Self {
+        let mut args = vec!["--listen", "127.0.0.1:0"];
+        args.extend_from_slice(extra);
+        Self::start_raw(data_dir, &args)
+    }
+
+    /// Starts `mqtt5d` with `data_dir` and exactly these extra arguments (no `--listen`: the
+    /// listeners come from a config file).
+    pub(crate) fn start_raw(data_dir: &Path, extra: &[&str]) -> Self {
         let mut args = vec![
-            "--listen".to_owned(),
-            "127.0.0.1:0".to_owned(),
             "--data-dir".to_owned(),
             data_dir.display().to_string(),
             "--log-format".to_owned(),

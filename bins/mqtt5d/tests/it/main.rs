@@ -4,3 +4,4 @@
 mod harness;
 mod interop;
 mod lifecycle;
+mod tls;

@@ -1,0 +1,156 @@
+//! TLS listeners, with certificates made by the `openssl` command for each test.
+
+use std::path::Path;
+use std::process::Command;
+use std::time::Duration;
+
+use crate::harness::*;
+
+/// Makes a CA, a server certificate for 127.0.0.1 / localhost, and a client certificate,
+/// all signed by the CA, in `dir`.
+fn make_certificates(dir: &Path) {
+    let run = |args: &[&str]| {
+        let (status, out, err) = run_bounded(
+            Command::new("openssl").args(args).current_dir(dir),
+            Duration::from_secs(30),
+        );
+        assert!(status.success(), "openssl {args:?}: {out}{err}");
+    };
+    run(&[
+        "req",
+        "-x509",
+        "-newkey",
+        "rsa:2048",
+        "-nodes",
+        "-days",
+        "2",
+        "-subj",
+        "/CN=mqtt5 test CA",
+        "-keyout",
+        "ca.key",
+        "-out",
+        "ca.crt",
+    ]);
+    std::fs::write(
+        dir.join("server.ext"),
+        "subjectAltName=IP:127.0.0.1,DNS:localhost\nbasicConstraints=CA:FALSE\n",
+    )
+    .expect("write");
+    // webpki accepts only X.509 v3 certificates: the client one needs extensions too.
+    std::fs::write(
+        dir.join("client.ext"),
+        "basicConstraints=CA:FALSE\nextendedKeyUsage=clientAuth\n",
+    )
+    .expect("write");
+    for (name, ext) in [
+        ("server", Some("server.ext")),
+        ("client", Some("client.ext")),
+    ] {
+        run(&[
+            "req",
+            "-newkey",
+            "rsa:2048",
+            "-nodes",
+            "-subj",
+            &format!("/CN={name}"),
+            "-keyout",
+            &format!("{name}.key"),
+            "-out",
+            &format!("{name}.csr"),
+        ]);
+        let mut args = vec![
+            "x509",
+            "-req",
+            "-in",
+            &format!("{name}.csr"),
+            "-CA",
+            "ca.crt",
+            "-CAkey",
+            "ca.key",
+            "-CAcreateserial",
+            "-days",
+            "2",
+            "-out",
+        ]
+        .into_iter()
+        .map(str::to_owned)
+        .collect::<Vec<_>>();
+        args.push(format!("{name}.crt"));
+        if let Some(ext) = ext {
+            args.extend(["-extfile".to_owned(), ext.to_owned()]);
+        }
+        let refs: Vec<&str> = args.iter().map(String::as_str).collect();
+        run(&refs);
+    }
+}
+
+fn tls_config(dir: &Path, client_ca: bool) -> std::path::PathBuf {
+    let mut text = format!(
+        "[[listener]]\nbind = \"127.0.0.1:0\"\ntls_cert = {:?}\ntls_key = {:?}\nallow_anonymous = true\n",
+        dir.join("server.crt"),
+        dir.join("server.key")
+    );
+    if client_ca {
+        text.push_str(&format!("tls_client_ca = {:?}\n", dir.join("ca.crt")));
+    }
+    let path = dir.join("tls.toml");
+    std::fs::write(&path, text).expect("write");
+    path
+}
+
+fn pub_and_sub(port: &str, dir: &Path, client_cert: bool) -> (bool, String) {
+    let ca = dir.join("ca.crt").display().to_string();
+    let cert = dir.join("client.crt").display().to_string();
+    let key = dir.join("client.key").display().to_string();
+    let mut common = vec!["-h", "127.0.0.1", "-p", port, "--cafile", &ca];
+    if client_cert {
+        common.extend(["--cert", &cert, "--key", &key]);
+    }
+    let (status, out, err) = run_bounded(
+        Command::new("mosquitto_pub").args(&common).args([
+            "-V", "mqttv5", "-q", "1", "-r", "-t", "tls/t", "-m", "secret",
+        ]),
+        Duration::from_secs(15),
+    );
+    if !status.success() {
+        return (false, format!("{out}{err}"));
+    }
+    let (status, out, err) = run_bounded(
+        Command::new("mosquitto_sub")
+            .args(&common)
+            .args(["-V", "mqttv311", "-t", "tls/t", "-C", "1", "-W", "10"]),
+        Duration::from_secs(15),
+    );
+    (status.success(), format!("{out}{err}"))
+}
+
+#[test]
+fn tls_listener_serves_mosquitto_clients() {
+    let dir = temp_dir();
+    make_certificates(dir.path());
+    let config = tls_config(dir.path(), false);
+    let mut broker = Mqtt5d::start_raw(dir.path(), &["--config", &config.display().to_string()]);
+    assert!(broker.lines.iter().any(|l| l.contains("MQTT over TLS")));
+    let (ok, out) = pub_and_sub(&broker.port(), dir.path(), false);
+    assert!(ok, "{out}");
+    assert_eq!(out.trim(), "secret");
+    assert!(broker.stop().success());
+}
+
+#[test]
+fn tls_listener_with_client_ca_requires_a_client_certificate() {
+    let dir = temp_dir();
+    make_certificates(dir.path());
+    let config = tls_config(dir.path(), true);
+    let mut broker = Mqtt5d::start_raw(dir.path(), &["--config", &config.display().to_string()]);
+    let port = broker.port();
+    let (ok, out) = pub_and_sub(&port, dir.path(), false);
+    assert!(
+        !ok,
+        "without a client certificate the handshake fails: {out}"
+    );
+    let (ok, out) = pub_and_sub(&port, dir.path(), true);
+    assert!(ok, "{out}");
+    assert_eq!(out.trim(), "secret");
+    assert!(broker.stop().success());
+}
