@@ -16,6 +16,7 @@ mod logging;
 mod server;
 mod settings;
 mod tls;
+mod websocket;
 
 use std::path::Path;
 use std::process::ExitCode;

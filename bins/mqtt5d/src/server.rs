@@ -123,6 +123,8 @@ struct Listener {
     allow_anonymous: Option<bool>,
     /// The TLS configuration of a TLS listener.
     tls: Option<std::sync::Arc<rustls::ServerConfig>>,
+    /// The HTTP path of a WebSocket listener.
+    websocket: Option<String>,
 }
 
 /// One client connection.
@@ -151,6 +153,10 @@ struct Connection {
     close_reason: Option<String>,
     /// The TLS session of a connection on a TLS listener.
     tls: Option<Box<rustls::ServerConnection>>,
+    /// The WebSocket layer of a connection on a WebSocket listener.
+    ws: Option<crate::websocket::WsState>,
+    /// WebSocket frames (and the upgrade response) waiting for the socket.
+    frames: BytesMut,
 }
 
 /// What one round of reading found.
@@ -255,6 +261,24 @@ impl Connection {
     /// Writes as much of `wbuf` as the socket takes (through TLS when the connection has
     /// it); returns the bytes that reached the socket.
     fn write_output(&mut self) -> io::Result<usize> {
+        if let Some(ws) = self.ws.as_mut() {
+            // MQTT bytes become one binary frame; what goes to the socket is the frames.
+            if !self.wbuf.is_empty() && ws.is_open() {
+                ws.send(self.wbuf.split());
+            }
+            if let Some(out) = ws.take_output() {
+                self.frames.extend_from_slice(&out);
+            }
+            core::mem::swap(&mut self.wbuf, &mut self.frames);
+            let result = self.write_transport();
+            core::mem::swap(&mut self.wbuf, &mut self.frames);
+            return result;
+        }
+        self.write_transport()
+    }
+
+    /// Writes `wbuf` to the socket, through TLS when the connection has it.
+    fn write_transport(&mut self) -> io::Result<usize> {
         let mut sent = 0;
         loop {
             let Some(tls) = self.tls.as_mut() else {
@@ -296,7 +320,9 @@ impl Connection {
 
     /// Whether output is still waiting for the socket.
     fn has_output(&self) -> bool {
-        !self.wbuf.is_empty() || self.tls.as_ref().is_some_and(|t| t.wants_write())
+        !self.wbuf.is_empty()
+            || !self.frames.is_empty()
+            || self.tls.as_ref().is_some_and(|t| t.wants_write())
     }
 }
 
@@ -408,12 +434,10 @@ fn serve<S: Store + Send + 'static>(
 
     let mut listeners = Vec::new();
     for (i, l) in settings.listeners.iter().enumerate() {
-        if !matches!(l.protocol, settings::ListenerProtocol::Mqtt) {
-            return Err(ServerError::new(format!(
-                "listener {}: WebSocket listeners are not built yet",
-                l.bind
-            )));
-        }
+        let websocket = match &l.protocol {
+            settings::ListenerProtocol::Mqtt => None,
+            settings::ListenerProtocol::WebSocket { path } => Some(path.clone()),
+        };
         let tls = match &l.tls {
             Some(t) => Some(
                 crate::tls::server_config(t)
@@ -428,10 +452,11 @@ fn serve<S: Store + Send + 'static>(
             .register(&mut socket, Token(i), Interest::READABLE)
             .map_err(|e| ServerError::new(format!("cannot register listener: {e}")))?;
         let allow_anonymous = Some(settings.allows_anonymous(l));
-        let kind = if tls.is_some() {
-            "MQTT over TLS"
-        } else {
-            "MQTT over TCP"
+        let kind = match (tls.is_some(), websocket.is_some()) {
+            (false, false) => "MQTT over TCP",
+            (true, false) => "MQTT over TLS",
+            (false, true) => "MQTT over WebSocket",
+            (true, true) => "MQTT over secure WebSocket",
         };
         info!(%addr, anonymous = ?allow_anonymous, "listening ({kind})");
         listeners.push(Listener {
@@ -441,6 +466,7 @@ fn serve<S: Store + Send + 'static>(
             open: 0,
             allow_anonymous,
             tls,
+            websocket,
         });
     }
     let mut signals = signal_hook_mio::v1_0::Signals::new([
@@ -607,6 +633,10 @@ impl<S: Store + Send + 'static> Server<S> {
                 }
                 None => None,
             };
+            let ws = listener
+                .websocket
+                .as_deref()
+                .map(crate::websocket::WsState::new);
             listener.open += 1;
             let allow_anonymous = listener.allow_anonymous;
             entry.insert(Connection {
@@ -626,6 +656,8 @@ impl<S: Store + Send + 'static> Server<S> {
                 connected: false,
                 close_reason: None,
                 tls,
+                ws,
+                frames: BytesMut::new(),
             });
             self.open_connections += 1;
             debug!(%peer, conn = id.0, "accepted");
@@ -650,9 +682,24 @@ impl<S: Store + Send + 'static> Server<S> {
             return;
         }
         c.more_to_read = false;
+        let raw_start = c.rbuf.len();
         let outcome = c.read_input();
+        let mut ws_closed = false;
+        if let Some(ws) = c.ws.as_mut() {
+            // What was read is WebSocket traffic: only the MQTT bytes it carries stay in rbuf.
+            let raw = c.rbuf.split_off(raw_start);
+            let fed = ws.feed(&raw, &mut c.rbuf);
+            if let Some(e) = fed.error {
+                c.close_reason = Some(e);
+            }
+            ws_closed = fed.closed;
+            if let Some(out) = ws.take_output() {
+                c.frames.extend_from_slice(&out);
+                self.dirty.push(key);
+            }
+        }
         let read_total = outcome.bytes;
-        let eof = outcome.eof;
+        let eof = outcome.eof || ws_closed;
         let failed = outcome.error;
         c.more_to_read = outcome.more;
         if c.tls.as_ref().is_some_and(|t| t.wants_write()) {
@@ -845,7 +892,7 @@ impl<S: Store + Send + 'static> Server<S> {
                     _ => {}
                 }
                 packet.encode(c.version, &mut c.wbuf);
-                if c.wbuf.len() > limit {
+                if c.wbuf.len() + c.frames.len() > limit {
                     // A client that does not read: its buffer is full. Disconnect it rather
                     // than grow memory without bound.
                     warn!(
@@ -903,6 +950,13 @@ impl<S: Store + Send + 'static> Server<S> {
         };
         if !c.has_output() {
             if c.closing {
+                if let Some(ws) = c.ws.as_mut() {
+                    ws.close();
+                    if let Some(out) = ws.take_output() {
+                        c.frames.extend_from_slice(&out);
+                        let _ = c.write_output();
+                    }
+                }
                 if let Some(tls) = c.tls.as_mut() {
                     tls.send_close_notify();
                     let _ = tls.write_tls(&mut c.stream);

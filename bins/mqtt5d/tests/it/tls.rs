@@ -154,3 +154,59 @@ fn tls_listener_with_client_ca_requires_a_client_certificate() {
     assert_eq!(out.trim(), "secret");
     assert!(broker.stop().success());
 }
+
+const PAHO_WSS: &str = r#"
+import sys, threading
+import paho.mqtt.client as mqtt
+port = int(sys.argv[1]); ca = sys.argv[2]
+got = threading.Event(); subscribed = threading.Event()
+def on_connect(c, u, f, reason, p):
+    c.subscribe("wss/#", qos=1)
+def on_subscribe(c, u, mid, reasons, p):
+    subscribed.set()
+def on_message(c, u, msg):
+    if msg.payload == b"over wss":
+        got.set()
+c = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2, client_id="paho-wss", protocol=mqtt.MQTTv5, transport="websockets")
+c.ws_set_options(path="/mqtt")
+c.tls_set(ca_certs=ca)
+c.on_connect = on_connect; c.on_subscribe = on_subscribe; c.on_message = on_message
+c.connect("127.0.0.1", port)
+c.loop_start()
+assert subscribed.wait(10), "no SUBACK"
+c.publish("wss/t", "over wss", qos=1).wait_for_publish(10)
+assert got.wait(10), "no message"
+c.disconnect(); c.loop_stop()
+print("ok")
+"#;
+
+#[test]
+fn secure_websocket_listener_serves_paho() {
+    let dir = temp_dir();
+    make_certificates(dir.path());
+    let config = dir.path().join("wss.toml");
+    std::fs::write(
+        &config,
+        format!(
+            "[[listener]]\nbind = \"127.0.0.1:0\"\nprotocol = \"websocket\"\ntls_cert = {:?}\ntls_key = {:?}\nallow_anonymous = true\n",
+            dir.path().join("server.crt"),
+            dir.path().join("server.key")
+        ),
+    )
+    .expect("write");
+    let mut broker = Mqtt5d::start_raw(dir.path(), &["--config", &config.display().to_string()]);
+    assert!(
+        broker
+            .lines
+            .iter()
+            .any(|l| l.contains("MQTT over secure WebSocket"))
+    );
+    let ca = dir.path().join("ca.crt").display().to_string();
+    let (status, out, err) = run_bounded(
+        Command::new("python3").args(["-c", PAHO_WSS, &broker.port(), &ca]),
+        Duration::from_secs(30),
+    );
+    assert!(status.success(), "{out}{err}");
+    assert_eq!(out.trim(), "ok");
+    assert!(broker.stop().success());
+}
