@@ -229,3 +229,26 @@ fn rumqttc_v5_client_subscribes_and_receives() {
     }
     assert_eq!(received, Some((b"rq/t".to_vec(), b"from rumqttc".to_vec())));
 }
+
+#[test]
+fn ipv6_loopback_listener_serves_mosquitto_clients() {
+    let dir = temp_dir();
+    let broker = Mqtt5d::start_raw(dir.path(), &["--listen", "[::1]:0"]);
+    assert!(broker.addr.is_ipv6());
+    let port = broker.port();
+    let (status, out, err) = run_bounded(
+        Command::new("mosquitto_pub").args([
+            "-h", "::1", "-p", &port, "-q", "1", "-r", "-t", "v6/t", "-m", "six",
+        ]),
+        Duration::from_secs(10),
+    );
+    assert!(status.success(), "{out}{err}");
+    let (status, out, err) = run_bounded(
+        Command::new("mosquitto_sub").args([
+            "-h", "::1", "-p", &port, "-t", "v6/t", "-C", "1", "-W", "10",
+        ]),
+        Duration::from_secs(15),
+    );
+    assert!(status.success(), "{out}{err}");
+    assert_eq!(out.trim(), "six");
+}
