@@ -13,6 +13,7 @@
 mod admin;
 mod cli;
 mod logging;
+mod metrics;
 mod server;
 mod settings;
 mod tls;

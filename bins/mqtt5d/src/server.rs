@@ -353,6 +353,8 @@ struct Server<S: Store + Send + 'static> {
     /// Connections whose `wbuf` needs flushing.
     dirty: Vec<usize>,
     shutting_down: bool,
+    /// The metrics endpoint's text, when `[metrics]` is configured, and when it was rendered.
+    metrics: Option<(crate::metrics::Shared, Instant)>,
 }
 
 fn serve<S: Store + Send + 'static>(
@@ -469,6 +471,16 @@ fn serve<S: Store + Send + 'static>(
             websocket,
         });
     }
+    let metrics = match settings.metrics {
+        Some(addr) => {
+            let shared = crate::metrics::Shared::default();
+            crate::metrics::spawn(addr, std::sync::Arc::clone(&shared)).map_err(|e| {
+                ServerError::new(format!("cannot listen for metrics on {addr}: {e}"))
+            })?;
+            Some((shared, Instant::now() - Duration::from_secs(1)))
+        }
+        None => None,
+    };
     let mut signals = signal_hook_mio::v1_0::Signals::new([
         signal_hook::consts::SIGINT,
         signal_hook::consts::SIGTERM,
@@ -499,6 +511,7 @@ fn serve<S: Store + Send + 'static>(
         pending: Vec::new(),
         dirty: Vec::new(),
         shutting_down: false,
+        metrics,
     };
     server.event_loop(&mut signals)?;
     server.finish()
@@ -530,13 +543,18 @@ impl<S: Store + Send + 'static> Server<S> {
         let mut events = Events::with_capacity(1024);
         loop {
             let now = Instant::now();
-            let timeout = if self.pending.is_empty() {
+            let mut timeout = if self.pending.is_empty() {
                 self.broker
                     .poll_timeout()
                     .map(|at| at.saturating_duration_since(now))
             } else {
                 Some(Duration::ZERO)
             };
+            if self.metrics.is_some() {
+                // Keep the metrics text fresh while idle.
+                let cap = Duration::from_millis(500);
+                timeout = Some(timeout.map_or(cap, |t| t.min(cap)));
+            }
             if let Err(e) = self.poll.poll(&mut events, timeout) {
                 if e.kind() == io::ErrorKind::Interrupted {
                     continue;
@@ -575,9 +593,42 @@ impl<S: Store + Send + 'static> Server<S> {
             }
             self.run_actions();
             self.flush_dirty();
+            self.render_metrics(now);
             if self.shutting_down {
                 return Ok(());
             }
+        }
+    }
+
+    /// Renders the metrics text, at most twice a second.
+    fn render_metrics(&mut self, now: Instant) {
+        let Some((shared, last)) = self.metrics.as_mut() else {
+            return;
+        };
+        if now.saturating_duration_since(*last) < Duration::from_millis(500) {
+            return;
+        }
+        *last = now;
+        let (queued, inflight) = self.broker.queued_and_inflight();
+        let store = self.writer.as_ref().map(Writer::stats).unwrap_or_default();
+        let snapshot = crate::metrics::Snapshot {
+            connections: self.open_connections,
+            clients: self.broker.connected_clients(),
+            sessions: self.broker.session_count(),
+            subscriptions: self.broker.subscription_count(),
+            retained: self.broker.retained_count(),
+            queued,
+            inflight,
+            stats: self.broker.stats().clone(),
+            store_commits: store.commits,
+            store_failures: store.failures,
+            commit_mean: store.mean_commit_latency,
+            commit_max: store.max_commit_latency,
+            storage_full: self.broker.storage_full(),
+        };
+        let text = crate::metrics::render(&snapshot);
+        if let Ok(mut slot) = shared.lock() {
+            *slot = text;
         }
     }
 

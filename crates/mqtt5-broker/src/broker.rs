@@ -171,6 +171,8 @@ pub struct Broker {
     pub(crate) retained_expiring: bool,
     /// The store reported that it is full: new persistent work is refused.
     pub(crate) storage_full: bool,
+    /// Connections that completed CONNECT.
+    pub(crate) connected: usize,
 }
 
 impl core::fmt::Debug for Broker {
@@ -228,6 +230,7 @@ impl Broker {
             expiring_sessions: BTreeSet::new(),
             retained_expiring: false,
             storage_full: false,
+            connected: 0,
         };
         if let Some(every) = broker.config.sys_interval {
             broker.timers.insert((now + every, Timer::Sys));
@@ -440,13 +443,21 @@ impl Broker {
     }
 
     /// How many connections have completed CONNECT.
-    pub fn connected_clients(&self) -> usize {
-        self.conns.values().filter(|c| c.session.is_some()).count()
+    pub const fn connected_clients(&self) -> usize {
+        self.connected
     }
 
     /// How many sessions exist, connected or not.
     pub fn session_count(&self) -> usize {
         self.by_client.len()
+    }
+
+    /// How many messages wait in session queues, and how many are in flight, over all
+    /// sessions. It walks every session: call it for metrics, not per packet.
+    pub fn queued_and_inflight(&self) -> (usize, usize) {
+        self.sessions.iter().flatten().fold((0, 0), |(q, f), s| {
+            (q + s.queue.len(), f + s.inflight.len())
+        })
     }
 
     /// How many subscriptions exist.
@@ -588,6 +599,9 @@ impl Broker {
         let Some(c) = self.conns.remove(&conn) else {
             return;
         };
+        if c.session.is_some() {
+            self.connected = self.connected.saturating_sub(1);
+        }
         if let Some(d) = c.deadline {
             self.timers.remove(&d);
         }
@@ -1180,6 +1194,7 @@ impl Broker {
         }
         c.state = ConnState::Connected;
         c.session = Some(sid);
+        self.connected += 1;
         c.auth_method
             .clone_from(&connect.properties.authentication_method);
         c.username.clone_from(&username);
