@@ -157,6 +157,8 @@ struct Connection {
     ws: Option<crate::websocket::WsState>,
     /// WebSocket frames (and the upgrade response) waiting for the socket.
     frames: BytesMut,
+    /// The core was told that this connection's buffer is congested.
+    congested: bool,
 }
 
 /// What one round of reading found.
@@ -709,6 +711,7 @@ impl<S: Store + Send + 'static> Server<S> {
                 tls,
                 ws,
                 frames: BytesMut::new(),
+                congested: false,
             });
             self.open_connections += 1;
             debug!(%peer, conn = id.0, "accepted");
@@ -943,7 +946,18 @@ impl<S: Store + Send + 'static> Server<S> {
                     _ => {}
                 }
                 packet.encode(c.version, &mut c.wbuf);
-                if c.wbuf.len() + c.frames.len() > limit {
+                let buffered = c.wbuf.len() + c.frames.len();
+                if buffered > limit / 2 && !c.congested {
+                    // Past the high-water mark: the core keeps further messages in the
+                    // client's session queue until the buffer drains.
+                    c.congested = true;
+                    debug!(conn = conn.0, buffered, "client congested");
+                    self.broker.handle_congestion(Instant::now(), conn, true);
+                }
+                let Some(c) = self.conns.get_mut(key) else {
+                    return;
+                };
+                if buffered > limit {
                     // A client that does not read: its buffer is full. Disconnect it rather
                     // than grow memory without bound.
                     warn!(
@@ -973,8 +987,15 @@ impl<S: Store + Send + 'static> Server<S> {
     }
 
     fn flush_dirty(&mut self) {
-        for key in core::mem::take(&mut self.dirty) {
-            self.flush(key);
+        // Flushing can un-congest a connection, which makes the core send its queue: a few
+        // rounds, bounded.
+        for _ in 0..4 {
+            if self.dirty.is_empty() {
+                return;
+            }
+            for key in core::mem::take(&mut self.dirty) {
+                self.flush(key);
+            }
         }
     }
 
@@ -995,6 +1016,17 @@ impl<S: Store + Send + 'static> Server<S> {
                 self.remove(key);
                 return;
             }
+        }
+        let Some(c) = self.conns.get_mut(key) else {
+            return;
+        };
+        if c.congested && c.wbuf.len() + c.frames.len() < self.write_buffer_limit / 4 {
+            // Below the low-water mark: the core may send again, starting with the queue.
+            c.congested = false;
+            let id = c.id;
+            debug!(conn = id.0, "client drained");
+            self.broker.handle_congestion(Instant::now(), id, false);
+            self.run_actions();
         }
         let Some(c) = self.conns.get_mut(key) else {
             return;

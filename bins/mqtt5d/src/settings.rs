@@ -463,6 +463,7 @@ struct FileBroker {
     max_inflight: Option<Spanned<u16>>,
     max_queued_messages: Option<usize>,
     queue_policy: Option<QueuePolicyName>,
+    disconnect_slow_consumers: Option<bool>,
     queue_qos0_offline: Option<bool>,
     maximum_qos: Option<Spanned<u8>>,
     retain_available: Option<bool>,
@@ -915,6 +916,9 @@ impl Loader<'_> {
                 Some(QueuePolicyName::DropNewest) => QueuePolicy::DropNewest,
             },
             queue_qos0_offline: file.queue_qos0_offline.unwrap_or(d.queue_qos0_offline),
+            disconnect_slow_consumers: file
+                .disconnect_slow_consumers
+                .unwrap_or(d.disconnect_slow_consumers),
             maximum_qos,
             retain_available: file.retain_available.unwrap_or(d.retain_available),
             wildcard_subscriptions: file

@@ -100,6 +100,8 @@ pub(crate) struct Conn {
     pub(crate) outbound_aliases: HashMap<Arc<str>, NonZeroU16>,
     /// Whether the client asked for Reason Strings and User Properties on failures.
     pub(crate) problem_information: bool,
+    /// The driver's buffer towards this client is full: deliveries wait in the session queue.
+    pub(crate) congested: bool,
     /// The Authentication Method the connection authenticated with, if any: a
     /// re-authentication must use the same one (`[MQTT-4.12.1-1]`).
     pub(crate) auth_method: Option<MqttString>,
@@ -286,6 +288,7 @@ impl Broker {
                 inbound_aliases: HashMap::new(),
                 outbound_aliases: HashMap::new(),
                 problem_information: true,
+                congested: false,
                 auth_method: None,
             },
         );
@@ -385,6 +388,23 @@ impl Broker {
             } else {
                 self.close_unconnected(conn);
             }
+        }
+        self.flush_ops();
+    }
+
+    /// The driver's output buffer towards `conn` filled up (`true`: the client reads too
+    /// slowly) or drained (`false`). While it is congested, messages for the client wait in its
+    /// session queue instead of going to the driver (bounded by
+    /// [`Config::max_queued_messages`], then dropped and counted per the queue policy, or the
+    /// client is disconnected with 0x97 if [`Config::disconnect_slow_consumers`] is set); when
+    /// it drains, the queue is sent.
+    pub fn handle_congestion(&mut self, now: Instant, conn: ConnId, congested: bool) {
+        let Some(c) = self.conns.get_mut(&conn) else {
+            return;
+        };
+        c.congested = congested;
+        if !congested && let Some(sid) = c.session {
+            self.pump(now, sid);
         }
         self.flush_ops();
     }

@@ -31,6 +31,9 @@ pub struct Config {
     pub max_queued_messages: usize,
     /// What to drop when a queue is full.
     pub queue_policy: QueuePolicy,
+    /// Whether a connected client whose queue overflows (it reads too slowly) is disconnected
+    /// with 0x97 instead of losing messages to the queue policy. Default false.
+    pub disconnect_slow_consumers: bool,
     /// Whether QoS 0 messages are queued for offline persistent sessions. Default false, as
     /// Mosquitto.
     pub queue_qos0_offline: bool,
@@ -82,6 +85,7 @@ impl Default for Config {
             max_inflight: 1024,
             max_queued_messages: 10_000,
             queue_policy: QueuePolicy::DropOldest,
+            disconnect_slow_consumers: false,
             queue_qos0_offline: false,
             maximum_qos: QoS::ExactlyOnce,
             retain_available: true,

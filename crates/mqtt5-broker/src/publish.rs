@@ -494,10 +494,15 @@ impl Broker {
             return;
         }
         let queue_qos0 = self.config.queue_qos0_offline;
-        let Some(s) = self.session_mut(sid) else {
+        let Some(s) = self.session(sid) else {
             return;
         };
+        let persistent = s.is_persistent();
         match s.conn {
+            Some(conn) if self.conns.get(&conn).is_some_and(|c| c.congested) => {
+                // The client reads too slowly: the message waits in its (bounded) queue.
+                self.enqueue(now, sid, delivery);
+            }
             Some(conn) => {
                 if delivery.qos == QoS::AtMostOnce {
                     self.send_publish(now, conn, &delivery, None, false);
@@ -510,25 +515,43 @@ impl Broker {
                 if s.queue.is_empty() && s.inflight.len() < usize::from(window) {
                     self.send_new(now, sid, conn, delivery);
                 } else {
-                    self.enqueue(sid, delivery);
+                    self.enqueue(now, sid, delivery);
                 }
             }
             None => {
-                if s.is_persistent() && (delivery.qos != QoS::AtMostOnce || queue_qos0) {
-                    self.enqueue(sid, delivery);
+                if persistent && (delivery.qos != QoS::AtMostOnce || queue_qos0) {
+                    self.enqueue(now, sid, delivery);
                 }
             }
         }
     }
 
     /// Puts a delivery in the session's queue, dropping per the queue policy when full.
-    fn enqueue(&mut self, sid: SessionId, mut delivery: Delivery) {
+    fn enqueue(&mut self, now: Instant, sid: SessionId, mut delivery: Delivery) {
         let max = self.config.max_queued_messages;
         let policy = self.config.queue_policy;
+        let disconnect_slow = self.config.disconnect_slow_consumers;
         let Some(s) = self.session_mut(sid) else {
             return;
         };
         if s.queue.len() >= max {
+            if disconnect_slow && let Some(conn) = s.conn {
+                // Configured: a client that cannot keep up is disconnected rather than fed
+                // with gaps. Its will and session follow the usual rules.
+                self.stats.messages_dropped += 1;
+                self.end_connection(
+                    now,
+                    conn,
+                    crate::broker::Ending::Abnormal,
+                    Some(DisconnectReason::QuotaExceeded),
+                    "slow consumer: session queue full",
+                );
+                self.forget_delivery(sid, &mut delivery, false);
+                return;
+            }
+            let Some(s) = self.session_mut(sid) else {
+                return;
+            };
             s.dropped += 1;
             self.stats.messages_dropped += 1;
             match policy {
@@ -562,7 +585,7 @@ impl Broker {
             return;
         };
         let Some(packet_id) = s.allocate_packet_id() else {
-            self.enqueue(sid, delivery);
+            self.enqueue(now, sid, delivery);
             return;
         };
         if !self.send_publish(now, conn, &delivery, NonZeroU16::new(packet_id), false) {
@@ -667,6 +690,9 @@ impl Broker {
             let Some(conn) = s.conn else {
                 return;
             };
+            if self.conns.get(&conn).is_some_and(|c| c.congested) {
+                return;
+            }
             let window = self.conns.get(&conn).map_or(0, |c| usize::from(c.window));
             let Some(s) = self.session_mut(sid) else {
                 return;

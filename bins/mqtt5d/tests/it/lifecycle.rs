@@ -286,3 +286,113 @@ fn metrics_endpoint_serves_prometheus_text() {
     }
     assert!(broker.stop().success());
 }
+
+#[test]
+fn subscriber_that_never_reads_does_not_stall_the_publisher_or_grow_the_broker() {
+    use bytes::BytesMut;
+    use mqtt5_codec::{
+        Connect, MqttString, Packet, PacketId, ProtocolVersion, QoS, Subscribe, Subscription,
+        SubscriptionOptions, TopicFilter,
+    };
+    use std::io::Write;
+    let dir = temp_dir();
+    let config = dir.path().join("small-buffers.toml");
+    std::fs::write(
+        &config,
+        "write_buffer_limit = 262144\n[broker]\nmax_queued_messages = 100\n",
+    )
+    .expect("write");
+    let mut broker = Mqtt5d::start(dir.path(), &["--config", &config.display().to_string()]);
+    // A raw MQTT 5 subscriber that connects, subscribes, and then never reads a byte.
+    let mut stalled = std::net::TcpStream::connect(broker.addr).expect("connect");
+    let mut wire = BytesMut::new();
+    Packet::Connect(Box::new(Connect {
+        client_id: MqttString::try_from("stalled").expect("id"),
+        keep_alive: 0,
+        ..Connect::default()
+    }))
+    .encode(ProtocolVersion::V5, &mut wire);
+    Packet::Subscribe(Subscribe {
+        packet_id: PacketId::new(1).expect("id"),
+        properties: Default::default(),
+        subscriptions: vec![Subscription {
+            filter: TopicFilter::try_from("flood/#").expect("filter"),
+            options: SubscriptionOptions::new(QoS::AtMostOnce),
+        }],
+    })
+    .encode(ProtocolVersion::V5, &mut wire);
+    stalled.write_all(&wire).expect("send");
+    broker
+        .wait_for_log("stalled", Duration::from_secs(10))
+        .expect("the stalled client connected");
+    // 20,000 messages of 1 KiB (20 MB) from one publisher, far more than the socket buffers
+    // and the 256 KiB write buffer hold.
+    let payload = "x".repeat(1024);
+    let lines: String = (0..20_000).map(|_| format!("{payload}\n")).collect();
+    let mut publisher = Command::new("mosquitto_pub")
+        .args([
+            "-h",
+            "127.0.0.1",
+            "-p",
+            &broker.port(),
+            "-t",
+            "flood/t",
+            "-l",
+        ])
+        .stdin(std::process::Stdio::piped())
+        .spawn()
+        .expect("mosquitto_pub");
+    publisher
+        .stdin
+        .take()
+        .expect("stdin")
+        .write_all(lines.as_bytes())
+        .expect("feed the publisher");
+    let end = std::time::Instant::now() + Duration::from_secs(60);
+    let status = loop {
+        if let Some(status) = publisher.try_wait().expect("wait") {
+            break status;
+        }
+        assert!(std::time::Instant::now() < end, "the publisher was stalled");
+        std::thread::sleep(Duration::from_millis(20));
+    };
+    assert!(status.success());
+    broker
+        .wait_for_log("client congested", Duration::from_secs(10))
+        .expect("the stalled client was marked congested");
+    // The broker still serves others.
+    let (status, out, err) = run_bounded(
+        Command::new("mosquitto_pub").args([
+            "-h",
+            "127.0.0.1",
+            "-p",
+            &broker.port(),
+            "-r",
+            "-t",
+            "ok/t",
+            "-m",
+            "alive",
+        ]),
+        Duration::from_secs(10),
+    );
+    assert!(status.success(), "{out}{err}");
+    let (status, out, err) = run_bounded(
+        Command::new("mosquitto_sub").args([
+            "-h",
+            "127.0.0.1",
+            "-p",
+            &broker.port(),
+            "-t",
+            "ok/t",
+            "-C",
+            "1",
+            "-W",
+            "10",
+        ]),
+        Duration::from_secs(15),
+    );
+    assert!(status.success(), "{out}{err}");
+    assert_eq!(out.trim(), "alive");
+    drop(stalled);
+    assert!(broker.stop().success());
+}

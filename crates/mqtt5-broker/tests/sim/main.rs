@@ -1514,3 +1514,72 @@ fn full_storage_refuses_new_persistent_work_and_keeps_serving_the_rest() {
     sim.publish(clean, "t", b"q1", QoS::AtLeastOnce, 2);
     assert!(matches!(sim.expect(clean), Packet::PubAck(a) if a.reason == PubAckReason::Success));
 }
+
+#[test]
+fn congested_client_gets_its_messages_queued_then_in_order_when_it_drains() {
+    let mut sim = Sim::new(Config {
+        max_queued_messages: 3,
+        ..quiet_config()
+    });
+    let slow = sim.connect(V5, "slow", true);
+    sim.subscribe(slow, "t", QoS::AtLeastOnce);
+    let publisher = sim.connect(V5, "pub", true);
+    let now = sim.now;
+    sim.broker.handle_congestion(now, slow, true);
+    sim.run();
+    for (i, qos) in [
+        QoS::AtMostOnce,
+        QoS::AtLeastOnce,
+        QoS::AtMostOnce,
+        QoS::AtLeastOnce,
+        QoS::AtMostOnce,
+    ]
+    .into_iter()
+    .enumerate()
+    {
+        sim.publish(publisher, "t", &[i as u8], qos, i as u16 + 1);
+    }
+    assert!(
+        sim.recv(slow).is_none(),
+        "nothing goes to a congested connection"
+    );
+    assert_eq!(
+        sim.broker.stats().messages_dropped,
+        2,
+        "queue of 3, five messages"
+    );
+    sim.broker.handle_congestion(now, slow, false);
+    sim.run();
+    let got: Vec<u8> = sim
+        .drain(slow)
+        .into_iter()
+        .map(|p| match p {
+            Packet::Publish(p) => p.payload()[0],
+            other => panic!("{other:?}"),
+        })
+        .collect();
+    assert_eq!(got, [2, 3, 4], "the oldest two were dropped; order kept");
+}
+
+#[test]
+fn slow_consumer_is_disconnected_with_0x97_when_configured() {
+    let mut sim = Sim::new(Config {
+        max_queued_messages: 2,
+        disconnect_slow_consumers: true,
+        ..quiet_config()
+    });
+    let slow = sim.connect(V5, "slow", true);
+    sim.subscribe(slow, "t", QoS::AtMostOnce);
+    let publisher = sim.connect(V5, "pub", true);
+    let now = sim.now;
+    sim.broker.handle_congestion(now, slow, true);
+    for i in 0..3u8 {
+        sim.publish(publisher, "t", &[i], QoS::AtMostOnce, 0);
+    }
+    assert_eq!(
+        disconnect_reason(sim.expect(slow)),
+        DisconnectReason::QuotaExceeded
+    );
+    assert!(sim.is_closed(slow));
+    assert!(!sim.is_closed(publisher), "the publisher is unaffected");
+}
