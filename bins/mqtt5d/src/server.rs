@@ -808,10 +808,13 @@ impl<S: Store + Send + 'static> Server<S> {
                 return;
             };
             let id = c.id;
-            c.close_reason = Some(match failed {
-                Some(e) => format!("connection lost: {e}"),
-                None => "connection closed by the client".to_owned(),
-            });
+            // A reason recorded earlier (a WebSocket or DISCONNECT detail) says more.
+            if c.close_reason.is_none() {
+                c.close_reason = Some(match failed {
+                    Some(e) => format!("connection lost: {e}"),
+                    None => "connection closed by the client".to_owned(),
+                });
+            }
             self.broker.handle_connection_lost(now, id);
             self.run_actions();
             self.remove(key);

@@ -4,5 +4,7 @@
 mod harness;
 mod interop;
 mod lifecycle;
+mod rumqttc_suite;
 mod tls;
 mod websocket;
+mod ws_client;
