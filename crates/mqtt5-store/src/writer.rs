@@ -664,6 +664,15 @@ impl<S: Store> Worker<S> {
                         break;
                     };
                     let next = match first.checked_add(period) {
+                        // The period is over. `recv_deadline` would still hand over a batch
+                        // that is ready (it looks at the deadline only when the queue is
+                        // empty), so under a steady stream the group would stay open until
+                        // `max_ops` and the bound on loss would not hold. Take only what is
+                        // queued now.
+                        Some(deadline) if Instant::now() >= deadline => {
+                            self.take_queued();
+                            break;
+                        }
                         Some(deadline) => self.rx.recv_deadline(deadline),
                         None => self.rx.recv().map_err(|_| RecvTimeoutError::Disconnected),
                     };
@@ -674,6 +683,20 @@ impl<S: Store> Worker<S> {
                         break;
                     }
                 }
+            }
+        }
+    }
+
+    /// Adds the messages queued at this moment (not those that arrive meanwhile) to the
+    /// group, up to `max_ops`.
+    fn take_queued(&mut self) {
+        for _ in 0..self.rx.len() {
+            if self.ops.len() >= self.max_ops {
+                break;
+            }
+            let Ok(msg) = self.rx.try_recv() else { break };
+            if !self.accept(msg) {
+                break;
             }
         }
     }

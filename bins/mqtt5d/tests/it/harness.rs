@@ -120,6 +120,20 @@ impl Mqtt5d {
             std::thread::sleep(Duration::from_millis(20));
         }
     }
+
+    /// Sends SIGKILL to the broker's PID, a crash: no shutdown, no final commit. Waits for it
+    /// to exit (a SIGKILL cannot be caught, so the wait is short).
+    pub(crate) fn kill9(&mut self) -> ExitStatus {
+        let mut child = self.child.take().expect("running");
+        let pid = rustix::process::Pid::from_raw(child.id() as i32).expect("a pid");
+        rustix::process::kill_process(pid, rustix::process::Signal::KILL).expect("signal sent");
+        let status = child.wait().expect("wait");
+        // The log pipe closes with the process: this ends at its last line.
+        while let Ok(line) = self.log.recv_timeout(Duration::from_millis(200)) {
+            self.lines.push(line);
+        }
+        status
+    }
 }
 
 impl Drop for Mqtt5d {
