@@ -396,3 +396,45 @@ fn subscriber_that_never_reads_does_not_stall_the_publisher_or_grow_the_broker()
     drop(stalled);
     assert!(broker.stop().success());
 }
+
+#[test]
+fn connections_past_the_limit_are_refused_and_others_keep_working() {
+    use std::io::Read;
+    let dir = temp_dir();
+    let broker = Mqtt5d::start(dir.path(), &["--max-connections", "2"]);
+    let first = std::net::TcpStream::connect(broker.addr).expect("first");
+    let second = std::net::TcpStream::connect(broker.addr).expect("second");
+    // The third is accepted by the kernel, then closed by the broker at once.
+    let mut third = std::net::TcpStream::connect(broker.addr).expect("third");
+    third
+        .set_read_timeout(Some(Duration::from_secs(10)))
+        .expect("timeout");
+    let mut buf = [0u8; 1];
+    let n = third.read(&mut buf).unwrap_or(0);
+    assert_eq!(n, 0, "the broker closed the connection past its limit");
+    drop((first, second));
+    // Once those are gone, clients are served again (bounded retries: the broker notices the
+    // closed sockets on its next turn).
+    let mut served = false;
+    for _ in 0..50 {
+        let (status, _out, _err) = run_bounded(
+            Command::new("mosquitto_pub").args([
+                "-h",
+                "127.0.0.1",
+                "-p",
+                &broker.port(),
+                "-t",
+                "limit/t",
+                "-m",
+                "x",
+            ]),
+            Duration::from_secs(10),
+        );
+        if status.success() {
+            served = true;
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    assert!(served);
+}
