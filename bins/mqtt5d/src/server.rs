@@ -172,7 +172,7 @@ struct ReadOutcome {
 impl Connection {
     /// Reads plaintext into `rbuf`, through TLS when the connection has it, up to the read
     /// budget.
-    fn read_input(&mut self) -> ReadOutcome {
+    fn read_input(&mut self, scratch: &mut [u8]) -> ReadOutcome {
         let mut out = ReadOutcome {
             bytes: 0,
             eof: false,
@@ -205,21 +205,18 @@ impl Connection {
                 }
                 // ...and the plaintext it holds into rbuf.
                 loop {
-                    let start = self.rbuf.len();
-                    self.rbuf.resize(start + 16 * 1024, 0);
-                    match tls.reader().read(&mut self.rbuf[start..]) {
+                    match tls.reader().read(scratch) {
                         Ok(0) => {
                             // close_notify: the peer ended the session.
-                            self.rbuf.truncate(start);
                             out.eof = true;
                             break;
                         }
                         Ok(n) => {
-                            self.rbuf.truncate(start + n);
+                            self.rbuf
+                                .extend_from_slice(scratch.get(..n).unwrap_or_default());
                             out.bytes += n;
                         }
                         Err(e) => {
-                            self.rbuf.truncate(start);
                             if e.kind() != io::ErrorKind::WouldBlock {
                                 out.error = Some(e);
                                 return out;
@@ -233,29 +230,30 @@ impl Connection {
                 }
                 continue;
             }
-            let start = self.rbuf.len();
-            self.rbuf.resize(start + 64 * 1024, 0);
-            match self.stream.read(&mut self.rbuf[start..]) {
+            // Into the event loop's scratch buffer (zeroed once, at start-up), then only the
+            // bytes read are copied: no per-read zeroing of a large window.
+            match self.stream.read(scratch) {
                 Ok(0) => {
-                    self.rbuf.truncate(start);
                     out.eof = true;
                     return out;
                 }
                 Ok(n) => {
-                    self.rbuf.truncate(start + n);
+                    self.rbuf
+                        .extend_from_slice(scratch.get(..n).unwrap_or_default());
                     out.bytes += n;
-                }
-                Err(e) => {
-                    self.rbuf.truncate(start);
-                    match e.kind() {
-                        io::ErrorKind::WouldBlock => return out,
-                        io::ErrorKind::Interrupted => {}
-                        _ => {
-                            out.error = Some(e);
-                            return out;
-                        }
+                    if n < scratch.len() {
+                        // A short read drained the socket: a new edge comes with new data.
+                        return out;
                     }
                 }
+                Err(e) => match e.kind() {
+                    io::ErrorKind::WouldBlock => return out,
+                    io::ErrorKind::Interrupted => {}
+                    _ => {
+                        out.error = Some(e);
+                        return out;
+                    }
+                },
             }
         }
     }
@@ -357,6 +355,8 @@ struct Server<S: Store + Send + 'static> {
     shutting_down: bool,
     /// The metrics endpoint's text, when `[metrics]` is configured, and when it was rendered.
     metrics: Option<(crate::metrics::Shared, Instant)>,
+    /// The buffer sockets are read into (64 KiB, zeroed once).
+    scratch: Box<[u8]>,
 }
 
 fn serve<S: Store + Send + 'static>(
@@ -514,6 +514,7 @@ fn serve<S: Store + Send + 'static>(
         dirty: Vec::new(),
         shutting_down: false,
         metrics,
+        scratch: vec![0; 64 * 1024].into_boxed_slice(),
     };
     server.event_loop(&mut signals)?;
     server.finish()
@@ -737,7 +738,7 @@ impl<S: Store + Send + 'static> Server<S> {
         }
         c.more_to_read = false;
         let raw_start = c.rbuf.len();
-        let outcome = c.read_input();
+        let outcome = c.read_input(&mut self.scratch);
         let mut ws_closed = false;
         if let Some(ws) = c.ws.as_mut() {
             // What was read is WebSocket traffic: only the MQTT bytes it carries stay in rbuf.
