@@ -89,6 +89,10 @@ pub enum Op {
     /// The broker restarts from its store: every connection drops, and `restore` rebuilds the
     /// core from `recover`.
     Restart,
+    /// The driver's buffer towards a connection fills up or drains.
+    Congestion { slot: u8, congested: bool },
+    /// The store reports that it is full, or accepts writes again.
+    StorageFull { full: bool },
 }
 
 const SLOTS: usize = 4;
@@ -285,6 +289,18 @@ impl World {
     fn step(&mut self, op: Op, start: Instant) {
         match op {
             Op::Restart => self.restart(start),
+            Op::Congestion { slot, congested } => {
+                if let Some(c) = self.slots[usize::from(slot) % SLOTS].as_ref()
+                    && !c.closed
+                {
+                    let id = c.id;
+                    self.broker.handle_congestion(self.now, id, congested);
+                    self.run();
+                }
+            }
+            Op::StorageFull { full } => {
+                self.broker.handle_storage_full(full);
+            }
             Op::Connect {
                 slot,
                 version,
