@@ -8,7 +8,6 @@
 //!  PUBREL(id) --> forget id -----------------> PUBCOMP(id)
 //! ```
 
-use std::collections::HashMap;
 use std::num::{NonZeroU16, NonZeroU32};
 use std::sync::Arc;
 use std::sync::atomic::AtomicU32;
@@ -342,24 +341,23 @@ impl Broker {
     /// to one of its members (`[MQTT-4.8.2-?]`).
     pub(crate) fn route(&mut self, now: Instant, message: Arc<Message>) -> usize {
         let topic = message.publish.topic();
-        let mut direct: HashMap<SessionId, Target> = HashMap::new();
+        // One entry per matching subscription, then merged per session: no map per message.
+        let mut targets: Vec<(SessionId, Target)> = Vec::new();
         let mut shared: Vec<(Arc<str>, Members)> = Vec::new();
         self.tree.for_each_match(topic, |m| match m {
             Match::Direct { key, value } => {
                 if value.options.no_local && message.origin == Some(key) {
                     return; // [MQTT-3.8.3-3]
                 }
-                let t = direct.entry(key).or_insert(Target {
-                    qos: QoS::AtMostOnce,
-                    retain_as_published: false,
-                    ids: Vec::new(),
-                    shared: None,
-                });
-                t.qos = t.qos.max(value.options.qos);
-                t.retain_as_published |= value.options.retain_as_published;
-                if let Some(id) = value.identifier {
-                    t.ids.push(id);
-                }
+                targets.push((
+                    key,
+                    Target {
+                        qos: value.options.qos,
+                        retain_as_published: value.options.retain_as_published,
+                        ids: value.identifier.into_iter().collect(),
+                        shared: None,
+                    },
+                ));
             }
             Match::Shared {
                 filter, members, ..
@@ -367,9 +365,19 @@ impl Broker {
                 shared.push((Arc::from(filter), members.to_vec()));
             }
         });
-        let mut targets: Vec<(SessionId, Target)> = direct.into_iter().collect();
-        // Deterministic order: by session, so that tests and replays see the same sequence.
+        // Deterministic order: by session, so that tests and replays see the same sequence;
+        // overlapping subscriptions of one session become one delivery at the highest QoS
+        // with every identifier.
         targets.sort_by_key(|(sid, _)| *sid);
+        targets.dedup_by(|(sid, later), (kept_sid, kept)| {
+            if sid != kept_sid {
+                return false;
+            }
+            kept.qos = kept.qos.max(later.qos);
+            kept.retain_as_published |= later.retain_as_published;
+            kept.ids.append(&mut later.ids);
+            true
+        });
         for (filter, members) in shared {
             if let Some((sid, entry)) = self.pick_member(&members, None) {
                 targets.push((
