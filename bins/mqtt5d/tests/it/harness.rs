@@ -74,6 +74,11 @@ impl Mqtt5d {
         broker
     }
 
+    /// The broker's process id.
+    pub(crate) fn pid(&self) -> u32 {
+        self.child.as_ref().expect("running").id()
+    }
+
     /// The port it listens on.
     pub(crate) fn port(&self) -> String {
         self.addr.port().to_string()

@@ -3,6 +3,7 @@
 
 mod crash;
 mod harness;
+mod hostile;
 mod interop;
 mod lifecycle;
 mod rumqttc_suite;
