@@ -2,6 +2,7 @@
 //!
 //! ```text
 //! mqtt5-bench persist [OPTIONS]     durable QoS 1 to an offline session, mqtt5d vs Mosquitto
+//! mqtt5-bench netfuzz [OPTIONS]     mutated valid sessions against a live mqtt5d (see netfuzz)
 //! ```
 //!
 //! The tool starts each broker itself (a fresh process and data directory for every run, on a
@@ -27,6 +28,7 @@ mod broker;
 mod client;
 mod driver;
 mod error;
+mod netfuzz;
 mod report;
 mod scenario;
 
@@ -44,6 +46,41 @@ enum Command {
     /// QoS 1 publishers, one message in flight each, to an offline persistent session; then
     /// the session is drained and every acknowledged message must be in it
     Persist(PersistArgs),
+    /// Mutated valid sessions sent to a live mqtt5d over loopback for a bounded time, with a
+    /// health check after every batch
+    Netfuzz(NetfuzzArgs),
+}
+
+#[derive(Debug, Args)]
+struct NetfuzzArgs {
+    /// The mqtt5d executable [default: mqtt5d beside this executable]
+    #[arg(long, value_name = "PATH")]
+    mqtt5d: Option<PathBuf>,
+    /// Fuzz a broker already listening at this address instead of starting one
+    #[arg(long, value_name = "ADDR:PORT")]
+    target: Option<SocketAddr>,
+    /// How long to run, in minutes
+    #[arg(long, default_value_t = 1.0)]
+    minutes: f64,
+    /// The seed of the generator [default: from the clock]
+    #[arg(long)]
+    seed: Option<u64>,
+    /// Connections at once
+    #[arg(long, default_value_t = 32)]
+    connections: usize,
+    /// Sessions between two health checks
+    #[arg(long, default_value_t = 1000)]
+    batch: usize,
+    /// Where the inputs of a batch that crashed or hung the broker are saved
+    #[arg(long, value_name = "DIR", default_value = "netfuzz-failures")]
+    out: PathBuf,
+    /// Send the saved streams (*.bin) of this directory instead of generating sessions; with
+    /// --connections 1, one at a time with a health check after each
+    #[arg(long, value_name = "DIR")]
+    replay: Option<PathBuf>,
+    /// The log level of the mqtt5d it starts
+    #[arg(long, default_value = "warn")]
+    log_level: String,
 }
 
 /// Which brokers to run against, and how.
@@ -115,6 +152,17 @@ fn main() -> ExitCode {
     let cli = Cli::parse();
     match cli.command {
         Command::Persist(args) => run_persist(&args),
+        Command::Netfuzz(args) => netfuzz::run(&netfuzz::Options {
+            mqtt5d: args.mqtt5d.unwrap_or_else(beside_this_executable),
+            target: args.target,
+            duration: Duration::from_secs_f64(args.minutes * 60.0),
+            seed: args.seed,
+            connections: args.connections,
+            batch: args.batch,
+            out: args.out,
+            replay: args.replay,
+            log_level: args.log_level,
+        }),
     }
 }
 
@@ -128,12 +176,7 @@ fn specs(args: &BrokerArgs) -> Vec<BrokerSpec> {
             .map(BrokerSpec::External)
             .collect();
     }
-    let mqtt5d = args.mqtt5d.clone().unwrap_or_else(|| {
-        std::env::current_exe()
-            .ok()
-            .and_then(|exe| exe.parent().map(|dir| dir.join("mqtt5d")))
-            .unwrap_or_else(|| PathBuf::from("mqtt5d"))
-    });
+    let mqtt5d = args.mqtt5d.clone().unwrap_or_else(beside_this_executable);
     args.brokers
         .iter()
         .map(|b| match b {
@@ -141,6 +184,14 @@ fn specs(args: &BrokerArgs) -> Vec<BrokerSpec> {
             BrokerName::Mosquitto => BrokerSpec::Mosquitto(args.mosquitto.clone()),
         })
         .collect()
+}
+
+/// `mqtt5d` in this executable's directory, else on the `PATH`.
+fn beside_this_executable() -> PathBuf {
+    std::env::current_exe()
+        .ok()
+        .and_then(|exe| exe.parent().map(|dir| dir.join("mqtt5d")))
+        .unwrap_or_else(|| PathBuf::from("mqtt5d"))
 }
 
 fn load_average() -> String {
