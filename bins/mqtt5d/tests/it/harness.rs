@@ -198,3 +198,17 @@ pub(crate) fn run_bounded(cmd: &mut Command, timeout: Duration) -> (ExitStatus, 
 pub(crate) fn db_path(data_dir: &Path) -> PathBuf {
     data_dir.join("mqtt5.db")
 }
+
+/// Runs `mosquitto_pub` against 127.0.0.1:`port` with `args`; it must succeed.
+pub(crate) fn mosquitto_pub(port: &str, args: &[&str]) {
+    let (status, out, err) = run_bounded(
+        Command::new("mosquitto_pub")
+            .args(["-h", "127.0.0.1", "-p", port])
+            .args(args),
+        Duration::from_secs(10),
+    );
+    assert!(
+        status.success(),
+        "mosquitto_pub {args:?} failed: {out}{err}"
+    );
+}

@@ -59,19 +59,6 @@ impl Drop for Sub {
     }
 }
 
-fn mosquitto_pub(port: &str, args: &[&str]) {
-    let (status, out, err) = run_bounded(
-        Command::new("mosquitto_pub")
-            .args(["-h", "127.0.0.1", "-p", port])
-            .args(args),
-        Duration::from_secs(10),
-    );
-    assert!(
-        status.success(),
-        "mosquitto_pub {args:?} failed: {out}{err}"
-    );
-}
-
 #[test]
 fn mosquitto_clients_exchange_qos1_messages_in_v5_v311_and_v31() {
     let dir = temp_dir();

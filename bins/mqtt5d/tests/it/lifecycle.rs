@@ -78,22 +78,7 @@ fn queued_qos1_message_survives_a_restart() {
         Duration::from_secs(10),
     );
     assert!(status.success(), "{out}{err}");
-    let (status, out, err) = run_bounded(
-        Command::new("mosquitto_pub").args([
-            "-h",
-            "127.0.0.1",
-            "-p",
-            &port,
-            "-q",
-            "1",
-            "-t",
-            "durable/x",
-            "-m",
-            "kept",
-        ]),
-        Duration::from_secs(10),
-    );
-    assert!(status.success(), "{out}{err}");
+    mosquitto_pub(&port, &["-q", "1", "-t", "durable/x", "-m", "kept"]);
     assert!(broker.stop().success());
     let broker = Mqtt5d::start(dir.path(), &[]);
     let port = broker.port();
@@ -243,23 +228,7 @@ fn metrics_endpoint_serves_prometheus_text() {
         .parse()
         .expect("addr");
     let port = broker.port();
-    let (status, out, err) = run_bounded(
-        Command::new("mosquitto_pub").args([
-            "-h",
-            "127.0.0.1",
-            "-p",
-            &port,
-            "-q",
-            "1",
-            "-r",
-            "-t",
-            "m/t",
-            "-m",
-            "x",
-        ]),
-        Duration::from_secs(10),
-    );
-    assert!(status.success(), "{out}{err}");
+    mosquitto_pub(&port, &["-q", "1", "-r", "-t", "m/t", "-m", "x"]);
     // The text is rendered at most twice a second: ask until it shows the message (bounded).
     let mut body = String::new();
     for _ in 0..50 {
@@ -361,21 +330,7 @@ fn subscriber_that_never_reads_does_not_stall_the_publisher_or_grow_the_broker()
         .wait_for_log("client congested", Duration::from_secs(10))
         .expect("the stalled client was marked congested");
     // The broker still serves others.
-    let (status, out, err) = run_bounded(
-        Command::new("mosquitto_pub").args([
-            "-h",
-            "127.0.0.1",
-            "-p",
-            &broker.port(),
-            "-r",
-            "-t",
-            "ok/t",
-            "-m",
-            "alive",
-        ]),
-        Duration::from_secs(10),
-    );
-    assert!(status.success(), "{out}{err}");
+    mosquitto_pub(&broker.port(), &["-r", "-t", "ok/t", "-m", "alive"]);
     let (status, out, err) = run_bounded(
         Command::new("mosquitto_sub").args([
             "-h",
