@@ -1,0 +1,998 @@
+//! The conformance suite: a table of wire-level cases against the real `mqtt5d`, each tagged
+//! with the normative statements of MQTT 5.0 (`[MQTT-x.x.x-y]`) it checks.
+//!
+//! In the style of Mosquitto's broker tests, a [`Case`] is data: a name, the statement ids it
+//! covers, the broker's configuration, and a [`Script`] of steps. A step opens a bare TCP (or
+//! WebSocket) connection, sends packets (built with `mqtt5-codec`, or raw hex for what the
+//! codec refuses to build), or says exactly what the broker must answer: a packet, bytes, a
+//! reason code, a close, or silence. Every case gets a fresh broker on a loopback port the OS
+//! picks, and must leave it able to stop cleanly on SIGTERM.
+//!
+//! The section files hold the cases and, for the statements no case can test, the reason
+//! ([`NotApplicable`]): a statement that binds only clients, for example. `docs/conformance.md`
+//! is generated from these tables; [`table_is_current`] fails when it is stale. Regenerate
+//! it with
+//!
+//! ```text
+//! MQTT5_BLESS=1 cargo test -p mqtt5d --test it conformance::table_is_current
+//! ```
+//!
+//! Run one case (or all whose name contains a string) with
+//! `MQTT5_CASE=name cargo test -p mqtt5d --test it conformance::suite -- --nocapture`.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::fmt::Write as _;
+use std::io::{ErrorKind, Read, Write};
+use std::net::{SocketAddr, TcpStream};
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::sync::Mutex;
+use std::time::{Duration, Instant};
+
+use bytes::{Bytes, BytesMut};
+use mqtt5_codec::{
+    ConnAckReason, Connect, Decoder, Delivery, DisconnectReason, MqttString, Packet, PacketId,
+    PacketType, ProtocolVersion, Publish, QoS, Subscribe, Subscription, SubscriptionOptions,
+    TopicFilter, TopicName,
+};
+
+use crate::harness::*;
+
+mod s1_connect;
+mod s3_2_connack_auth;
+mod s3_3_publish;
+mod s3_8_subscribe;
+mod s4_operational;
+mod v311;
+
+/// The longest any one wait for the broker may take.
+const STEP: Duration = Duration::from_secs(10);
+
+/// The normative statement ids of MQTT 5.0, one per line.
+const NORMATIVE_IDS: &str = include_str!("normative-ids.txt");
+
+/// Tags of MQTT 3.1.1 statements start with this (`"3.1.1/MQTT-3.2.2-4"`): they are listed in
+/// their own table, since the 5.0 list does not hold them.
+const V311_TAG: &str = "3.1.1/";
+
+/// One conformance case: a row of the table.
+pub(crate) struct Case {
+    /// Unique across the suite; names the case in the generated table.
+    pub(crate) name: &'static str,
+    /// The statement ids it checks: `"MQTT-3.1.0-1"`, or `"3.1.1/MQTT-3.2.2-4"`.
+    pub(crate) ids: &'static [&'static str],
+    /// Extra TOML for the broker's config file. Without a `[[listener]]` table the broker
+    /// listens on `127.0.0.1:0` (plain MQTT); with one, the first listener is used.
+    pub(crate) config: &'static str,
+    /// Users to create (`mqtt5d user add`) before the broker starts: (name, password).
+    pub(crate) users: &'static [(&'static str, &'static str)],
+    /// Builds the steps. It runs before any I/O: a script is data.
+    pub(crate) script: fn(Script) -> Script,
+}
+
+impl Case {
+    /// A case on a broker with the default configuration.
+    pub(crate) const fn new(
+        name: &'static str,
+        ids: &'static [&'static str],
+        script: fn(Script) -> Script,
+    ) -> Self {
+        Self {
+            name,
+            ids,
+            config: "",
+            users: &[],
+            script,
+        }
+    }
+
+    /// The same case with extra broker configuration (TOML).
+    pub(crate) const fn config(mut self, config: &'static str) -> Self {
+        self.config = config;
+        self
+    }
+
+    /// The same case with these users in the broker's database.
+    pub(crate) const fn users(mut self, users: &'static [(&'static str, &'static str)]) -> Self {
+        self.users = users;
+        self
+    }
+}
+
+/// A statement that no black-box case can test, and why.
+pub(crate) struct NotApplicable {
+    /// The statement id.
+    pub(crate) id: &'static str,
+    /// Why: "binds the client only", "covered by ... since ...".
+    pub(crate) reason: &'static str,
+}
+
+/// Shorthand for a [`NotApplicable`] row.
+pub(crate) const fn na(id: &'static str, reason: &'static str) -> NotApplicable {
+    NotApplicable { id, reason }
+}
+
+/// Every case of every section.
+fn all_cases() -> Vec<&'static Case> {
+    [
+        s1_connect::CASES,
+        s3_2_connack_auth::CASES,
+        s3_3_publish::CASES,
+        s3_8_subscribe::CASES,
+        s4_operational::CASES,
+        v311::CASES,
+    ]
+    .into_iter()
+    .flatten()
+    .collect()
+}
+
+/// Every not-applicable statement of every section.
+fn all_not_applicable() -> Vec<&'static NotApplicable> {
+    [
+        s1_connect::NOT_APPLICABLE,
+        s3_2_connack_auth::NOT_APPLICABLE,
+        s3_3_publish::NOT_APPLICABLE,
+        s3_8_subscribe::NOT_APPLICABLE,
+        s4_operational::NOT_APPLICABLE,
+        v311::NOT_APPLICABLE,
+    ]
+    .into_iter()
+    .flatten()
+    .collect()
+}
+
+// ---- Scripts ----------------------------------------------------------------------------------
+
+/// The steps of a case, built before it runs. Connections are numbered by the caller (0, 1,
+/// ...); each speaks the protocol version it was opened with.
+#[derive(Default)]
+pub(crate) struct Script {
+    steps: Vec<Step>,
+    versions: BTreeMap<usize, ProtocolVersion>,
+}
+
+/// How a connection reaches the broker.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Transport {
+    /// Plain TCP.
+    Tcp,
+    /// A WebSocket (the listener must be a websocket one), offering these subprotocols.
+    WebSocket(&'static str),
+}
+
+/// What the broker must answer.
+pub(crate) enum Want {
+    /// This packet, field for field.
+    Packet(Packet),
+    /// Exactly these bytes.
+    Bytes(Vec<u8>),
+    /// A packet that passes the check, described for the failure message.
+    That(String, Box<dyn Fn(&Packet) -> Result<(), String> + Send>),
+}
+
+impl std::fmt::Debug for Want {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Self::Packet(p) => write!(f, "{p:?}"),
+            Self::Bytes(b) => write!(f, "bytes {}", hex(b)),
+            Self::That(what, _) => write!(f, "{what}"),
+        }
+    }
+}
+
+/// One step of a script.
+#[derive(Debug)]
+pub(crate) enum Step {
+    /// Opens connection `conn`.
+    Open {
+        conn: usize,
+        version: ProtocolVersion,
+        transport: Transport,
+    },
+    /// Sends bytes on `conn` (`what` describes them).
+    Send {
+        conn: usize,
+        bytes: Vec<u8>,
+        what: String,
+    },
+    /// The next packet on `conn` must be this.
+    Recv { conn: usize, want: Want },
+    /// The broker must close `conn` with nothing (more) sent.
+    Closed { conn: usize },
+    /// Nothing may arrive on `conn` for this long (and it stays open).
+    Quiet { conn: usize, time: Duration },
+    /// The client closes `conn` abruptly (no DISCONNECT).
+    Hangup { conn: usize },
+    /// Waits.
+    Sleep(Duration),
+    /// Stops the broker with SIGTERM (it must exit 0) and starts it again on the same data
+    /// directory. Every open connection is gone; the address may change.
+    Restart,
+    /// The broker must log a line containing this (within [`STEP`]).
+    Log(&'static str),
+}
+
+impl Script {
+    fn push(mut self, step: Step) -> Self {
+        self.steps.push(step);
+        self
+    }
+
+    fn version(&self, conn: usize) -> ProtocolVersion {
+        *self
+            .versions
+            .get(&conn)
+            .unwrap_or_else(|| panic!("connection {conn} is used before it is opened"))
+    }
+
+    /// Opens connection `conn` (TCP, MQTT 5).
+    pub(crate) fn open(self, conn: usize) -> Self {
+        self.open_with(conn, ProtocolVersion::V5, Transport::Tcp)
+    }
+
+    /// Opens connection `conn` for `version` over `transport`.
+    pub(crate) fn open_with(
+        mut self,
+        conn: usize,
+        version: ProtocolVersion,
+        transport: Transport,
+    ) -> Self {
+        self.versions.insert(conn, version);
+        self.push(Step::Open {
+            conn,
+            version,
+            transport,
+        })
+    }
+
+    /// Sends `packet` on `conn`, encoded for the connection's version.
+    pub(crate) fn send(self, conn: usize, packet: impl Into<Packet>) -> Self {
+        let packet = packet.into();
+        let mut buf = BytesMut::new();
+        packet.encode(self.version(conn), &mut buf);
+        let what = format!("{packet:?}");
+        self.push(Step::Send {
+            conn,
+            bytes: buf.to_vec(),
+            what,
+        })
+    }
+
+    /// Sends raw bytes, written as hex (whitespace ignored): `"10 0c 00 04 4d 51 54 54"`.
+    pub(crate) fn send_hex(self, conn: usize, hex: &str) -> Self {
+        let bytes = unhex(hex);
+        self.push(Step::Send {
+            conn,
+            what: format!("hex {hex}"),
+            bytes,
+        })
+    }
+
+    /// Sends raw bytes.
+    pub(crate) fn send_bytes(self, conn: usize, bytes: Vec<u8>, what: &str) -> Self {
+        self.push(Step::Send {
+            conn,
+            bytes,
+            what: what.to_owned(),
+        })
+    }
+
+    /// The next packet on `conn` must equal `packet`.
+    pub(crate) fn expect(self, conn: usize, packet: impl Into<Packet>) -> Self {
+        self.push(Step::Recv {
+            conn,
+            want: Want::Packet(packet.into()),
+        })
+    }
+
+    /// The next bytes on `conn` must be exactly these (hex).
+    pub(crate) fn expect_hex(self, conn: usize, hex: &str) -> Self {
+        self.push(Step::Recv {
+            conn,
+            want: Want::Bytes(unhex(hex)),
+        })
+    }
+
+    /// The next packet on `conn` must pass `check`.
+    pub(crate) fn expect_that(
+        self,
+        conn: usize,
+        what: &str,
+        check: impl Fn(&Packet) -> Result<(), String> + Send + 'static,
+    ) -> Self {
+        self.push(Step::Recv {
+            conn,
+            want: Want::That(what.to_owned(), Box::new(check)),
+        })
+    }
+
+    /// The next packet on `conn` must be of this type, with this reason code (or, for
+    /// MQTT 3.1.1, CONNACK return code / SUBACK return code), whatever its properties.
+    pub(crate) fn expect_reason(self, conn: usize, kind: PacketType, code: u8) -> Self {
+        self.expect_that(
+            conn,
+            &format!("{kind:?} with reason 0x{code:02X}"),
+            move |p| {
+                if p.packet_type() != kind {
+                    return Err(format!("a {:?}", p.packet_type()));
+                }
+                let got = reason_of(p);
+                if got == Some(code) {
+                    Ok(())
+                } else {
+                    Err(format!("reason {got:02X?}"))
+                }
+            },
+        )
+    }
+
+    /// The next packet on `conn` must be a CONNACK with `reason`, whatever its properties.
+    pub(crate) fn expect_connack(self, conn: usize, reason: ConnAckReason) -> Self {
+        self.expect_reason(conn, PacketType::ConnAck, reason.as_u8())
+    }
+
+    /// The next packet on `conn` must be a DISCONNECT with `reason`, and then the broker must
+    /// close the connection.
+    pub(crate) fn expect_disconnect(self, conn: usize, reason: DisconnectReason) -> Self {
+        self.expect_reason(conn, PacketType::Disconnect, reason.as_u8())
+            .expect_closed(conn)
+    }
+
+    /// The broker must close `conn` with nothing (more) sent.
+    pub(crate) fn expect_closed(self, conn: usize) -> Self {
+        self.push(Step::Closed { conn })
+    }
+
+    /// Nothing may arrive on `conn` for `ms` milliseconds.
+    pub(crate) fn expect_quiet(self, conn: usize, ms: u64) -> Self {
+        self.push(Step::Quiet {
+            conn,
+            time: Duration::from_millis(ms),
+        })
+    }
+
+    /// The client drops `conn` without a DISCONNECT.
+    pub(crate) fn hangup(self, conn: usize) -> Self {
+        self.push(Step::Hangup { conn })
+    }
+
+    /// Waits `ms` milliseconds.
+    pub(crate) fn sleep(self, ms: u64) -> Self {
+        self.push(Step::Sleep(Duration::from_millis(ms)))
+    }
+
+    /// Restarts the broker (SIGTERM, then start on the same data directory).
+    pub(crate) fn restart(self) -> Self {
+        self.push(Step::Restart)
+    }
+
+    /// The broker must log a line containing `needle`.
+    pub(crate) fn expect_log(self, needle: &'static str) -> Self {
+        self.push(Step::Log(needle))
+    }
+
+    /// Opens `conn` (MQTT 5), sends `connect`, and expects a successful CONNACK (any session
+    /// present flag and properties).
+    pub(crate) fn connect_with(self, conn: usize, connect: Connect) -> Self {
+        let version = connect.protocol;
+        self.open_with(conn, version, Transport::Tcp)
+            .send(conn, connect)
+            .expect_reason(conn, PacketType::ConnAck, 0)
+    }
+
+    /// Opens `conn` and connects as `client_id` with Clean Start, MQTT 5.
+    pub(crate) fn connect(self, conn: usize, client_id: &str) -> Self {
+        self.connect_with(conn, connect(client_id))
+    }
+
+    /// Subscribes `conn` to `filter` at `qos` with packet id `pid`, and expects the SUBACK
+    /// granting `qos`.
+    pub(crate) fn subscribe(self, conn: usize, pid: u16, filter: &str, qos: QoS) -> Self {
+        self.send(conn, subscribe(pid, filter, qos)).expect_that(
+            conn,
+            &format!("SUBACK {pid} granting {qos:?}"),
+            move |p| match p {
+                Packet::SubAck(ack)
+                    if ack.packet_id.get() == pid
+                        && ack.reasons.len() == 1
+                        && ack.reasons[0].as_u8() == qos.as_u8() =>
+                {
+                    Ok(())
+                }
+                other => Err(format!("{other:?}")),
+            },
+        )
+    }
+}
+
+/// The reason code (or 3.1.1 return code) a packet carries, if its type has one.
+pub(crate) fn reason_of(p: &Packet) -> Option<u8> {
+    Some(match p {
+        Packet::ConnAck(a) => a.reason.as_u8(),
+        Packet::PubAck(a) => a.reason.as_u8(),
+        Packet::PubRec(a) => a.reason.as_u8(),
+        Packet::PubRel(a) => a.reason.as_u8(),
+        Packet::PubComp(a) => a.reason.as_u8(),
+        Packet::SubAck(a) => a.reasons.first()?.as_u8(),
+        Packet::UnsubAck(a) => a.reasons.first()?.as_u8(),
+        Packet::Disconnect(d) => d.reason.as_u8(),
+        Packet::Auth(a) => a.reason.as_u8(),
+        _ => return None,
+    })
+}
+
+// ---- Packet builders ------------------------------------------------------------------------------
+
+/// A packet identifier.
+pub(crate) fn pid(n: u16) -> PacketId {
+    PacketId::new(n).expect("a non-zero packet identifier")
+}
+
+/// A topic name.
+pub(crate) fn topic(s: &str) -> TopicName {
+    TopicName::try_from(s).expect("a valid topic name")
+}
+
+/// An MQTT 5 CONNECT with Clean Start, keep-alive 60 and no properties.
+pub(crate) fn connect(client_id: &str) -> Connect {
+    Connect {
+        protocol: ProtocolVersion::V5,
+        clean_start: true,
+        client_id: MqttString::try_from(client_id).expect("a client identifier"),
+        keep_alive: 60,
+        ..Connect::default()
+    }
+}
+
+/// A PUBLISH of `payload` to `topic_name` at `qos` (packet id `id` unless QoS 0).
+pub(crate) fn publish(topic_name: &str, payload: &'static [u8], qos: QoS, id: u16) -> Publish {
+    let mut p = Publish::new(topic(topic_name), Bytes::from_static(payload));
+    p.delivery = match qos {
+        QoS::AtMostOnce => Delivery::AtMostOnce,
+        _ => Delivery::new(qos, pid(id)),
+    };
+    p
+}
+
+/// A SUBSCRIBE to one filter at `qos`, other options default.
+pub(crate) fn subscribe(id: u16, filter: &str, qos: QoS) -> Subscribe {
+    Subscribe {
+        packet_id: pid(id),
+        properties: Default::default(),
+        subscriptions: vec![Subscription {
+            filter: TopicFilter::try_from(filter).expect("a valid topic filter"),
+            options: SubscriptionOptions::new(qos),
+        }],
+    }
+}
+
+// ---- Running a case -------------------------------------------------------------------------------
+
+/// A client connection while a case runs.
+struct Conn {
+    io: Io,
+    buf: BytesMut,
+    decoder: Decoder,
+}
+
+enum Io {
+    Tcp(TcpStream),
+    Ws(Box<tungstenite::WebSocket<TcpStream>>),
+}
+
+impl Conn {
+    fn open(
+        addr: SocketAddr,
+        version: ProtocolVersion,
+        transport: Transport,
+    ) -> Result<Self, String> {
+        let stream = TcpStream::connect(addr).map_err(|e| format!("TCP connect: {e}"))?;
+        stream.set_nodelay(true).map_err(|e| e.to_string())?;
+        stream
+            .set_read_timeout(Some(STEP))
+            .map_err(|e| e.to_string())?;
+        let io = match transport {
+            Transport::Tcp => Io::Tcp(stream),
+            Transport::WebSocket(protocols) => {
+                use tungstenite::client::IntoClientRequest;
+                let mut request = format!("ws://{addr}/mqtt")
+                    .into_client_request()
+                    .map_err(|e| e.to_string())?;
+                if !protocols.is_empty() {
+                    request.headers_mut().insert(
+                        "Sec-WebSocket-Protocol",
+                        protocols.parse().map_err(|_| "a header value".to_owned())?,
+                    );
+                }
+                let (ws, _response) = tungstenite::client(request, stream)
+                    .map_err(|e| format!("WebSocket handshake: {e}"))?;
+                Io::Ws(Box::new(ws))
+            }
+        };
+        Ok(Self {
+            io,
+            buf: BytesMut::new(),
+            decoder: Decoder::new(version),
+        })
+    }
+
+    fn write(&mut self, bytes: &[u8]) -> Result<(), String> {
+        match &mut self.io {
+            Io::Tcp(s) => s.write_all(bytes).map_err(|e| format!("write: {e}")),
+            Io::Ws(ws) => ws
+                .send(tungstenite::Message::binary(bytes.to_vec()))
+                .map_err(|e| format!("WebSocket send: {e}")),
+        }
+    }
+
+    fn set_timeout(&mut self, t: Duration) {
+        let s = match &mut self.io {
+            Io::Tcp(s) => s,
+            Io::Ws(ws) => ws.get_mut(),
+        };
+        let _ = s.set_read_timeout(Some(t));
+    }
+
+    /// Reads more bytes into the buffer: `Ok(true)` if some came, `Ok(false)` at the end of
+    /// the stream, `Err("timeout")` when none came in time.
+    fn read_more(&mut self) -> Result<bool, String> {
+        match &mut self.io {
+            Io::Tcp(s) => {
+                let mut chunk = [0u8; 16 * 1024];
+                match s.read(&mut chunk) {
+                    Ok(0) => Ok(false),
+                    Ok(n) => {
+                        self.buf.extend_from_slice(&chunk[..n]);
+                        Ok(true)
+                    }
+                    Err(e) if matches!(e.kind(), ErrorKind::WouldBlock | ErrorKind::TimedOut) => {
+                        Err("timeout".to_owned())
+                    }
+                    // A reset after the broker closed: the end of the stream.
+                    Err(e) if e.kind() == ErrorKind::ConnectionReset => Ok(false),
+                    Err(e) => Err(format!("read: {e}")),
+                }
+            }
+            Io::Ws(ws) => loop {
+                match ws.read() {
+                    Ok(tungstenite::Message::Binary(b)) => {
+                        self.buf.extend_from_slice(&b);
+                        return Ok(true);
+                    }
+                    Ok(tungstenite::Message::Close(_)) => return Ok(false),
+                    Ok(tungstenite::Message::Text(_)) => {
+                        return Err("a text frame from the broker".to_owned());
+                    }
+                    Ok(_) => continue,
+                    Err(tungstenite::Error::Io(e))
+                        if matches!(e.kind(), ErrorKind::WouldBlock | ErrorKind::TimedOut) =>
+                    {
+                        return Err("timeout".to_owned());
+                    }
+                    Err(
+                        tungstenite::Error::ConnectionClosed
+                        | tungstenite::Error::AlreadyClosed
+                        | tungstenite::Error::Protocol(_),
+                    ) => return Ok(false),
+                    Err(tungstenite::Error::Io(e)) if e.kind() == ErrorKind::ConnectionReset => {
+                        return Ok(false);
+                    }
+                    Err(e) => return Err(format!("WebSocket read: {e}")),
+                }
+            },
+        }
+    }
+
+    /// The next packet: `Ok(None)` when the broker closed the connection.
+    fn recv(&mut self) -> Result<Option<Packet>, String> {
+        loop {
+            match self.decoder.decode(&mut self.buf) {
+                Ok(Some(p)) => return Ok(Some(p)),
+                Ok(None) => {}
+                Err(e) => return Err(format!("the broker sent a malformed packet: {e}")),
+            }
+            if !self.read_more()? {
+                if self.buf.is_empty() {
+                    return Ok(None);
+                }
+                return Err(format!("the broker closed mid-packet: {}", hex(&self.buf)));
+            }
+        }
+    }
+
+    /// The next `n` bytes, raw.
+    fn recv_bytes(&mut self, n: usize) -> Result<Vec<u8>, String> {
+        while self.buf.len() < n {
+            if !self.read_more()? {
+                return Err(format!("closed after {}", hex(&self.buf)));
+            }
+        }
+        Ok(self.buf.split_to(n).to_vec())
+    }
+}
+
+/// One running case: its broker and connections.
+struct Run<'a> {
+    case: &'a Case,
+    dir: tempfile::TempDir,
+    broker: Option<Mqtt5d>,
+    conns: BTreeMap<usize, Conn>,
+}
+
+impl Run<'_> {
+    fn start_broker(&self) -> Mqtt5d {
+        let config = self.dir.path().join("case.toml");
+        if self.case.config.contains("[[listener]]") {
+            std::fs::write(&config, self.case.config).expect("write the config");
+            Mqtt5d::start_raw(
+                self.dir.path(),
+                &["--config", &config.display().to_string()],
+            )
+        } else {
+            std::fs::write(&config, self.case.config).expect("write the config");
+            Mqtt5d::start(
+                self.dir.path(),
+                &["--config", &config.display().to_string()],
+            )
+        }
+    }
+
+    fn broker(&mut self) -> &mut Mqtt5d {
+        self.broker.as_mut().expect("the broker runs")
+    }
+
+    fn conn(&mut self, conn: usize) -> Result<&mut Conn, String> {
+        self.conns
+            .get_mut(&conn)
+            .ok_or_else(|| format!("connection {conn} is not open"))
+    }
+
+    fn step(&mut self, step: &Step) -> Result<(), String> {
+        match step {
+            Step::Open {
+                conn,
+                version,
+                transport,
+            } => {
+                let addr = self.broker().addr;
+                let c = Conn::open(addr, *version, *transport)?;
+                self.conns.insert(*conn, c);
+            }
+            Step::Send { conn, bytes, .. } => self.conn(*conn)?.write(bytes)?,
+            Step::Recv { conn, want } => {
+                let c = self.conn(*conn)?;
+                match want {
+                    Want::Bytes(b) => {
+                        let got = c.recv_bytes(b.len())?;
+                        if &got != b {
+                            return Err(format!("got bytes {}", hex(&got)));
+                        }
+                    }
+                    Want::Packet(p) => match c.recv()? {
+                        Some(got) if &got == p => {}
+                        Some(got) => return Err(format!("got {got:?}")),
+                        None => return Err("the broker closed the connection".to_owned()),
+                    },
+                    Want::That(_, check) => match c.recv()? {
+                        Some(got) => check(&got).map_err(|e| format!("got {got:?}: {e}"))?,
+                        None => return Err("the broker closed the connection".to_owned()),
+                    },
+                }
+            }
+            Step::Closed { conn } => match self.conn(*conn)?.recv()? {
+                None => {
+                    self.conns.remove(conn);
+                }
+                Some(p) => return Err(format!("got {p:?}")),
+            },
+            Step::Quiet { conn, time } => {
+                let time = *time;
+                let c = self.conn(*conn)?;
+                c.set_timeout(time);
+                let result = c.recv();
+                c.set_timeout(STEP);
+                match result {
+                    Err(e) if e == "timeout" => {}
+                    Err(e) => return Err(e),
+                    Ok(Some(p)) => return Err(format!("got {p:?}")),
+                    Ok(None) => return Err("the broker closed the connection".to_owned()),
+                }
+            }
+            Step::Hangup { conn } => {
+                if let Some(c) = self.conns.remove(conn) {
+                    match c.io {
+                        Io::Tcp(s) => {
+                            let _ = s.shutdown(std::net::Shutdown::Both);
+                        }
+                        Io::Ws(ws) => {
+                            let _ = ws.get_ref().shutdown(std::net::Shutdown::Both);
+                        }
+                    }
+                }
+            }
+            Step::Sleep(t) => std::thread::sleep(*t),
+            Step::Restart => {
+                self.conns.clear();
+                let mut broker = self.broker.take().expect("the broker runs");
+                let status = broker.stop();
+                if !status.success() {
+                    return Err(format!("the broker exited with {status} on SIGTERM"));
+                }
+                self.broker = Some(self.start_broker());
+            }
+            Step::Log(needle) => {
+                if self.broker().wait_for_log(needle, STEP).is_none() {
+                    return Err(format!("no log line containing {needle:?}"));
+                }
+            }
+        }
+        Ok(())
+    }
+}
+
+/// Runs one case on a fresh broker; `Err` says which step failed and how.
+fn run_case(case: &Case) -> Result<(), String> {
+    let dir = temp_dir();
+    for (name, password) in case.users {
+        add_user(dir.path(), name, password);
+    }
+    let mut run = Run {
+        case,
+        dir,
+        broker: None,
+        conns: BTreeMap::new(),
+    };
+    run.broker = Some(run.start_broker());
+    let script = (case.script)(Script::default());
+    for (i, step) in script.steps.iter().enumerate() {
+        if let Err(e) = run.step(step) {
+            let log = run.broker.as_mut().map(|b| {
+                while b.wait_for_log("\u{0}", Duration::from_millis(50)).is_some() {}
+                b.lines.join("\n")
+            });
+            return Err(format!(
+                "step {i}: {step:?}\n    {e}\n    broker log:\n{}",
+                log.unwrap_or_default()
+            ));
+        }
+    }
+    run.conns.clear();
+    let mut broker = run.broker.take().expect("the broker runs");
+    let status = broker.stop();
+    if !status.success() {
+        return Err(format!("the broker exited with {status} on SIGTERM"));
+    }
+    if let Some(line) = broker.lines.iter().find(|l| l.contains("panicked")) {
+        return Err(format!("the broker panicked: {line}"));
+    }
+    Ok(())
+}
+
+/// `mqtt5d user add NAME --password-stdin` on `data_dir`.
+fn add_user(data_dir: &Path, name: &str, password: &str) {
+    let mut child = Command::new(env!("CARGO_BIN_EXE_mqtt5d"))
+        .args(["--data-dir", &data_dir.display().to_string()])
+        .args(["user", "add", name, "--password-stdin"])
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .expect("mqtt5d user add runs");
+    child
+        .stdin
+        .take()
+        .expect("stdin")
+        .write_all(format!("{password}\n").as_bytes())
+        .expect("write the password");
+    let out = child.wait_with_output().expect("wait");
+    assert!(
+        out.status.success(),
+        "mqtt5d user add failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+/// How many cases run at once (each has its own broker).
+const PARALLEL: usize = 4;
+
+#[test]
+fn suite() {
+    let filter = std::env::var("MQTT5_CASE").ok();
+    let cases: Vec<&Case> = all_cases()
+        .into_iter()
+        .filter(|c| filter.as_deref().is_none_or(|f| c.name.contains(f)))
+        .collect();
+    assert!(!cases.is_empty(), "no case matches MQTT5_CASE={filter:?}");
+    let next = Mutex::new(cases.iter());
+    let failures = Mutex::new(Vec::new());
+    let started = Instant::now();
+    std::thread::scope(|s| {
+        for _ in 0..PARALLEL {
+            s.spawn(|| {
+                loop {
+                    let Some(case) = next.lock().expect("lock").next() else {
+                        break;
+                    };
+                    let t = Instant::now();
+                    let result = run_case(case);
+                    let ms = t.elapsed().as_millis();
+                    match result {
+                        Ok(()) => eprintln!("ok   {} ({ms} ms)", case.name),
+                        Err(e) => {
+                            eprintln!("FAIL {} ({ms} ms)", case.name);
+                            failures
+                                .lock()
+                                .expect("lock")
+                                .push(format!("{} {:?}\n  {e}", case.name, case.ids));
+                        }
+                    }
+                }
+            });
+        }
+    });
+    let failures = failures.into_inner().expect("lock");
+    eprintln!(
+        "{} cases, {} failed, in {:.1} s",
+        cases.len(),
+        failures.len(),
+        started.elapsed().as_secs_f64()
+    );
+    assert!(
+        failures.is_empty(),
+        "failed cases:\n{}",
+        failures.join("\n\n")
+    );
+}
+
+// ---- The generated table ----------------------------------------------------------------------------
+
+/// Where the generated table lives.
+fn table_path() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("../../docs/conformance.md")
+}
+
+/// Checks the tables' consistency and renders `docs/conformance.md`.
+fn render_table() -> String {
+    let ids: Vec<&str> = NORMATIVE_IDS.lines().filter(|l| !l.is_empty()).collect();
+    let known: BTreeSet<&str> = ids.iter().copied().collect();
+    assert_eq!(known.len(), ids.len(), "duplicate ids in normative-ids.txt");
+
+    let mut names = BTreeSet::new();
+    let mut tested: BTreeMap<&str, Vec<&str>> = BTreeMap::new();
+    for case in all_cases() {
+        assert!(names.insert(case.name), "two cases are named {}", case.name);
+        assert!(
+            !case.ids.is_empty(),
+            "case {} names no statement",
+            case.name
+        );
+        for id in case.ids {
+            if let Some(v311) = id.strip_prefix(V311_TAG) {
+                assert!(
+                    v311.starts_with("MQTT-"),
+                    "case {}: bad 3.1.1 tag {id}",
+                    case.name
+                );
+            } else {
+                assert!(known.contains(id), "case {}: unknown id {id}", case.name);
+            }
+            tested.entry(id).or_default().push(case.name);
+        }
+    }
+    let mut not_applicable: BTreeMap<&str, &str> = BTreeMap::new();
+    for na in all_not_applicable() {
+        assert!(known.contains(na.id), "n/a row: unknown id {}", na.id);
+        assert!(
+            !tested.contains_key(na.id),
+            "{} is both tested and n/a",
+            na.id
+        );
+        assert!(
+            not_applicable.insert(na.id, na.reason).is_none(),
+            "{} is n/a twice",
+            na.id
+        );
+    }
+
+    let n_tested = ids.iter().filter(|id| tested.contains_key(*id)).count();
+    let n_na = not_applicable.len();
+    let n_not_yet = ids.len() - n_tested - n_na;
+    let mut out = String::new();
+    let _ = writeln!(out, "# MQTT 5.0 conformance\n");
+    let _ = writeln!(
+        out,
+        "Generated from the conformance suite (`bins/mqtt5d/tests/it/conformance/`); do not \
+         edit by hand. Regenerate with\n\n```text\nMQTT5_BLESS=1 cargo test -p mqtt5d --test it \
+         conformance::table_is_current\n```\n"
+    );
+    let _ = writeln!(
+        out,
+        "Every case runs against the real `mqtt5d` binary on a loopback port: it sends raw \
+         packets and checks the exact answer (packet, bytes, reason code, close or silence).\n"
+    );
+    let _ = writeln!(
+        out,
+        "Of the {} normative statements of MQTT 5.0: **{n_tested} tested**, **{n_na} n/a**, \
+         **{n_not_yet} not yet**.\n",
+        ids.len()
+    );
+    let _ = writeln!(out, "| statement | status | cases, or why not applicable |");
+    let _ = writeln!(out, "|---|---|---|");
+    for id in &ids {
+        if let Some(cases) = tested.get(id) {
+            let list: Vec<String> = cases.iter().map(|c| format!("`{c}`")).collect();
+            let _ = writeln!(out, "| {id} | tested | {} |", list.join(", "));
+        } else if let Some(reason) = not_applicable.get(id) {
+            let _ = writeln!(out, "| {id} | n/a | {reason} |");
+        } else {
+            let _ = writeln!(out, "| {id} | not yet | |");
+        }
+    }
+    let v311: Vec<(&&str, &Vec<&str>)> = tested
+        .iter()
+        .filter(|(id, _)| id.starts_with(V311_TAG))
+        .collect();
+    let _ = writeln!(out, "\n## MQTT 3.1.1: the behaviours that differ\n");
+    let _ = writeln!(
+        out,
+        "Statements of MQTT 3.1.1 (OASIS Standard, 29 October 2014) where a 3.1.1 client must \
+         see something other than a 5.0 client: CONNACK return codes, Clean Session, and \
+         fields that only exist in 5.0.\n"
+    );
+    let _ = writeln!(out, "| 3.1.1 statement | cases |");
+    let _ = writeln!(out, "|---|---|");
+    for (id, cases) in v311 {
+        let list: Vec<String> = cases.iter().map(|c| format!("`{c}`")).collect();
+        let _ = writeln!(
+            out,
+            "| {} | {} |",
+            id.trim_start_matches(V311_TAG),
+            list.join(", ")
+        );
+    }
+    out
+}
+
+#[test]
+fn table_is_current() {
+    let rendered = render_table();
+    let path = table_path();
+    if std::env::var_os("MQTT5_BLESS").is_some() {
+        std::fs::write(&path, &rendered).expect("write docs/conformance.md");
+        return;
+    }
+    let current = std::fs::read_to_string(&path).unwrap_or_default();
+    assert!(
+        current == rendered,
+        "docs/conformance.md is stale: regenerate it with\n  MQTT5_BLESS=1 cargo test -p mqtt5d \
+         --test it conformance::table_is_current"
+    );
+}
+
+// ---- Hex ------------------------------------------------------------------------------------
+
+/// Bytes from hex digits, whitespace ignored.
+pub(crate) fn unhex(s: &str) -> Vec<u8> {
+    let digits: Vec<u8> = s.bytes().filter(|b| !b.is_ascii_whitespace()).collect();
+    assert!(digits.len() % 2 == 0, "odd number of hex digits in {s:?}");
+    digits
+        .chunks(2)
+        .map(|pair| {
+            let text = std::str::from_utf8(pair).expect("ASCII");
+            u8::from_str_radix(text, 16).unwrap_or_else(|_| panic!("bad hex {text:?} in {s:?}"))
+        })
+        .collect()
+}
+
+/// Hex digits of `bytes`, space separated.
+pub(crate) fn hex(bytes: &[u8]) -> String {
+    let mut out = String::new();
+    for (i, b) in bytes.iter().enumerate() {
+        if i > 0 {
+            out.push(' ');
+        }
+        let _ = write!(out, "{b:02x}");
+    }
+    out
+}

@@ -1,0 +1,7 @@
+//! SECTION
+
+use super::*;
+
+pub(super) const CASES: &[Case] = &[];
+
+pub(super) const NOT_APPLICABLE: &[NotApplicable] = &[];
