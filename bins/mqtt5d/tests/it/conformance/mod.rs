@@ -161,6 +161,9 @@ pub(crate) enum Transport {
     WebSocket(&'static str),
 }
 
+/// A check of a received packet: `Err` says what is wrong with it.
+pub(crate) type Check = Box<dyn Fn(&Packet) -> Result<(), String> + Send>;
+
 /// What the broker must answer.
 pub(crate) enum Want {
     /// This packet, field for field.
@@ -168,7 +171,7 @@ pub(crate) enum Want {
     /// Exactly these bytes.
     Bytes(Vec<u8>),
     /// A packet that passes the check, described for the failure message.
-    That(String, Box<dyn Fn(&Packet) -> Result<(), String> + Send>),
+    That(String, Check),
 }
 
 impl std::fmt::Debug for Want {
@@ -975,7 +978,10 @@ fn table_is_current() {
 /// Bytes from hex digits, whitespace ignored.
 pub(crate) fn unhex(s: &str) -> Vec<u8> {
     let digits: Vec<u8> = s.bytes().filter(|b| !b.is_ascii_whitespace()).collect();
-    assert!(digits.len() % 2 == 0, "odd number of hex digits in {s:?}");
+    assert!(
+        digits.len().is_multiple_of(2),
+        "odd number of hex digits in {s:?}"
+    );
     digits
         .chunks(2)
         .map(|pair| {
