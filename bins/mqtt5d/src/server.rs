@@ -700,7 +700,9 @@ impl<S: Store + Send + 'static> Server<S> {
                 decoder: Decoder::new(ProtocolVersion::V5)
                     .with_max_packet_size(self.max_packet_size),
                 version: ProtocolVersion::V5,
-                rbuf: BytesMut::with_capacity(4096),
+                // Allocated when bytes arrive, returned when they are consumed: an idle
+                // connection holds no read buffer.
+                rbuf: BytesMut::new(),
                 wbuf: BytesMut::new(),
                 closing: false,
                 want_write: false,
@@ -802,6 +804,13 @@ impl<S: Store + Send + 'static> Server<S> {
                     self.run_actions();
                     return;
                 }
+            }
+        }
+        if let Some(c) = self.conns.get_mut(key) {
+            if c.rbuf.is_empty() && c.rbuf.capacity() > 0 {
+                // Everything read was decoded: give the buffer back, so an idle connection
+                // costs no read buffer (decoded PUBLISH frames keep their own handle on it).
+                c.rbuf = BytesMut::new();
             }
         }
         if eof || failed.is_some() {
