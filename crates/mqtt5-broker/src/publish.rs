@@ -86,6 +86,16 @@ impl Broker {
         };
         let v5 = c.protocol.is_v5();
         self.stats.messages_received += 1;
+        if !publish.properties.subscription_identifiers.is_empty() {
+            // [MQTT-3.3.4-6]
+            self.protocol_violation(
+                now,
+                conn,
+                DisconnectReason::ProtocolError,
+                "[MQTT-3.3.4-6] subscription identifier in a PUBLISH from the client",
+            );
+            return;
+        }
         // Topic alias (MQTT 5 §3.3.2.3.4).
         if let Some(alias) = publish.properties.topic_alias {
             if alias.get() > self.config.topic_alias_maximum {
