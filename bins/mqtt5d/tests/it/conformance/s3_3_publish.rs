@@ -145,6 +145,32 @@ pub(super) const CASES: &[Case] = &[
                 .expect_quiet(2, 300)
         },
     ),
+    // [MQTT-3.3.1-1] The same for QoS 2: the unacknowledged PUBLISH comes again with DUP=1;
+    // once PUBREC arrived, the PUBREL (not the PUBLISH) is what is sent again.
+    Case::new(
+        "publish_qos2_redelivery_sets_dup",
+        &["MQTT-3.3.1-1", "MQTT-3.6.2-1"],
+        |s| {
+            s.connect_with(0, persistent("dup2-sub", true))
+                .subscribe(0, 1, "dup2/t", QoS::ExactlyOnce)
+                .connect(1, "dup2-pub")
+                .send(1, publish("dup2/t", b"m", QoS::ExactlyOnce, 1))
+                .expect(1, pubrec(1, 0x00))
+                .expect(0, publish("dup2/t", b"m", QoS::ExactlyOnce, 1))
+                .send(0, normal_disconnect())
+                .expect_closed(0)
+                .connect_with(2, persistent("dup2-sub", false))
+                .expect(2, dup(publish("dup2/t", b"m", QoS::ExactlyOnce, 1)))
+                .send(2, PubRec::new(pid(1)))
+                .expect(2, PubRel::new(pid(1)))
+                .send(2, normal_disconnect())
+                .expect_closed(2)
+                .connect_with(3, persistent("dup2-sub", false))
+                .expect(3, PubRel::new(pid(1)))
+                .send(3, PubComp::new(pid(1)))
+                .expect_quiet(3, 300)
+        },
+    ),
     // [MQTT-3.3.1-2] The DUP flag MUST be 0 for QoS 0: a QoS 0 PUBLISH with DUP is malformed.
     Case::new(
         "publish_qos0_with_dup_is_malformed",
@@ -511,6 +537,45 @@ pub(super) const CASES: &[Case] = &[
                 )
         },
     ),
+    // [MQTT-3.3.2-5], [MQTT-3.3.2-6] The same for retained messages: an expired one is not
+    // sent to a new subscriber, and a live one carries the interval minus its time retained.
+    Case::new(
+        "publish_retained_message_expiry",
+        &["MQTT-3.3.2-5", "MQTT-3.3.2-6"],
+        |s| {
+            s.connect(0, "rexp-pub")
+                .send(
+                    0,
+                    expiring(retained(publish("rexp/a", b"a", QoS::AtLeastOnce, 1)), 1),
+                )
+                .expect(0, puback(1, 0x10))
+                .send(
+                    0,
+                    expiring(retained(publish("rexp/b", b"b", QoS::AtLeastOnce, 2)), 60),
+                )
+                .expect(0, puback(2, 0x10))
+                .sleep(1600)
+                .connect(1, "rexp-sub")
+                .subscribe(1, 1, "rexp/#", QoS::AtMostOnce)
+                .expect_that(
+                    1,
+                    "retained PUBLISH rexp/b with Message Expiry Interval 50..=58",
+                    |p| match p {
+                        Packet::Publish(p)
+                            if p.topic() == "rexp/b"
+                                && p.retain
+                                && p.properties
+                                    .message_expiry_interval
+                                    .is_some_and(|s| (50..=58).contains(&s)) =>
+                        {
+                            Ok(())
+                        }
+                        _ => Err("wrong PUBLISH".to_owned()),
+                    },
+                )
+                .expect_quiet(1, 300)
+        },
+    ),
     // [MQTT-3.3.2-7] Topic Alias mappings MUST NOT be carried from one Network Connection to
     // the next, even for the same session: an alias with an empty Topic Name that this
     // connection has not set is a Protocol Error.
@@ -607,6 +672,27 @@ pub(super) const CASES: &[Case] = &[
         },
     )
     .config("[broker]\ntopic_alias_maximum = 3\n"),
+    // [MQTT-3.3.2-12], [MQTT-3.3.2-9] With the default configuration the Server announces its
+    // Topic Alias Maximum (64) and accepts alias 64; 65 is invalid.
+    Case::new(
+        "publish_topic_alias_default_maximum",
+        &["MQTT-3.3.2-12", "MQTT-3.3.2-9"],
+        |s| {
+            s.open(0)
+                .send(0, connect("alias-64"))
+                .expect_that(0, "CONNACK with Topic Alias Maximum 64", |p| match p {
+                    Packet::ConnAck(a) if a.properties.topic_alias_maximum == Some(64) => Ok(()),
+                    _ => Err("wrong CONNACK".to_owned()),
+                })
+                .subscribe(0, 1, "a64/#", QoS::AtMostOnce)
+                .send(0, aliased(publish("a64/t", b"1", QoS::AtMostOnce, 0), 64))
+                .expect(0, publish("a64/t", b"1", QoS::AtMostOnce, 0))
+                .send(0, by_alias(64, b"2"))
+                .expect(0, publish("a64/t", b"2", QoS::AtMostOnce, 0))
+                .send(0, aliased(publish("a64/t", b"3", QoS::AtMostOnce, 0), 65))
+                .expect_disconnect(0, DisconnectReason::TopicAliasInvalid)
+        },
+    ),
     // [MQTT-3.3.2-11] The Server MUST NOT send a Topic Alias above the client's Topic Alias
     // Maximum (none at all when the client sent none).
     Case::new(
@@ -723,6 +809,29 @@ pub(super) const CASES: &[Case] = &[
                     },
                 )
                 .expect_quiet(0, 300)
+        },
+    ),
+    // [MQTT-3.3.4-3] A retained message sent because of a SUBSCRIBE carries that
+    // subscription's identifier.
+    Case::new(
+        "publish_retained_on_subscribe_carries_the_subscription_identifier",
+        &["MQTT-3.3.4-3"],
+        |s| {
+            fn with_id() -> Publish {
+                let mut p = retained(publish("sidr/t", b"r", QoS::AtMostOnce, 0));
+                p.properties.subscription_identifiers = vec![NonZeroU32::new(42).expect("valid")];
+                p
+            }
+            s.connect(0, "sidr-pub")
+                .send(0, retained(publish("sidr/t", b"r", QoS::AtLeastOnce, 1)))
+                .expect(0, puback(1, 0x10))
+                .connect(1, "sidr-sub")
+                .send(
+                    1,
+                    subscribe_opts(1, "sidr/#", SubscriptionOptions::new(QoS::AtMostOnce), 42),
+                )
+                .expect_reason(1, PacketType::SubAck, 0)
+                .expect(1, with_id())
         },
     ),
     // [MQTT-3.3.4-5] With several PUBLISH packets (a shared and a non-shared subscription),
