@@ -86,6 +86,16 @@ impl Broker {
         };
         let v5 = c.protocol.is_v5();
         self.stats.messages_received += 1;
+        if !publish.properties.subscription_identifiers.is_empty() {
+            // [MQTT-3.3.4-6]
+            self.protocol_violation(
+                now,
+                conn,
+                DisconnectReason::ProtocolError,
+                "[MQTT-3.3.4-6] subscription identifier in a PUBLISH from the client",
+            );
+            return;
+        }
         // Topic alias (MQTT 5 §3.3.2.3.4).
         if let Some(alias) = publish.properties.topic_alias {
             if alias.get() > self.config.topic_alias_maximum {
@@ -104,7 +114,7 @@ impl Broker {
                         now,
                         conn,
                         DisconnectReason::ProtocolError,
-                        "[MQTT-3.3.4-?] topic alias not set on this connection",
+                        "MQTT 5 §3.3.4: topic alias not set on this connection",
                     );
                     return;
                 };
@@ -304,7 +314,7 @@ impl Broker {
     fn set_retained(&mut self, now: Instant, publish: &Publish, expires_at: Option<Instant>) {
         let topic = publish.topic().to_owned();
         if publish.payload().is_empty() {
-            // [MQTT-3.3.1-10]: an empty retained payload clears; it is not stored.
+            // [MQTT-3.3.1-6], [MQTT-3.3.1-7]: an empty retained payload clears; it is not stored.
             if self.retained.remove(&topic).is_some() {
                 self.persist(StoreOp::RetainCleared { topic });
             }
@@ -668,7 +678,7 @@ impl Broker {
             self.stats.messages_dropped += 1;
             return false;
         }
-        // Outbound alias ([MQTT-3.3.2-10]: within the client's Topic Alias Maximum). It only
+        // Outbound alias ([MQTT-3.3.2-11]: within the client's Topic Alias Maximum). It only
         // shortens the packet, so the size check above holds.
         if c.alias_max > 0
             && let Packet::Publish(p) = &mut packet

@@ -102,7 +102,7 @@ impl<V> RetainedTree<V> {
     }
 
     /// Clears the retained message of `topic` (an empty retained payload clears it,
-    /// `[MQTT-3.3.1-10]`) and returns it; nodes left empty are pruned.
+    /// `[MQTT-3.3.1-6]`) and returns it; nodes left empty are pruned.
     pub(crate) fn remove(&mut self, topic: &str) -> Option<V> {
         let mut id = ROOT;
         for level in topic.split('/') {
@@ -453,7 +453,7 @@ mod tests {
 
     #[test]
     fn removing_every_message_prunes_every_node() {
-        // [MQTT-3.3.1-10]: the broker clears with remove on an empty retained payload.
+        // [MQTT-3.3.1-6]: the broker clears with remove on an empty retained payload.
         let topics = ["a", "a/b", "a/b/c", "/", "a//", "$SYS/x", "b/c/d/e"];
         let mut tree = RetainedTree::new();
         for (i, t) in topics.iter().enumerate() {

@@ -403,6 +403,23 @@ fn topic_alias_above_the_maximum_disconnects_with_0x94_mqtt_3_3_2_9() {
 }
 
 #[test]
+fn subscription_identifier_from_a_client_is_a_protocol_error_mqtt_3_3_4_6() {
+    let mut sim = Sim::new(quiet_config());
+    let sub = sim.connect(V5, "sub", true);
+    sim.subscribe(sub, "t", QoS::AtMostOnce);
+    let publisher = sim.connect(V5, "pub", true);
+    let mut p = mqtt5_codec::Publish::new(TopicName::try_from("t").unwrap(), &b"x"[..]);
+    p.properties.subscription_identifiers = vec![NonZeroU32::new(5).unwrap()];
+    sim.send(publisher, Packet::Publish(p));
+    assert_eq!(
+        disconnect_reason(sim.expect(publisher)),
+        DisconnectReason::ProtocolError
+    );
+    assert!(sim.is_closed(publisher));
+    assert!(sim.recv(sub).is_none(), "the message is not delivered");
+}
+
+#[test]
 fn inbound_topic_alias_is_resolved() {
     let mut sim = Sim::new(quiet_config());
     let sub = sim.connect(V5, "sub", true);
