@@ -1235,6 +1235,268 @@ pub(super) const CASES: &[Case] = &[
                 .expect_disconnect(0, DisconnectReason::SessionTakenOver)
         },
     ),
+    // [MQTT-3.1.2-8] A connection the Server closes for a protocol error ends without
+    // DISCONNECT 0x00: the Will is published.
+    Case::new(
+        "connect_will_published_on_protocol_error",
+        &["MQTT-3.1.2-8"],
+        |s| {
+            s.connect(0, "c39sub")
+                .subscribe(0, 1, "will/c39", QoS::AtMostOnce)
+                .connect_with(
+                    1,
+                    connect_will("c39", will("will/c39", b"bye", QoS::AtMostOnce, false)),
+                )
+                .send_hex(1, "c1 00")
+                .expect_disconnect(1, DisconnectReason::MalformedPacket)
+                .got_publish(0, "will/c39", b"bye", QoS::AtMostOnce, false)
+        },
+    ),
+    // [MQTT-3.1.2-8] ... and so is one closed for a Keep Alive timeout ([MQTT-3.1.2-22]).
+    Case::new(
+        "connect_will_published_on_keep_alive_timeout",
+        &["MQTT-3.1.2-8", "MQTT-3.1.2-22"],
+        |s| {
+            let mut c = connect_will("c40", will("will/c40", b"bye", QoS::AtMostOnce, false));
+            c.keep_alive = 1;
+            s.connect(0, "c40sub")
+                .subscribe(0, 1, "will/c40", QoS::AtMostOnce)
+                .connect_with(1, c)
+                .expect_disconnect(1, DisconnectReason::KeepAliveTimeout)
+                .got_publish(0, "will/c40", b"bye", QoS::AtMostOnce, false)
+        },
+    ),
+    // [MQTT-3.1.2-8] The Will goes out when the Session ends, if that comes before the Will
+    // Delay Interval: delay 60 s, Session Expiry 1 s.
+    Case::new(
+        "connect_will_published_when_session_ends_first",
+        &["MQTT-3.1.2-8"],
+        |s| {
+            let mut c = connect_will("c41", will("will/c41", b"bye", QoS::AtMostOnce, false));
+            c.properties.session_expiry_interval = Some(1);
+            c.will
+                .as_mut()
+                .expect("a will")
+                .properties
+                .will_delay_interval = Some(60);
+            s.connect(0, "c41sub")
+                .subscribe(0, 1, "will/c41", QoS::AtMostOnce)
+                .connect_with(1, c)
+                .hangup(1)
+                .expect_quiet(0, 600)
+                .got_publish(0, "will/c41", b"bye", QoS::AtMostOnce, false)
+        },
+    ),
+    // [MQTT-3.1.2-7] The Will is stored on the Server with the Session: a broker restart
+    // within the Will Delay Interval does not lose it.
+    Case::new("connect_will_survives_restart", &["MQTT-3.1.2-7"], |s| {
+        let mut c = connect_will("c42", will("will/c42", b"bye", QoS::AtLeastOnce, false));
+        c.properties.session_expiry_interval = Some(300);
+        c.will
+            .as_mut()
+            .expect("a will")
+            .properties
+            .will_delay_interval = Some(1);
+        s.open(0)
+            .send(0, connect_session("c42sub", false, 300))
+            .got_connack(0, false)
+            .subscribe(0, 1, "will/c42", QoS::AtLeastOnce)
+            .connect_with(1, c)
+            .hangup(1)
+            .sleep(100)
+            .restart()
+            .open(2)
+            .send(2, connect_session("c42sub", false, 300))
+            .got_connack(2, true)
+            .got_publish(2, "will/c42", b"bye", QoS::AtLeastOnce, false)
+    }),
+    // [MQTT-3.1.2-23] Session Expiry > 0: the Session State is stored, even across a broker
+    // restart; a QoS 1 message published meanwhile is delivered on resumption.
+    Case::new(
+        "connect_session_survives_restart",
+        &["MQTT-3.1.2-23"],
+        |s| {
+            s.open(0)
+                .send(0, connect_session("c43", false, 300))
+                .got_connack(0, false)
+                .subscribe(0, 1, "t43", QoS::AtLeastOnce)
+                .hangup(0)
+                .sleep(100)
+                .restart()
+                .connect(1, "c43pub")
+                .send(1, publish("t43", b"kept", QoS::AtLeastOnce, 1))
+                .expect_reason(1, PacketType::PubAck, 0)
+                .open(2)
+                .send(2, connect_session("c43", false, 300))
+                .got_connack(2, true)
+                .got_publish(2, "t43", b"kept", QoS::AtLeastOnce, false)
+        },
+    ),
+    // [MQTT-3.1.2-23] ... but with Session Expiry 0 (absent) the Session ends with the
+    // connection: Clean Start 0 then finds none.
+    Case::new(
+        "connect_session_not_kept_without_expiry",
+        &["MQTT-3.1.2-23"],
+        |s| {
+            let mut c = connect("c44");
+            c.clean_start = false;
+            s.open(0)
+                .send(0, c.clone())
+                .got_connack(0, false)
+                .subscribe(0, 1, "t44", QoS::AtLeastOnce)
+                .hangup(0)
+                .sleep(100)
+                .open(1)
+                .send(1, c)
+                .got_connack(1, false)
+        },
+    ),
+    // [MQTT-3.1.2-24], [MQTT-3.1.2-25] A retained message above the client's Maximum Packet
+    // Size is not sent on subscribe; a smaller one matching the same filter is.
+    Case::new(
+        "connect_maximum_packet_size_applies_to_retained",
+        &["MQTT-3.1.2-24", "MQTT-3.1.2-25"],
+        |s| {
+            let mut c = connect("c45");
+            c.properties.maximum_packet_size = NonZeroU32::new(64);
+            s.connect(0, "c45pub")
+                .send(
+                    0,
+                    publish("r/big", &[b'x'; 100], QoS::AtLeastOnce, 1).with_retain(),
+                )
+                .expect_reason(0, PacketType::PubAck, 0x10)
+                .send(
+                    0,
+                    publish("r/small", b"s", QoS::AtLeastOnce, 2).with_retain(),
+                )
+                .expect_reason(0, PacketType::PubAck, 0x10)
+                .connect_with(1, c)
+                .subscribe(1, 1, "r/#", QoS::AtLeastOnce)
+                .got_publish(1, "r/small", b"s", QoS::AtLeastOnce, true)
+                .expect_quiet(1, 300)
+        },
+    ),
+    // [MQTT-3.1.2-24] A queued message is checked against the Maximum Packet Size of the
+    // connection it goes out on: after resuming with a smaller one, the big message is
+    // dropped ([MQTT-3.1.2-25]) and the small one behind it still delivered.
+    Case::new(
+        "connect_maximum_packet_size_applies_to_queued",
+        &["MQTT-3.1.2-24", "MQTT-3.1.2-25"],
+        |s| {
+            let mut again = connect_session("c47", false, 300);
+            again.properties.maximum_packet_size = NonZeroU32::new(64);
+            again.properties.receive_maximum = NonZeroU16::new(1);
+            s.open(0)
+                .send(0, connect_session("c47", false, 300))
+                .got_connack(0, false)
+                .subscribe(0, 1, "t47", QoS::AtLeastOnce)
+                .hangup(0)
+                .sleep(100)
+                .connect(1, "c47pub")
+                .send(1, publish("t47", &[b'x'; 100], QoS::AtLeastOnce, 1))
+                .expect_reason(1, PacketType::PubAck, 0)
+                .send(1, publish("t47", b"small", QoS::AtLeastOnce, 2))
+                .expect_reason(1, PacketType::PubAck, 0)
+                .open(2)
+                .send(2, again)
+                .got_connack(2, true)
+                .got_publish(2, "t47", b"small", QoS::AtLeastOnce, false)
+                .expect_quiet(2, 300)
+        },
+    ),
+    // [MQTT-3.1.2-24] ... and so are CONNACK and DISCONNECT: with a Maximum Packet Size of 16
+    // both fit (optional properties and Reason Strings are left out).
+    Case::new(
+        "connect_maximum_packet_size_applies_to_connack_and_disconnect",
+        &["MQTT-3.1.2-24"],
+        |s| {
+            let mut c = connect("c48");
+            c.properties.maximum_packet_size = NonZeroU32::new(16);
+            let fits = |what: PacketType, code: u8| {
+                move |p: &Packet| {
+                    let len = p.encoded_len(ProtocolVersion::V5);
+                    if p.packet_type() != what || reason_of(p) != Some(code) {
+                        Err("another packet".to_owned())
+                    } else if len > 16 {
+                        Err(format!("{len} bytes"))
+                    } else {
+                        Ok(())
+                    }
+                }
+            };
+            s.open(0)
+                .send(0, c)
+                .expect_that(
+                    0,
+                    "CONNACK 0x00 of at most 16 bytes",
+                    fits(PacketType::ConnAck, 0),
+                )
+                .send(0, connect("c48"))
+                .expect_that(
+                    0,
+                    "DISCONNECT 0x82 of at most 16 bytes",
+                    fits(PacketType::Disconnect, 0x82),
+                )
+                .expect_closed(0)
+        },
+    ),
+    // [MQTT-3.1.0-1] An AUTH as the first packet is closed on too.
+    Case::new(
+        "connect_auth_before_connect_closes",
+        &["MQTT-3.1.0-1"],
+        |s| s.open(0).send_hex(0, "f0 00").expect_closed(0),
+    ),
+    // [MQTT-3.1.2-4] Clean Start 1 from a new connection while the old one is still up: the
+    // old one is taken over ([MQTT-3.1.4-3]) and the Session is new (no Session Present).
+    Case::new(
+        "connect_clean_start_takeover_discards_session",
+        &["MQTT-3.1.2-4", "MQTT-3.1.4-3"],
+        |s| {
+            s.open(0)
+                .send(0, connect_session("c46", false, 300))
+                .got_connack(0, false)
+                .subscribe(0, 1, "t46", QoS::AtLeastOnce)
+                .open(1)
+                .send(1, connect_session("c46", true, 300))
+                .got_connack(1, false)
+                .expect_disconnect(0, DisconnectReason::SessionTakenOver)
+                .send(1, publish("t46", b"x", QoS::AtLeastOnce, 1))
+                .expect_reason(1, PacketType::PubAck, 0x10)
+        },
+    ),
+    // [MQTT-2.1.3-1] PUBREL must have flags 0010: 0000 is Malformed.
+    Case::new(
+        "format_pubrel_reserved_flags_are_malformed",
+        &["MQTT-2.1.3-1"],
+        |s| {
+            s.connect(0, "f10")
+                .send(0, publish("t", b"x", QoS::ExactlyOnce, 1))
+                .expect_reason(0, PacketType::PubRec, 0x10)
+                .send_hex(0, "60 02 00 01")
+                .expect_disconnect(0, DisconnectReason::MalformedPacket)
+        },
+    ),
+    // [MQTT-2.1.3-1] UNSUBSCRIBE must have flags 0010: 0000 is Malformed.
+    Case::new(
+        "format_unsubscribe_reserved_flags_are_malformed",
+        &["MQTT-2.1.3-1"],
+        |s| {
+            s.connect(0, "f11")
+                .send_hex(0, "a0 06 00 01 00 00 01 74")
+                .expect_disconnect(0, DisconnectReason::MalformedPacket)
+        },
+    ),
+    // [MQTT-1.5.5-1] A Variable Byte Integer has at most 4 bytes: a 5-byte Remaining Length
+    // is Malformed.
+    Case::new(
+        "format_varint_five_bytes_is_malformed",
+        &["MQTT-1.5.5-1"],
+        |s| {
+            s.connect(0, "f12")
+                .send_hex(0, "30 80 80 80 80 01")
+                .expect_disconnect(0, DisconnectReason::MalformedPacket)
+        },
+    ),
 ];
 
 /// A PUBLISH with RETAIN set.
