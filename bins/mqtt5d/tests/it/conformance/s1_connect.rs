@@ -211,6 +211,21 @@ pub(super) const CASES: &[Case] = &[
                 .expect_closed(0)
         },
     ),
+    // [MQTT-1.5.4-1] Well-formed UTF-8 (RFC 3629) has no overlong encodings: "/" as C0 AF in
+    // a topic is Malformed.
+    Case::new(
+        "utf8_overlong_encoding_is_malformed",
+        &["MQTT-1.5.4-1"],
+        |s| {
+            s.connect(0, "u8")
+                .send_bytes(
+                    0,
+                    raw_publish(b"a\xc0\xafb", &[], b"x"),
+                    "PUBLISH to a C0 AF b",
+                )
+                .expect_disconnect(0, DisconnectReason::MalformedPacket)
+        },
+    ),
     // [MQTT-1.5.4-2] A UTF-8 string MUST NOT include U+0000: Malformed.
     Case::new("utf8_null_in_topic_is_malformed", &["MQTT-1.5.4-2"], |s| {
         s.connect(0, "u2")
@@ -954,7 +969,7 @@ pub(super) const CASES: &[Case] = &[
                     bytes.to_vec(),
                     "CONNECT (method NOPE) + retained PUBLISH",
                 )
-                .expect_reason(0, PacketType::ConnAck, 0x8c)
+                .expect_connack(0, ConnAckReason::BadAuthenticationMethod)
                 .expect_closed(0)
                 .connect(1, "c29sub")
                 .subscribe(1, 1, "t29", QoS::AtMostOnce)
@@ -994,6 +1009,21 @@ pub(super) const CASES: &[Case] = &[
         |s| {
             s.open(0)
                 .send_bytes(0, raw_connect(0x02, &[]), "CONNECT, no payload")
+                .expect_closed(0)
+        },
+    ),
+    // [MQTT-3.1.4-1] A CONNECT whose Client Identifier runs past the end of the packet does
+    // not match the format: closed.
+    Case::new(
+        "connect_truncated_client_id_closes",
+        &["MQTT-3.1.4-1"],
+        |s| {
+            s.open(0)
+                .send_bytes(
+                    0,
+                    raw_connect(0x02, &[&[0x00, 0x10, b'c']]),
+                    "CONNECT, id cut short",
+                )
                 .expect_closed(0)
         },
     ),
@@ -1216,7 +1246,7 @@ pub(super) const CASES: &[Case] = &[
                     bytes.to_vec(),
                     "CONNECT (bad password) + retained PUBLISH",
                 )
-                .expect_reason(0, PacketType::ConnAck, 0x86)
+                .expect_connack(0, ConnAckReason::BadUserNameOrPassword)
                 .expect_closed(0)
                 .connect(1, "c37sub")
                 .subscribe(1, 1, "t37", QoS::AtMostOnce)
