@@ -102,7 +102,14 @@ impl Script {
     }
 
     /// `conn` publishes at QoS 1 with packet id `id` and gets PUBACK `reason`.
-    fn pub1(self, conn: usize, t: &str, payload: &'static [u8], id: u16, reason: PubAckReason) -> Self {
+    fn pub1(
+        self,
+        conn: usize,
+        t: &str,
+        payload: &'static [u8],
+        id: u16,
+        reason: PubAckReason,
+    ) -> Self {
         self.send(conn, publish(t, payload, QoS::AtLeastOnce, id))
             .expect(conn, puback_with(id, reason))
     }
@@ -150,17 +157,21 @@ impl Script {
 pub(super) const CASES: &[Case] = &[
     // §4.1 [MQTT-4.1.0-1]: the Server MUST NOT discard the Session State while the Network
     // Connection is open (the expiry interval only runs once it is closed).
-    Case::new("session_kept_while_connected_past_expiry", &["MQTT-4.1.0-1"], |s| {
-        s.resume(0, session("s410-1", true, 1), false)
-            .subscribe(0, 1, "s410/1", QoS::AtLeastOnce)
-            .sleep(2200)
-            .connect(1, "s410-1p")
-            .pub1(1, "s410/1", b"still", 1, PubAckReason::Success)
-            .expect(0, publish("s410/1", b"still", QoS::AtLeastOnce, 1))
-            .send(0, puback(1))
-            .bye(0)
-            .resume(2, session("s410-1", false, 1), true)
-    }),
+    Case::new(
+        "session_kept_while_connected_past_expiry",
+        &["MQTT-4.1.0-1"],
+        |s| {
+            s.resume(0, session("s410-1", true, 1), false)
+                .subscribe(0, 1, "s410/1", QoS::AtLeastOnce)
+                .sleep(2200)
+                .connect(1, "s410-1p")
+                .pub1(1, "s410/1", b"still", 1, PubAckReason::Success)
+                .expect(0, publish("s410/1", b"still", QoS::AtLeastOnce, 1))
+                .send(0, puback(1))
+                .bye(0)
+                .resume(2, session("s410-1", false, 1), true)
+        },
+    ),
     // [MQTT-4.1.0-2]: the Server MUST discard the Session State when the Network Connection
     // is closed and the Session Expiry Interval has passed: no subscriber matches any more,
     // nothing was queued, and a resume finds no session.
@@ -275,7 +286,13 @@ pub(super) const CASES: &[Case] = &[
     // id (0x00 with a subscriber, 0x10 No matching subscribers without).
     Case::new("qos_1_puback_carries_packet_id", &["MQTT-4.3.2-4"], |s| {
         s.connect(0, "q432-4")
-            .pub1(0, "q432/4", b"nobody", 0x1234, PubAckReason::NoMatchingSubscribers)
+            .pub1(
+                0,
+                "q432/4",
+                b"nobody",
+                0x1234,
+                PubAckReason::NoMatchingSubscribers,
+            )
             .connect(1, "q432-4s")
             .subscribe(1, 1, "q432/4", QoS::AtLeastOnce)
             .pub1(0, "q432/4", b"x", 0xfffe, PubAckReason::Success)
@@ -283,16 +300,20 @@ pub(super) const CASES: &[Case] = &[
     }),
     // [MQTT-4.3.2-5]: after sending PUBACK the receiver MUST treat a PUBLISH with the same
     // packet id as a new message, whatever its DUP flag: it is delivered again.
-    Case::new("qos_1_same_id_after_puback_is_new", &["MQTT-4.3.2-5"], |s| {
-        s.connect(0, "q432-5s")
-            .subscribe(0, 1, "q432/5", QoS::AtLeastOnce)
-            .connect(1, "q432-5p")
-            .pub1(1, "q432/5", b"a", 7, PubAckReason::Success)
-            .send(1, resent("q432/5", b"a", QoS::AtLeastOnce, 7))
-            .expect(1, puback(7))
-            .expect(0, publish("q432/5", b"a", QoS::AtLeastOnce, 1))
-            .expect(0, publish("q432/5", b"a", QoS::AtLeastOnce, 2))
-    }),
+    Case::new(
+        "qos_1_same_id_after_puback_is_new",
+        &["MQTT-4.3.2-5"],
+        |s| {
+            s.connect(0, "q432-5s")
+                .subscribe(0, 1, "q432/5", QoS::AtLeastOnce)
+                .connect(1, "q432-5p")
+                .pub1(1, "q432/5", b"a", 7, PubAckReason::Success)
+                .send(1, resent("q432/5", b"a", QoS::AtLeastOnce, 7))
+                .expect(1, puback(7))
+                .expect(0, publish("q432/5", b"a", QoS::AtLeastOnce, 1))
+                .expect(0, publish("q432/5", b"a", QoS::AtLeastOnce, 2))
+        },
+    ),
     // §4.3.3 [MQTT-4.3.3-1], [MQTT-4.3.3-2], [MQTT-4.3.3-4]: the sender assigns an unused
     // packet id and sends QoS 2 with DUP 0; on a PUBREC below 0x80 it MUST send a PUBREL with
     // the same packet id.
@@ -366,23 +387,27 @@ pub(super) const CASES: &[Case] = &[
     ),
     // [MQTT-4.3.3-7]: the sender MUST NOT apply message expiry once the PUBLISH has been
     // sent: a 1 s message, sent but not PUBRECed, is still resent after 2 s.
-    Case::new("qos_2_sent_message_does_not_expire", &["MQTT-4.3.3-7"], |s| {
-        s.resume(0, session("q433-7", true, 60), false)
-            .subscribe(0, 1, "q433/7", QoS::ExactlyOnce)
-            .connect(1, "q433-7p")
-            .send(1, expiring("q433/7", b"brief", QoS::ExactlyOnce, 1, 1))
-            .expect(1, pubrec(1))
-            .send(1, pubrel(1))
-            .expect(1, pubcomp(1))
-            .expect_pub_any_props(0, "q433/7", b"brief", QoS::ExactlyOnce, 1, false)
-            .hangup(0)
-            .sleep(2200)
-            .resume(2, session("q433-7", false, 60), true)
-            .expect_pub_any_props(2, "q433/7", b"brief", QoS::ExactlyOnce, 1, true)
-            .send(2, pubrec(1))
-            .expect(2, pubrel(1))
-            .send(2, pubcomp(1))
-    }),
+    Case::new(
+        "qos_2_sent_message_does_not_expire",
+        &["MQTT-4.3.3-7"],
+        |s| {
+            s.resume(0, session("q433-7", true, 60), false)
+                .subscribe(0, 1, "q433/7", QoS::ExactlyOnce)
+                .connect(1, "q433-7p")
+                .send(1, expiring("q433/7", b"brief", QoS::ExactlyOnce, 1, 1))
+                .expect(1, pubrec(1))
+                .send(1, pubrel(1))
+                .expect(1, pubcomp(1))
+                .expect_pub_any_props(0, "q433/7", b"brief", QoS::ExactlyOnce, 1, false)
+                .hangup(0)
+                .sleep(2200)
+                .resume(2, session("q433-7", false, 60), true)
+                .expect_pub_any_props(2, "q433/7", b"brief", QoS::ExactlyOnce, 1, true)
+                .send(2, pubrec(1))
+                .expect(2, pubrel(1))
+                .send(2, pubcomp(1))
+        },
+    ),
     // [MQTT-4.3.3-8]: the receiver MUST respond with a PUBREC carrying the PUBLISH's packet
     // id (0x10 without a subscriber, 0x00 with one).
     Case::new("qos_2_pubrec_carries_packet_id", &["MQTT-4.3.3-8"], |s| {
@@ -399,36 +424,44 @@ pub(super) const CASES: &[Case] = &[
     }),
     // [MQTT-4.3.3-9]: after a PUBREC of 0x80 or more, a PUBLISH with the same packet id is a
     // new message: here 0x87 (a client may not publish to $SYS), then the same id is routed.
-    Case::new("qos_2_same_id_after_failed_pubrec_is_new", &["MQTT-4.3.3-9"], |s| {
-        s.connect(0, "q433-9s")
-            .subscribe(0, 1, "q433/9", QoS::AtMostOnce)
-            .connect(1, "q433-9p")
-            .send(1, publish("$SYS/q433", b"denied", QoS::ExactlyOnce, 9))
-            .expect(1, pubrec_with(9, PubRecReason::NotAuthorized))
-            .send(1, publish("q433/9", b"new", QoS::ExactlyOnce, 9))
-            .expect(1, pubrec(9))
-            .expect(0, publish("q433/9", b"new", QoS::AtMostOnce, 0))
-            .send(1, pubrel(9))
-            .expect(1, pubcomp(9))
-    }),
+    Case::new(
+        "qos_2_same_id_after_failed_pubrec_is_new",
+        &["MQTT-4.3.3-9"],
+        |s| {
+            s.connect(0, "q433-9s")
+                .subscribe(0, 1, "q433/9", QoS::AtMostOnce)
+                .connect(1, "q433-9p")
+                .send(1, publish("$SYS/q433", b"denied", QoS::ExactlyOnce, 9))
+                .expect(1, pubrec_with(9, PubRecReason::NotAuthorized))
+                .send(1, publish("q433/9", b"new", QoS::ExactlyOnce, 9))
+                .expect(1, pubrec(9))
+                .expect(0, publish("q433/9", b"new", QoS::AtMostOnce, 0))
+                .send(1, pubrel(9))
+                .expect(1, pubcomp(9))
+        },
+    ),
     // [MQTT-4.3.3-10]: until PUBREL, a PUBLISH with the same packet id is acknowledged with
     // PUBREC again and MUST NOT be delivered twice.
-    Case::new("qos_2_resent_publish_not_duplicated", &["MQTT-4.3.3-10"], |s| {
-        s.connect(0, "q433-10s")
-            .subscribe(0, 1, "q433/10", QoS::AtMostOnce)
-            .connect(1, "q433-10p")
-            .send(1, publish("q433/10", b"once", QoS::ExactlyOnce, 10))
-            .expect(1, pubrec(10))
-            .send(1, resent("q433/10", b"once", QoS::ExactlyOnce, 10))
-            .expect(1, pubrec(10))
-            .send(1, resent("q433/10", b"once", QoS::ExactlyOnce, 10))
-            .expect(1, pubrec(10))
-            .expect(0, publish("q433/10", b"once", QoS::AtMostOnce, 0))
-            .expect_quiet(0, 500)
-            .send(1, pubrel(10))
-            .expect(1, pubcomp(10))
-            .expect_quiet(0, 200)
-    }),
+    Case::new(
+        "qos_2_resent_publish_not_duplicated",
+        &["MQTT-4.3.3-10"],
+        |s| {
+            s.connect(0, "q433-10s")
+                .subscribe(0, 1, "q433/10", QoS::AtMostOnce)
+                .connect(1, "q433-10p")
+                .send(1, publish("q433/10", b"once", QoS::ExactlyOnce, 10))
+                .expect(1, pubrec(10))
+                .send(1, resent("q433/10", b"once", QoS::ExactlyOnce, 10))
+                .expect(1, pubrec(10))
+                .send(1, resent("q433/10", b"once", QoS::ExactlyOnce, 10))
+                .expect(1, pubrec(10))
+                .expect(0, publish("q433/10", b"once", QoS::AtMostOnce, 0))
+                .expect_quiet(0, 500)
+                .send(1, pubrel(10))
+                .expect(1, pubcomp(10))
+                .expect_quiet(0, 200)
+        },
+    ),
     // [MQTT-4.3.3-10], [MQTT-4.4.0-1]: the same across a reconnection: the client resumes
     // and resends the PUBLISH (DUP 1, original id); PUBREC again, no second delivery.
     Case::new(
@@ -465,75 +498,95 @@ pub(super) const CASES: &[Case] = &[
     }),
     // [MQTT-4.3.3-12]: after sending PUBCOMP, a PUBLISH with the same packet id is a new
     // message.
-    Case::new("qos_2_same_id_after_pubcomp_is_new", &["MQTT-4.3.3-12"], |s| {
-        s.connect(0, "q433-12s")
-            .subscribe(0, 1, "q433/12", QoS::AtMostOnce)
-            .connect(1, "q433-12p")
-            .pub2(1, "q433/12", b"first", 12)
-            .expect(0, publish("q433/12", b"first", QoS::AtMostOnce, 0))
-            .pub2(1, "q433/12", b"second", 12)
-            .expect(0, publish("q433/12", b"second", QoS::AtMostOnce, 0))
-    }),
+    Case::new(
+        "qos_2_same_id_after_pubcomp_is_new",
+        &["MQTT-4.3.3-12"],
+        |s| {
+            s.connect(0, "q433-12s")
+                .subscribe(0, 1, "q433/12", QoS::AtMostOnce)
+                .connect(1, "q433-12p")
+                .pub2(1, "q433/12", b"first", 12)
+                .expect(0, publish("q433/12", b"first", QoS::AtMostOnce, 0))
+                .pub2(1, "q433/12", b"second", 12)
+                .expect(0, publish("q433/12", b"second", QoS::AtMostOnce, 0))
+        },
+    ),
     // [MQTT-4.3.3-13]: the receiver MUST continue the QoS 2 acknowledgement sequence even if
     // it has applied message expiry: the message expires in the offline subscriber's queue
     // before the publisher's PUBREL, which still gets PUBCOMP 0x00.
-    Case::new("qos_2_ack_sequence_survives_expiry", &["MQTT-4.3.3-13"], |s| {
-        s.resume(0, session("q433-13s", true, 60), false)
-            .subscribe(0, 1, "q433/13", QoS::ExactlyOnce)
-            .bye(0)
-            .connect(1, "q433-13p")
-            .send(1, expiring("q433/13", b"brief", QoS::ExactlyOnce, 13, 1))
-            .expect(1, pubrec(13))
-            .sleep(2200)
-            .send(1, pubrel(13))
-            .expect(1, pubcomp(13))
-            .resume(2, session("q433-13s", false, 60), true)
-            .expect_quiet(2, 500)
-    }),
+    Case::new(
+        "qos_2_ack_sequence_survives_expiry",
+        &["MQTT-4.3.3-13"],
+        |s| {
+            s.resume(0, session("q433-13s", true, 60), false)
+                .subscribe(0, 1, "q433/13", QoS::ExactlyOnce)
+                .bye(0)
+                .connect(1, "q433-13p")
+                .send(1, expiring("q433/13", b"brief", QoS::ExactlyOnce, 13, 1))
+                .expect(1, pubrec(13))
+                .sleep(2200)
+                .send(1, pubrel(13))
+                .expect(1, pubcomp(13))
+                .resume(2, session("q433-13s", false, 60), true)
+                .expect_quiet(2, 500)
+        },
+    ),
     // §4.4 [MQTT-4.4.0-2]: a PUBACK with a Reason Code of 0x80 or more acknowledges the
     // PUBLISH: it MUST NOT be retransmitted, even on resume.
-    Case::new("qos_1_failed_puback_not_retransmitted", &["MQTT-4.4.0-2"], |s| {
-        s.resume(0, session("q440-2a", true, 60), false)
-            .subscribe(0, 1, "q440/2a", QoS::AtLeastOnce)
-            .connect(1, "q440-2ap")
-            .pub1(1, "q440/2a", b"x", 1, PubAckReason::Success)
-            .expect(0, publish("q440/2a", b"x", QoS::AtLeastOnce, 1))
-            .send(0, puback_with(1, PubAckReason::UnspecifiedError))
-            .expect_quiet(0, 500)
-            .hangup(0)
-            .resume(2, session("q440-2a", false, 60), true)
-            .expect_quiet(2, 700)
-    }),
+    Case::new(
+        "qos_1_failed_puback_not_retransmitted",
+        &["MQTT-4.4.0-2"],
+        |s| {
+            s.resume(0, session("q440-2a", true, 60), false)
+                .subscribe(0, 1, "q440/2a", QoS::AtLeastOnce)
+                .connect(1, "q440-2ap")
+                .pub1(1, "q440/2a", b"x", 1, PubAckReason::Success)
+                .expect(0, publish("q440/2a", b"x", QoS::AtLeastOnce, 1))
+                .send(0, puback_with(1, PubAckReason::UnspecifiedError))
+                .expect_quiet(0, 500)
+                .hangup(0)
+                .resume(2, session("q440-2a", false, 60), true)
+                .expect_quiet(2, 700)
+        },
+    ),
     // [MQTT-4.4.0-2]: likewise a PUBREC of 0x80 or more: no PUBREL, no resend on resume.
-    Case::new("qos_2_failed_pubrec_not_retransmitted", &["MQTT-4.4.0-2"], |s| {
-        s.resume(0, session("q440-2b", true, 60), false)
-            .subscribe(0, 1, "q440/2b", QoS::ExactlyOnce)
-            .connect(1, "q440-2bp")
-            .pub2(1, "q440/2b", b"x", 1)
-            .expect(0, publish("q440/2b", b"x", QoS::ExactlyOnce, 1))
-            .send(0, pubrec_with(1, PubRecReason::QuotaExceeded))
-            .expect_quiet(0, 500)
-            .hangup(0)
-            .resume(2, session("q440-2b", false, 60), true)
-            .expect_quiet(2, 700)
-    }),
+    Case::new(
+        "qos_2_failed_pubrec_not_retransmitted",
+        &["MQTT-4.4.0-2"],
+        |s| {
+            s.resume(0, session("q440-2b", true, 60), false)
+                .subscribe(0, 1, "q440/2b", QoS::ExactlyOnce)
+                .connect(1, "q440-2bp")
+                .pub2(1, "q440/2b", b"x", 1)
+                .expect(0, publish("q440/2b", b"x", QoS::ExactlyOnce, 1))
+                .send(0, pubrec_with(1, PubRecReason::QuotaExceeded))
+                .expect_quiet(0, 500)
+                .hangup(0)
+                .resume(2, session("q440-2b", false, 60), true)
+                .expect_quiet(2, 700)
+        },
+    ),
     // §4.5 [MQTT-4.5.0-1]: the Server MUST add a message it takes ownership of to the Session
     // State of every client with a matching subscription, connected or not, and of no other.
-    Case::new("qos_message_added_to_matching_sessions", &["MQTT-4.5.0-1"], |s| {
-        s.resume(0, session("q450-off", true, 60), false)
-            .subscribe(0, 1, "q450/+", QoS::AtLeastOnce)
-            .bye(0)
-            .connect(1, "q450-on")
-            .subscribe(1, 1, "q450/a", QoS::AtLeastOnce)
-            .connect(2, "q450-other")
-            .subscribe(2, 1, "q450/b", QoS::AtLeastOnce)
-            .connect(3, "q450-p")
-            .pub1(3, "q450/a", b"m", 1, PubAckReason::Success)
-            .expect(1, publish("q450/a", b"m", QoS::AtLeastOnce, 1))
-            .resume(4, session("q450-off", false, 60), true)
-            .expect(4, publish("q450/a", b"m", QoS::AtLeastOnce, 1))
-            .expect_quiet(2, 300)
-    }),
+    Case::new(
+        "qos_message_added_to_matching_sessions",
+        &["MQTT-4.5.0-1"],
+        |s| {
+            s.resume(0, session("q450-off", true, 60), false)
+                .subscribe(0, 1, "q450/+", QoS::AtLeastOnce)
+                .bye(0)
+                .connect(1, "q450-on")
+                .subscribe(1, 1, "q450/a", QoS::AtLeastOnce)
+                .connect(2, "q450-other")
+                .subscribe(2, 1, "q450/b", QoS::AtLeastOnce)
+                .connect(3, "q450-p")
+                .pub1(3, "q450/a", b"m", 1, PubAckReason::Success)
+                .expect(1, publish("q450/a", b"m", QoS::AtLeastOnce, 1))
+                .resume(4, session("q450-off", false, 60), true)
+                .expect(4, publish("q450/a", b"m", QoS::AtLeastOnce, 1))
+                .expect_quiet(2, 300)
+        },
+    ),
     // §4.6 [MQTT-4.6.0-1] binds the Client; the Server's resends (§4.4) follow the same rule:
     // on resume, unacknowledged PUBLISH packets go out again in their original order.
     Case::new("order_resend_in_original_order", &["MQTT-4.6.0-1"], |s| {
@@ -663,20 +716,24 @@ pub(super) const CASES: &[Case] = &[
     ),
     // [MQTT-4.9.0-2]: at QoS 2 the quota comes back with PUBCOMP, not PUBREC (Receive
     // Maximum 1): nothing after the PUBREL until the PUBCOMP.
-    Case::new("flow_qos_2_quota_returns_on_pubcomp", &["MQTT-4.9.0-2"], |s| {
-        s.resume(0, receive_max("f490-2", 1), false)
-            .subscribe(0, 1, "f490/2", QoS::ExactlyOnce)
-            .connect(1, "f490-2p")
-            .pub2(1, "f490/2", b"1", 1)
-            .pub2(1, "f490/2", b"2", 2)
-            .expect(0, publish("f490/2", b"1", QoS::ExactlyOnce, 1))
-            .expect_quiet(0, 500)
-            .send(0, pubrec(1))
-            .expect(0, pubrel(1))
-            .expect_quiet(0, 700)
-            .send(0, pubcomp(1))
-            .expect(0, publish("f490/2", b"2", QoS::ExactlyOnce, 2))
-    }),
+    Case::new(
+        "flow_qos_2_quota_returns_on_pubcomp",
+        &["MQTT-4.9.0-2"],
+        |s| {
+            s.resume(0, receive_max("f490-2", 1), false)
+                .subscribe(0, 1, "f490/2", QoS::ExactlyOnce)
+                .connect(1, "f490-2p")
+                .pub2(1, "f490/2", b"1", 1)
+                .pub2(1, "f490/2", b"2", 2)
+                .expect(0, publish("f490/2", b"1", QoS::ExactlyOnce, 1))
+                .expect_quiet(0, 500)
+                .send(0, pubrec(1))
+                .expect(0, pubrel(1))
+                .expect_quiet(0, 700)
+                .send(0, pubcomp(1))
+                .expect(0, publish("f490/2", b"2", QoS::ExactlyOnce, 2))
+        },
+    ),
     // [MQTT-4.9.0-2]: a PUBREC of 0x80 or more also returns the quota (§4.9).
     Case::new("flow_failed_pubrec_returns_quota", &["MQTT-4.9.0-2"], |s| {
         s.resume(0, receive_max("f490-2b", 1), false)
@@ -692,33 +749,221 @@ pub(super) const CASES: &[Case] = &[
     // [MQTT-4.9.0-3]: with the send quota at zero the Server MUST go on processing and
     // answering every other packet: PINGREQ, SUBSCRIBE, UNSUBSCRIBE, the client's own
     // PUBLISH at QoS 1 and 2.
-    Case::new("flow_other_packets_served_at_zero_quota", &["MQTT-4.9.0-3"], |s| {
-        s.resume(0, receive_max("f490-3", 1), false)
-            .subscribe(0, 1, "f490/3", QoS::AtLeastOnce)
-            .connect(1, "f490-3p")
-            .pub1(1, "f490/3", b"1", 1, PubAckReason::Success)
-            .pub1(1, "f490/3", b"2", 2, PubAckReason::Success)
-            .expect(0, publish("f490/3", b"1", QoS::AtLeastOnce, 1))
-            .send_hex(0, "c0 00")
-            .expect_hex(0, "d0 00")
-            .subscribe(0, 2, "f490/other", QoS::AtLeastOnce)
-            .send(
-                0,
-                Unsubscribe {
-                    packet_id: pid(3),
-                    properties: Default::default(),
-                    filters: vec![TopicFilter::try_from("f490/other").expect("filter")],
-                },
-            )
-            .expect_reason(0, PacketType::UnsubAck, 0)
-            .pub1(0, "f490/none", b"mine", 4, PubAckReason::NoMatchingSubscribers)
-            .send(0, publish("f490/none", b"mine2", QoS::ExactlyOnce, 5))
-            .expect(0, pubrec_with(5, PubRecReason::NoMatchingSubscribers))
-            .send(0, pubrel(5))
-            .expect(0, pubcomp(5))
-            .send(0, puback(1))
-            .expect(0, publish("f490/3", b"2", QoS::AtLeastOnce, 2))
+    Case::new(
+        "flow_other_packets_served_at_zero_quota",
+        &["MQTT-4.9.0-3"],
+        |s| {
+            s.resume(0, receive_max("f490-3", 1), false)
+                .subscribe(0, 1, "f490/3", QoS::AtLeastOnce)
+                .connect(1, "f490-3p")
+                .pub1(1, "f490/3", b"1", 1, PubAckReason::Success)
+                .pub1(1, "f490/3", b"2", 2, PubAckReason::Success)
+                .expect(0, publish("f490/3", b"1", QoS::AtLeastOnce, 1))
+                .send_hex(0, "c0 00")
+                .expect_hex(0, "d0 00")
+                .subscribe(0, 2, "f490/other", QoS::AtLeastOnce)
+                .send(
+                    0,
+                    Unsubscribe {
+                        packet_id: pid(3),
+                        properties: Default::default(),
+                        filters: vec![TopicFilter::try_from("f490/other").expect("filter")],
+                    },
+                )
+                .expect_reason(0, PacketType::UnsubAck, 0)
+                .pub1(
+                    0,
+                    "f490/none",
+                    b"mine",
+                    4,
+                    PubAckReason::NoMatchingSubscribers,
+                )
+                .send(0, publish("f490/none", b"mine2", QoS::ExactlyOnce, 5))
+                .expect(0, pubrec_with(5, PubRecReason::NoMatchingSubscribers))
+                .send(0, pubrel(5))
+                .expect(0, pubcomp(5))
+                .send(0, puback(1))
+                .expect(0, publish("f490/3", b"2", QoS::AtLeastOnce, 2))
+        },
+    ),
+    // [MQTT-4.1.0-2] with the default Session Expiry Interval (0): the session ends when the
+    // Network Connection closes; a resume finds none.
+    Case::new(
+        "session_expiry_0_discarded_at_close",
+        &["MQTT-4.1.0-2"],
+        |s| {
+            s.connect(0, "s410-0")
+                .subscribe(0, 1, "s410/0", QoS::AtLeastOnce)
+                .hangup(0)
+                .sleep(200)
+                .connect(1, "s410-0p")
+                .pub1(1, "s410/0", b"x", 1, PubAckReason::NoMatchingSubscribers)
+                .resume(2, session("s410-0", false, 0), false)
+                .expect_quiet(2, 300)
+        },
+    ),
+    // [MQTT-4.4.0-1]: resends happen only on a resume with Clean Start 0: a reconnection with
+    // Clean Start 1 discards the session and nothing is resent.
+    Case::new("qos_no_resend_on_clean_start", &["MQTT-4.4.0-1"], |s| {
+        s.resume(0, session("q440-1c", true, 60), false)
+            .subscribe(0, 1, "q440/1c", QoS::AtLeastOnce)
+            .connect(1, "q440-1cp")
+            .pub1(1, "q440/1c", b"x", 1, PubAckReason::Success)
+            .expect(0, publish("q440/1c", b"x", QoS::AtLeastOnce, 1))
+            .hangup(0)
+            .resume(2, session("q440-1c", true, 60), false)
+            .expect_quiet(2, 700)
     }),
+    // [MQTT-4.4.0-1], [MQTT-4.1.0-2]: the Session State (an unacknowledged QoS 1 PUBLISH
+    // and a PUBREL awaiting PUBCOMP) survives a broker restart within the expiry interval,
+    // and is resent with the original packet ids on resume.
+    Case::new(
+        "qos_unacked_resent_after_broker_restart",
+        &["MQTT-4.4.0-1", "MQTT-4.1.0-2"],
+        |s| {
+            s.resume(0, session("q440-1r", true, 60), false)
+                .subscribe(0, 1, "q440/1r/#", QoS::ExactlyOnce)
+                .connect(1, "q440-1rp")
+                .pub2(1, "q440/1r/a", b"two", 1)
+                .pub1(1, "q440/1r/b", b"one", 2, PubAckReason::Success)
+                .expect(0, publish("q440/1r/a", b"two", QoS::ExactlyOnce, 1))
+                .expect(0, publish("q440/1r/b", b"one", QoS::AtLeastOnce, 2))
+                .send(0, pubrec(1))
+                .expect(0, pubrel(1))
+                .restart()
+                .resume(2, session("q440-1r", false, 60), true)
+                .expect(2, pubrel(1))
+                .expect(2, out("q440/1r/b", b"one", QoS::AtLeastOnce, 2, true))
+                .send(2, pubcomp(1))
+                .send(2, puback(2))
+                .expect_quiet(2, 300)
+        },
+    ),
+    // [MQTT-4.3.3-10]: the inbound QoS 2 state survives a broker restart too: the
+    // publisher's resent PUBLISH (DUP 1) after the restart gets PUBREC and is not delivered
+    // a second time; its PUBREL then completes normally.
+    Case::new(
+        "qos_2_inbound_state_survives_restart",
+        &["MQTT-4.3.3-10"],
+        |s| {
+            s.resume(0, session("q433-10x", true, 60), false)
+                .subscribe(0, 1, "q433/10x", QoS::AtLeastOnce)
+                .resume(1, session("q433-10xp", true, 60), false)
+                .send(1, publish("q433/10x", b"once", QoS::ExactlyOnce, 5))
+                .expect(1, pubrec(5))
+                .expect(0, publish("q433/10x", b"once", QoS::AtLeastOnce, 1))
+                .send(0, puback(1))
+                .sleep(200)
+                .restart()
+                .resume(2, session("q433-10x", false, 60), true)
+                .resume(3, session("q433-10xp", false, 60), true)
+                .send(3, resent("q433/10x", b"once", QoS::ExactlyOnce, 5))
+                .expect(3, pubrec(5))
+                .send(3, pubrel(5))
+                .expect(3, pubcomp(5))
+                .expect_quiet(2, 500)
+        },
+    ),
+    // [MQTT-4.6.0-1] (the Server's side of it) and [MQTT-4.4.0-1]: on resume, PUBREL and
+    // PUBLISH resends go out in the order of the original PUBLISH packets.
+    Case::new(
+        "order_resend_publish_and_pubrel_in_original_order",
+        &["MQTT-4.6.0-1", "MQTT-4.4.0-1"],
+        |s| {
+            s.resume(0, session("o460-1m", true, 60), false)
+                .subscribe(0, 1, "o460/1m", QoS::ExactlyOnce)
+                .connect(1, "o460-1mp")
+                .pub2(1, "o460/1m", b"a", 1)
+                .pub1(1, "o460/1m", b"b", 2, PubAckReason::Success)
+                .pub2(1, "o460/1m", b"c", 3)
+                .expect(0, publish("o460/1m", b"a", QoS::ExactlyOnce, 1))
+                .expect(0, publish("o460/1m", b"b", QoS::AtLeastOnce, 2))
+                .expect(0, publish("o460/1m", b"c", QoS::ExactlyOnce, 3))
+                .send(0, pubrec(1))
+                .expect(0, pubrel(1))
+                .hangup(0)
+                .resume(2, session("o460-1m", false, 60), true)
+                .expect(2, pubrel(1))
+                .expect(2, out("o460/1m", b"b", QoS::AtLeastOnce, 2, true))
+                .expect(2, out("o460/1m", b"c", QoS::ExactlyOnce, 3, true))
+                .expect_quiet(2, 300)
+        },
+    ),
+    // [MQTT-4.9.0-1], [MQTT-4.4.0-1], [MQTT-4.6.0-5]: on resume the quota starts again from
+    // the Receive Maximum (1): the unacknowledged message is resent first, the queued ones
+    // follow one at a time, in publish order.
+    Case::new(
+        "flow_resume_resends_then_queue_within_quota",
+        &["MQTT-4.9.0-1", "MQTT-4.4.0-1", "MQTT-4.6.0-5"],
+        |s| {
+            s.resume(0, receive_max("f490-r", 1), false)
+                .subscribe(0, 1, "f490/r", QoS::AtLeastOnce)
+                .connect(1, "f490-rp")
+                .pub1(1, "f490/r", b"1", 1, PubAckReason::Success)
+                .pub1(1, "f490/r", b"2", 2, PubAckReason::Success)
+                .pub1(1, "f490/r", b"3", 3, PubAckReason::Success)
+                .expect(0, publish("f490/r", b"1", QoS::AtLeastOnce, 1))
+                .hangup(0)
+                .resume(
+                    2,
+                    {
+                        let mut c = receive_max("f490-r", 1);
+                        c.clean_start = false;
+                        c
+                    },
+                    true,
+                )
+                .expect(2, out("f490/r", b"1", QoS::AtLeastOnce, 1, true))
+                .expect_quiet(2, 500)
+                .send(2, puback(1))
+                .expect(2, publish("f490/r", b"2", QoS::AtLeastOnce, 2))
+                .send(2, puback(2))
+                .expect(2, publish("f490/r", b"3", QoS::AtLeastOnce, 3))
+        },
+    ),
+    // [MQTT-4.9.0-2]: the Server's own cap on messages in flight (max_inflight = 1) bounds
+    // its send quota when the client sets no Receive Maximum (65,535).
+    Case::new(
+        "flow_server_inflight_cap_bounds_quota",
+        &["MQTT-4.9.0-2"],
+        |s| {
+            s.connect(0, "f490-c")
+                .subscribe(0, 1, "f490/c", QoS::AtLeastOnce)
+                .connect(1, "f490-cp")
+                .pub1(1, "f490/c", b"1", 1, PubAckReason::Success)
+                .pub1(1, "f490/c", b"2", 2, PubAckReason::Success)
+                .expect(0, publish("f490/c", b"1", QoS::AtLeastOnce, 1))
+                .expect_quiet(0, 500)
+                .send(0, puback(1))
+                .expect(0, publish("f490/c", b"2", QoS::AtLeastOnce, 2))
+        },
+    )
+    .config("[broker]\nmax_inflight = 1\n"),
+    // [MQTT-4.9.0-1], [MQTT-4.9.0-2] from the client's side: the Server announces its Receive
+    // Maximum (1) in CONNACK; a client that sends a second QoS 2 PUBLISH before completing
+    // the first exceeds it, and the Server disconnects with 0x93 Receive Maximum exceeded.
+    Case::new(
+        "flow_client_exceeding_receive_maximum_disconnected",
+        &["MQTT-4.9.0-1", "MQTT-4.9.0-2"],
+        |s| {
+            s.open(0)
+                .send(0, connect("f490-x"))
+                .expect_that(0, "CONNACK 0x00 with Receive Maximum 1", |p| match p {
+                    Packet::ConnAck(a)
+                        if a.reason.as_u8() == 0
+                            && a.properties.receive_maximum.map(NonZeroU16::get) == Some(1) =>
+                    {
+                        Ok(())
+                    }
+                    other => Err(format!("{other:?}")),
+                })
+                .send(0, publish("f490/x", b"1", QoS::ExactlyOnce, 1))
+                .expect(0, pubrec_with(1, PubRecReason::NoMatchingSubscribers))
+                .send(0, publish("f490/x", b"2", QoS::ExactlyOnce, 2))
+                .expect_disconnect(0, DisconnectReason::ReceiveMaximumExceeded)
+        },
+    )
+    .config("[broker]\nreceive_maximum = 1\n"),
 ];
 
 pub(super) const NOT_APPLICABLE: &[NotApplicable] = &[na(

@@ -49,11 +49,15 @@ const RESUMED: &str = "20 02 01 00";
 pub(super) const CASES: &[Case] = &[
     // [MQTT-3.2.2-1]: with CleanSession 1 the CONNACK has Session Present 0, and it is the
     // 2-byte 3.1.1 CONNACK (no properties).
-    Case::new("v311_connack_clean_session_1", &["3.1.1/MQTT-3.2.2-1"], |s| {
-        s.connect_v311(0, connect311("v311-a", true), ACCEPTED)
-            .send_hex(0, "c0 00")
-            .expect_hex(0, "d0 00")
-    }),
+    Case::new(
+        "v311_connack_clean_session_1",
+        &["3.1.1/MQTT-3.2.2-1"],
+        |s| {
+            s.connect_v311(0, connect311("v311-a", true), ACCEPTED)
+                .send_hex(0, "c0 00")
+                .expect_hex(0, "d0 00")
+        },
+    ),
     // [MQTT-3.2.2-3], [MQTT-3.1.2-4], [MQTT-3.1.2-5], [MQTT-3.2.2-2]: CleanSession 0 with no
     // stored session gets Session Present 0; the session outlives the connection (3.1.1 has
     // no expiry), keeps its subscription, stores the QoS 1 messages published meanwhile, and
@@ -112,26 +116,30 @@ pub(super) const CASES: &[Case] = &[
     ),
     // [MQTT-4.4.0-1]: reconnecting with CleanSession 0, the Server re-sends the
     // unacknowledged PUBLISH (DUP 1) and PUBREL packets with their original packet ids.
-    Case::new("v311_unacked_resent_on_reconnect", &["3.1.1/MQTT-4.4.0-1"], |s| {
-        let mut again = publish("v311/d/1", b"one", QoS::AtLeastOnce, 1);
-        again.dup = true;
-        s.connect_v311(0, connect311("v311-d", false), ACCEPTED)
-            .subscribe(0, 1, "v311/d/#", QoS::ExactlyOnce)
-            .connect(1, "v311-dp")
-            .send(1, publish("v311/d/1", b"one", QoS::AtLeastOnce, 1))
-            .expect_reason(1, PacketType::PubAck, 0)
-            .send(1, publish("v311/d/2", b"two", QoS::ExactlyOnce, 2))
-            .expect_reason(1, PacketType::PubRec, 0)
-            .expect(0, publish("v311/d/1", b"one", QoS::AtLeastOnce, 1))
-            .expect(0, publish("v311/d/2", b"two", QoS::ExactlyOnce, 2))
-            .send(0, PubRec::new(pid(2)))
-            .expect_hex(0, "62 02 00 02")
-            .hangup(0)
-            .connect_v311(2, connect311("v311-d", false), RESUMED)
-            .expect(2, again)
-            .expect_hex(2, "62 02 00 02")
-            .expect_quiet(2, 300)
-    }),
+    Case::new(
+        "v311_unacked_resent_on_reconnect",
+        &["3.1.1/MQTT-4.4.0-1"],
+        |s| {
+            let mut again = publish("v311/d/1", b"one", QoS::AtLeastOnce, 1);
+            again.dup = true;
+            s.connect_v311(0, connect311("v311-d", false), ACCEPTED)
+                .subscribe(0, 1, "v311/d/#", QoS::ExactlyOnce)
+                .connect(1, "v311-dp")
+                .send(1, publish("v311/d/1", b"one", QoS::AtLeastOnce, 1))
+                .expect_reason(1, PacketType::PubAck, 0)
+                .send(1, publish("v311/d/2", b"two", QoS::ExactlyOnce, 2))
+                .expect_reason(1, PacketType::PubRec, 0)
+                .expect(0, publish("v311/d/1", b"one", QoS::AtLeastOnce, 1))
+                .expect(0, publish("v311/d/2", b"two", QoS::ExactlyOnce, 2))
+                .send(0, PubRec::new(pid(2)))
+                .expect_hex(0, "62 02 00 02")
+                .hangup(0)
+                .connect_v311(2, connect311("v311-d", false), RESUMED)
+                .expect(2, again)
+                .expect_hex(2, "62 02 00 02")
+                .expect_quiet(2, 300)
+        },
+    ),
     // [MQTT-3.1.2-2]: an unsupported protocol level gets CONNACK 0x01 (unacceptable protocol
     // level), then the connection is closed ([MQTT-3.2.2-4]: Session Present 0;
     // [MQTT-3.2.2-5]: close).
@@ -168,14 +176,18 @@ pub(super) const CASES: &[Case] = &[
     // [MQTT-3.1.3-6]: a zero-byte ClientId with CleanSession 1 is accepted with a plain
     // CONNACK (3.1.1 has no Assigned Client Identifier), and each such client gets its own
     // unique id: a second one does not take the first over.
-    Case::new("v311_empty_client_id_clean_session_1_accepted", &["3.1.1/MQTT-3.1.3-6"], |s| {
-        s.connect_v311(0, connect311("", true), ACCEPTED)
-            .connect_v311(1, connect311("", true), ACCEPTED)
-            .send_hex(0, "c0 00")
-            .expect_hex(0, "d0 00")
-            .send_hex(1, "c0 00")
-            .expect_hex(1, "d0 00")
-    }),
+    Case::new(
+        "v311_empty_client_id_clean_session_1_accepted",
+        &["3.1.1/MQTT-3.1.3-6"],
+        |s| {
+            s.connect_v311(0, connect311("", true), ACCEPTED)
+                .connect_v311(1, connect311("", true), ACCEPTED)
+                .send_hex(0, "c0 00")
+                .expect_hex(0, "d0 00")
+                .send_hex(1, "c0 00")
+                .expect_hex(1, "d0 00")
+        },
+    ),
     // [MQTT-3.2.2-4], [MQTT-3.2.2-5]: a wrong password gets CONNACK 0x04 (bad user name or
     // password), Session Present 0, then a close; the right one is accepted.
     Case::new(
@@ -208,18 +220,29 @@ pub(super) const CASES: &[Case] = &[
     // [MQTT-3.1.4-1]: a 3.1.1 CONNECT carrying a 5.0 property block does not conform to
     // §3.1: the Server closes the connection without a CONNACK (here the block holds a
     // Receive Maximum, read as a client id length past the end).
-    Case::new("v311_connect_with_properties_closed", &["3.1.1/MQTT-3.1.4-1"], |s| {
-        s.open_with(0, ProtocolVersion::V3_1_1, Transport::Tcp)
-            .send_hex(0, "10 11 00 04 4d 51 54 54 04 02 00 3c 03 21 00 0a 00 01 61")
-            .expect_closed(0)
-    }),
+    Case::new(
+        "v311_connect_with_properties_closed",
+        &["3.1.1/MQTT-3.1.4-1"],
+        |s| {
+            s.open_with(0, ProtocolVersion::V3_1_1, Transport::Tcp)
+                .send_hex(
+                    0,
+                    "10 11 00 04 4d 51 54 54 04 02 00 3c 03 21 00 0a 00 01 61",
+                )
+                .expect_closed(0)
+        },
+    ),
     // [MQTT-3.1.4-1]: the same with an empty property block (one 0x00 byte): the bytes left
     // over after the payload fields make the CONNECT non-conforming: close, no CONNACK.
-    Case::new("v311_connect_with_empty_properties_closed", &["3.1.1/MQTT-3.1.4-1"], |s| {
-        s.open_with(0, ProtocolVersion::V3_1_1, Transport::Tcp)
-            .send_hex(0, "10 0e 00 04 4d 51 54 54 04 02 00 3c 00 00 01 61")
-            .expect_closed(0)
-    }),
+    Case::new(
+        "v311_connect_with_empty_properties_closed",
+        &["3.1.1/MQTT-3.1.4-1"],
+        |s| {
+            s.open_with(0, ProtocolVersion::V3_1_1, Transport::Tcp)
+                .send_hex(0, "10 0e 00 04 4d 51 54 54 04 02 00 3c 00 00 01 61")
+                .expect_closed(0)
+        },
+    ),
     // [MQTT-4.8.0-1]: AUTH (type 15) is reserved in 3.1.1: a protocol violation, answered by
     // closing the connection (no DISCONNECT in 3.1.1).
     Case::new("v311_auth_packet_closed", &["3.1.1/MQTT-4.8.0-1"], |s| {
@@ -230,29 +253,37 @@ pub(super) const CASES: &[Case] = &[
     // [MQTT-3-8.3-4]: the upper six bits of a 3.1.1 subscription's QoS byte are reserved (5.0
     // puts No Local, Retain As Published and Retain Handling there): non-zero is malformed,
     // and the Server closes the connection without a SUBACK.
-    Case::new("v311_subscribe_reserved_option_bits_closed", &["3.1.1/MQTT-3-8.3-4"], |s| {
-        s.connect_v311(0, connect311("v311-h0", true), ACCEPTED)
-            .send_hex(0, "82 08 00 01 00 03 61 2f 62 05")
-            .expect_closed(0)
-            .connect_v311(1, connect311("v311-h1", true), ACCEPTED)
-            .send_hex(1, "82 08 00 01 00 03 61 2f 62 08")
-            .expect_closed(1)
-            .connect_v311(2, connect311("v311-h2", true), ACCEPTED)
-            .send_hex(2, "82 08 00 01 00 03 61 2f 62 20")
-            .expect_closed(2)
-    }),
+    Case::new(
+        "v311_subscribe_reserved_option_bits_closed",
+        &["3.1.1/MQTT-3-8.3-4"],
+        |s| {
+            s.connect_v311(0, connect311("v311-h0", true), ACCEPTED)
+                .send_hex(0, "82 08 00 01 00 03 61 2f 62 05")
+                .expect_closed(0)
+                .connect_v311(1, connect311("v311-h1", true), ACCEPTED)
+                .send_hex(1, "82 08 00 01 00 03 61 2f 62 08")
+                .expect_closed(1)
+                .connect_v311(2, connect311("v311-h2", true), ACCEPTED)
+                .send_hex(2, "82 08 00 01 00 03 61 2f 62 20")
+                .expect_closed(2)
+        },
+    ),
     // [MQTT-4.8.0-1]: a PUBACK with a 5.0 reason code (remaining length 3) is malformed in
     // 3.1.1: the Server closes the connection.
-    Case::new("v311_puback_with_reason_code_closed", &["3.1.1/MQTT-4.8.0-1"], |s| {
-        s.connect_v311(0, connect311("v311-i", true), ACCEPTED)
-            .subscribe(0, 1, "v311/i", QoS::AtLeastOnce)
-            .connect(1, "v311-ip")
-            .send(1, publish("v311/i", b"x", QoS::AtLeastOnce, 1))
-            .expect_reason(1, PacketType::PubAck, 0)
-            .expect(0, publish("v311/i", b"x", QoS::AtLeastOnce, 1))
-            .send_hex(0, "40 03 00 01 00")
-            .expect_closed(0)
-    }),
+    Case::new(
+        "v311_puback_with_reason_code_closed",
+        &["3.1.1/MQTT-4.8.0-1"],
+        |s| {
+            s.connect_v311(0, connect311("v311-i", true), ACCEPTED)
+                .subscribe(0, 1, "v311/i", QoS::AtLeastOnce)
+                .connect(1, "v311-ip")
+                .send(1, publish("v311/i", b"x", QoS::AtLeastOnce, 1))
+                .expect_reason(1, PacketType::PubAck, 0)
+                .expect(0, publish("v311/i", b"x", QoS::AtLeastOnce, 1))
+                .send_hex(0, "40 03 00 01 00")
+                .expect_closed(0)
+        },
+    ),
     // [MQTT-3.1.2-8], [MQTT-3.14.4-3]: a DISCONNECT with a 5.0 reason code is malformed in
     // 3.1.1, so it is no DISCONNECT: the connection is closed and the Will is published
     // (a well-formed DISCONNECT discards it).
@@ -283,11 +314,15 @@ pub(super) const CASES: &[Case] = &[
     ),
     // [MQTT-3.1.2-24]: past 1.5 times the Keep Alive without a packet, the Server closes
     // the connection "as if the network had failed": no DISCONNECT (5.0 sends 0x8D).
-    Case::new("v311_keep_alive_timeout_closes", &["3.1.1/MQTT-3.1.2-24"], |s| {
-        let mut c = connect311("v311-k", true);
-        c.keep_alive = 1;
-        s.connect_v311(0, c, ACCEPTED).expect_closed(0)
-    }),
+    Case::new(
+        "v311_keep_alive_timeout_closes",
+        &["3.1.1/MQTT-3.1.2-24"],
+        |s| {
+            let mut c = connect311("v311-k", true);
+            c.keep_alive = 1;
+            s.connect_v311(0, c, ACCEPTED).expect_closed(0)
+        },
+    ),
     // [MQTT-3.1.0-2]: a second CONNECT is a protocol violation: the Server closes the
     // connection (5.0 sends DISCONNECT 0x82 first).
     Case::new("v311_second_connect_closed", &["3.1.1/MQTT-3.1.0-2"], |s| {
@@ -297,38 +332,110 @@ pub(super) const CASES: &[Case] = &[
     }),
     // [MQTT-3.9.3-2]: a refused subscription gets return code 0x80, the only failure code of
     // 3.1.1 (5.0 would say 0xA2 Wildcard Subscriptions not supported).
-    Case::new("v311_suback_failure_is_0x80", &["3.1.1/MQTT-3.9.3-2", "3.1.1/MQTT-3.8.4-5"], |s| {
-        s.connect_v311(0, connect311("v311-m", true), ACCEPTED)
-            .send_hex(0, "82 08 00 07 00 03 61 2f 23 01")
-            .expect_hex(0, "90 03 00 07 80")
-    })
+    Case::new(
+        "v311_suback_failure_is_0x80",
+        &["3.1.1/MQTT-3.9.3-2", "3.1.1/MQTT-3.8.4-5"],
+        |s| {
+            s.connect_v311(0, connect311("v311-m", true), ACCEPTED)
+                .send_hex(0, "82 08 00 07 00 03 61 2f 23 01")
+                .expect_hex(0, "90 03 00 07 80")
+        },
+    )
     .config("[broker]\nwildcard_subscriptions = false\n"),
     // [MQTT-3.8.4-6]: with Maximum QoS 1 a 3.1.1 subscription at QoS 2 is granted QoS 1 and
     // QoS 2 messages arrive at QoS 1; 3.1.1 has no Maximum QoS, so the 3.1.1 client's own
     // QoS 2 PUBLISH is accepted (PUBREC), not refused as in 5.0 (DISCONNECT 0x9B).
-    Case::new("v311_maximum_qos_downgrades", &["3.1.1/MQTT-3.8.4-6"], |s| {
-        s.connect_v311(0, connect311("v311-n", true), ACCEPTED)
-            .send_hex(0, "82 08 00 01 00 03 61 2f 6e 02")
-            .expect_hex(0, "90 03 00 01 01")
-            .connect_v311(1, connect311("v311-np", true), ACCEPTED)
-            .send(1, publish("a/n", b"q2", QoS::ExactlyOnce, 9))
-            .expect_hex(1, "50 02 00 09")
-            .expect(0, publish("a/n", b"q2", QoS::AtLeastOnce, 1))
-            .send(1, PubRel::new(pid(9)))
-            .expect_hex(1, "70 02 00 09")
-    })
+    Case::new(
+        "v311_maximum_qos_downgrades",
+        &["3.1.1/MQTT-3.8.4-6"],
+        |s| {
+            s.connect_v311(0, connect311("v311-n", true), ACCEPTED)
+                .send_hex(0, "82 08 00 01 00 03 61 2f 6e 02")
+                .expect_hex(0, "90 03 00 01 01")
+                .connect_v311(1, connect311("v311-np", true), ACCEPTED)
+                .send(1, publish("a/n", b"q2", QoS::ExactlyOnce, 9))
+                .expect_hex(1, "50 02 00 09")
+                .expect(0, publish("a/n", b"q2", QoS::AtLeastOnce, 1))
+                .send(1, PubRel::new(pid(9)))
+                .expect_hex(1, "70 02 00 09")
+        },
+    )
     .config("[broker]\nmaximum_qos = 1\n"),
     // MQTT 3.1 ("MQIsdp", level 3) is a supported level ([MQTT-3.1.2-2] answers 0x01 only for
     // unsupported ones): accepted, then served like 3.1.1.
-    Case::new("v311_mqtt31_mqisdp_accepted", &["3.1.1/MQTT-3.1.2-2"], |s| {
-        s.open_with(0, ProtocolVersion::V3_1, Transport::Tcp)
-            .send_hex(0, "10 11 00 06 4d 51 49 73 64 70 03 02 00 3c 00 03 76 33 31")
-            .expect_hex(0, ACCEPTED)
-            .send_hex(0, "82 08 00 01 00 03 61 2f 33 01")
-            .expect_hex(0, "90 03 00 01 01")
-            .send_hex(0, "c0 00")
-            .expect_hex(0, "d0 00")
-    }),
+    Case::new(
+        "v311_mqtt31_mqisdp_accepted",
+        &["3.1.1/MQTT-3.1.2-2"],
+        |s| {
+            s.open_with(0, ProtocolVersion::V3_1, Transport::Tcp)
+                .send_hex(
+                    0,
+                    "10 11 00 06 4d 51 49 73 64 70 03 02 00 3c 00 03 76 33 31",
+                )
+                .expect_hex(0, ACCEPTED)
+                .send_hex(0, "82 08 00 01 00 03 61 2f 33 01")
+                .expect_hex(0, "90 03 00 01 01")
+                .send_hex(0, "c0 00")
+                .expect_hex(0, "d0 00")
+        },
+    ),
+    // [MQTT-4.3.2-2], [MQTT-4.3.3-2]: a 3.1.1 receiver's acknowledgements carry only the
+    // packet id: no 0x10 "no matching subscribers", and a denied publish ($SYS) is still
+    // acknowledged plainly (5.0 answers 0x87) since 3.1.1 has no negative acknowledgement.
+    Case::new(
+        "v311_acks_carry_no_reason_code",
+        &["3.1.1/MQTT-4.3.2-2", "3.1.1/MQTT-4.3.3-2"],
+        |s| {
+            s.connect_v311(0, connect311("v311-o", true), ACCEPTED)
+                .send(0, publish("v311/o", b"nobody", QoS::AtLeastOnce, 5))
+                .expect_hex(0, "40 02 00 05")
+                .send(0, publish("$SYS/v311", b"denied", QoS::AtLeastOnce, 6))
+                .expect_hex(0, "40 02 00 06")
+                .send(0, publish("$SYS/v311", b"denied", QoS::ExactlyOnce, 7))
+                .expect_hex(0, "50 02 00 07")
+                .send(0, PubRel::new(pid(7)))
+                .expect_hex(0, "70 02 00 07")
+        },
+    ),
+    // [MQTT-3.10.4-4], [MQTT-3.10.4-5]: the UNSUBACK carries the packet id and nothing else,
+    // even when no filter was removed (5.0 adds a reason code per filter, 0x11 here).
+    Case::new(
+        "v311_unsuback_has_no_payload",
+        &["3.1.1/MQTT-3.10.4-4", "3.1.1/MQTT-3.10.4-5"],
+        |s| {
+            s.connect_v311(0, connect311("v311-p", true), ACCEPTED)
+                .send_hex(0, "a2 07 00 03 00 03 61 2f 70")
+                .expect_hex(0, "b0 02 00 03")
+        },
+    ),
+    // [MQTT-3.1.4-2]: a second connection with the same ClientId makes the Server disconnect
+    // the existing one: a plain close (5.0 sends DISCONNECT 0x8E Session taken over first).
+    Case::new(
+        "v311_takeover_closes_old_connection",
+        &["3.1.1/MQTT-3.1.4-2"],
+        |s| {
+            s.connect_v311(0, connect311("v311-q", true), ACCEPTED)
+                .connect_v311(1, connect311("v311-q", true), ACCEPTED)
+                .expect_closed(0)
+                .send_hex(1, "c0 00")
+                .expect_hex(1, "d0 00")
+        },
+    ),
+    // [MQTT-3.1.2-22], [MQTT-3.1.4-1]: in 3.1.1 a password without a user name is not allowed
+    // (5.0 allows it): the CONNECT does not conform, and the Server closes the connection
+    // without a CONNACK.
+    Case::new(
+        "v311_password_without_user_name_closed",
+        &["3.1.1/MQTT-3.1.2-22", "3.1.1/MQTT-3.1.4-1"],
+        |s| {
+            s.open_with(0, ProtocolVersion::V3_1_1, Transport::Tcp)
+                .send_hex(
+                    0,
+                    "10 11 00 04 4d 51 54 54 04 42 00 3c 00 01 61 00 02 70 77",
+                )
+                .expect_closed(0)
+        },
+    ),
 ];
 
 pub(super) const NOT_APPLICABLE: &[NotApplicable] = &[];
