@@ -964,6 +964,179 @@ pub(super) const CASES: &[Case] = &[
         },
     )
     .config("[broker]\nreceive_maximum = 1\n"),
+    // [MQTT-4.1.0-2]: the Session Expiry Interval keeps running across a broker restart:
+    // a 2 s session closed before the restart is gone 3 s later.
+    Case::new(
+        "session_expiry_counts_across_restart",
+        &["MQTT-4.1.0-2"],
+        |s| {
+            s.resume(0, session("s410-r", true, 2), false)
+                .subscribe(0, 1, "s410/r", QoS::AtLeastOnce)
+                .bye(0)
+                .restart()
+                .sleep(3000)
+                .connect(1, "s410-rp")
+                .pub1(1, "s410/r", b"late", 1, PubAckReason::NoMatchingSubscribers)
+                .resume(2, session("s410-r", false, 60), false)
+                .expect_quiet(2, 300)
+        },
+    ),
+    // [MQTT-4.3.3-12]: a completed QoS 2 packet id stays free after a broker restart: the
+    // publisher's next PUBLISH with it is a new message and is delivered.
+    Case::new(
+        "qos_2_completed_id_is_new_after_restart",
+        &["MQTT-4.3.3-12"],
+        |s| {
+            s.resume(0, session("q433-12r", true, 60), false)
+                .subscribe(0, 1, "q433/12r", QoS::AtMostOnce)
+                .resume(1, session("q433-12rp", true, 60), false)
+                .pub2(1, "q433/12r", b"first", 5)
+                .expect(0, publish("q433/12r", b"first", QoS::AtMostOnce, 0))
+                .sleep(200)
+                .restart()
+                .resume(2, session("q433-12r", false, 60), true)
+                .resume(3, session("q433-12rp", false, 60), true)
+                .send(3, publish("q433/12r", b"second", QoS::ExactlyOnce, 5))
+                .expect(3, pubrec(5))
+                .expect(2, publish("q433/12r", b"second", QoS::AtMostOnce, 0))
+                .send(3, pubrel(5))
+                .expect(3, pubcomp(5))
+        },
+    ),
+    // [MQTT-4.4.0-2]: a PUBACK of 0x80 or more acknowledged the message for good: not
+    // resent after a broker restart either.
+    Case::new(
+        "qos_failed_puback_not_resent_after_restart",
+        &["MQTT-4.4.0-2"],
+        |s| {
+            s.resume(0, session("q440-2r", true, 60), false)
+                .subscribe(0, 1, "q440/2r", QoS::AtLeastOnce)
+                .connect(1, "q440-2rp")
+                .pub1(1, "q440/2r", b"x", 1, PubAckReason::Success)
+                .expect(0, publish("q440/2r", b"x", QoS::AtLeastOnce, 1))
+                .send(0, puback_with(1, PubAckReason::ImplementationSpecificError))
+                .sleep(200)
+                .restart()
+                .resume(2, session("q440-2r", false, 60), true)
+                .expect_quiet(2, 700)
+        },
+    ),
+    // [MQTT-4.6.0-5]: a message published just after a resume does not overtake the
+    // messages queued while the subscriber was away (Receive Maximum 1 keeps them waiting).
+    Case::new(
+        "order_new_message_does_not_overtake_queue",
+        &["MQTT-4.6.0-5"],
+        |s| {
+            s.resume(0, receive_max("o460-5n", 1), false)
+                .subscribe(0, 1, "o460/5n", QoS::AtLeastOnce)
+                .bye(0)
+                .connect(1, "o460-5np")
+                .pub1(1, "o460/5n", b"1", 1, PubAckReason::Success)
+                .pub1(1, "o460/5n", b"2", 2, PubAckReason::Success)
+                .pub1(1, "o460/5n", b"3", 3, PubAckReason::Success)
+                .resume(
+                    2,
+                    {
+                        let mut c = receive_max("o460-5n", 1);
+                        c.clean_start = false;
+                        c
+                    },
+                    true,
+                )
+                .pub1(1, "o460/5n", b"4", 4, PubAckReason::Success)
+                .expect(2, publish("o460/5n", b"1", QoS::AtLeastOnce, 1))
+                .send(2, puback(1))
+                .expect(2, publish("o460/5n", b"2", QoS::AtLeastOnce, 2))
+                .send(2, puback(2))
+                .expect(2, publish("o460/5n", b"3", QoS::AtLeastOnce, 3))
+                .send(2, puback(3))
+                .expect(2, publish("o460/5n", b"4", QoS::AtLeastOnce, 4))
+                .send(2, puback(4))
+                .expect_quiet(2, 200)
+        },
+    ),
+    // [MQTT-4.9.0-1], [MQTT-4.9.0-2], [MQTT-4.4.0-1]: the send quota is set afresh from the
+    // Receive Maximum of the new connection: three unacknowledged messages, resumed with
+    // Receive Maximum 1, are resent one at a time (original ids, DUP 1), each after the
+    // previous one's PUBACK.
+    Case::new(
+        "flow_resume_resends_within_new_receive_maximum",
+        &["MQTT-4.9.0-1", "MQTT-4.9.0-2", "MQTT-4.4.0-1"],
+        |s| {
+            s.resume(0, receive_max("f490-l", 3), false)
+                .subscribe(0, 1, "f490/l", QoS::AtLeastOnce)
+                .connect(1, "f490-lp")
+                .pub1(1, "f490/l", b"1", 1, PubAckReason::Success)
+                .pub1(1, "f490/l", b"2", 2, PubAckReason::Success)
+                .pub1(1, "f490/l", b"3", 3, PubAckReason::Success)
+                .pub1(1, "f490/l", b"4", 4, PubAckReason::Success)
+                .expect(0, publish("f490/l", b"1", QoS::AtLeastOnce, 1))
+                .expect(0, publish("f490/l", b"2", QoS::AtLeastOnce, 2))
+                .expect(0, publish("f490/l", b"3", QoS::AtLeastOnce, 3))
+                .hangup(0)
+                .resume(
+                    2,
+                    {
+                        let mut c = receive_max("f490-l", 1);
+                        c.clean_start = false;
+                        c
+                    },
+                    true,
+                )
+                .expect(2, out("f490/l", b"1", QoS::AtLeastOnce, 1, true))
+                .expect_quiet(2, 500)
+                .send(2, puback(1))
+                .expect(2, out("f490/l", b"2", QoS::AtLeastOnce, 2, true))
+                .expect_quiet(2, 300)
+                .send(2, puback(2))
+                .expect(2, out("f490/l", b"3", QoS::AtLeastOnce, 3, true))
+                .send(2, puback(3))
+                .expect(2, publish("f490/l", b"4", QoS::AtLeastOnce, 4))
+                .send(2, puback(4))
+                .expect_quiet(2, 200)
+        },
+    ),
+    // [MQTT-4.9.0-2], [MQTT-4.4.0-1]: the PUBREL resends are not PUBLISH packets: on a
+    // resume with Receive Maximum 1 both go out at once, in order, and the PUBLISH resend
+    // follows within the quota.
+    Case::new(
+        "flow_resume_pubrel_resends_not_held_back",
+        &["MQTT-4.9.0-2", "MQTT-4.4.0-1"],
+        |s| {
+            s.resume(0, receive_max("f490-m", 3), false)
+                .subscribe(0, 1, "f490/m", QoS::ExactlyOnce)
+                .connect(1, "f490-mp")
+                .pub2(1, "f490/m", b"1", 1)
+                .pub2(1, "f490/m", b"2", 2)
+                .pub2(1, "f490/m", b"3", 3)
+                .expect(0, publish("f490/m", b"1", QoS::ExactlyOnce, 1))
+                .expect(0, publish("f490/m", b"2", QoS::ExactlyOnce, 2))
+                .expect(0, publish("f490/m", b"3", QoS::ExactlyOnce, 3))
+                .send(0, pubrec(1))
+                .expect(0, pubrel(1))
+                .send(0, pubrec(2))
+                .expect(0, pubrel(2))
+                .hangup(0)
+                .resume(
+                    2,
+                    {
+                        let mut c = receive_max("f490-m", 1);
+                        c.clean_start = false;
+                        c
+                    },
+                    true,
+                )
+                .expect(2, pubrel(1))
+                .expect(2, pubrel(2))
+                .send(2, pubcomp(1))
+                .send(2, pubcomp(2))
+                .expect(2, out("f490/m", b"3", QoS::ExactlyOnce, 3, true))
+                .send(2, pubrec(3))
+                .expect(2, pubrel(3))
+                .send(2, pubcomp(3))
+                .expect_quiet(2, 200)
+        },
+    ),
 ];
 
 pub(super) const NOT_APPLICABLE: &[NotApplicable] = &[na(
