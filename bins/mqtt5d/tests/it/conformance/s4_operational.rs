@@ -1137,6 +1137,52 @@ pub(super) const CASES: &[Case] = &[
                 .expect_quiet(2, 200)
         },
     ),
+    // [MQTT-4.4.0-1]: a resume that takes over a still-open connection gets the resends too.
+    Case::new("qos_unacked_resent_on_takeover", &["MQTT-4.4.0-1"], |s| {
+        s.resume(0, session("q440-1t", true, 60), false)
+            .subscribe(0, 1, "q440/1t", QoS::AtLeastOnce)
+            .connect(1, "q440-1tp")
+            .pub1(1, "q440/1t", b"x", 1, PubAckReason::Success)
+            .expect(0, publish("q440/1t", b"x", QoS::AtLeastOnce, 1))
+            .resume(2, session("q440-1t", false, 60), true)
+            .expect(2, out("q440/1t", b"x", QoS::AtLeastOnce, 1, true))
+            .expect_disconnect(0, DisconnectReason::SessionTakenOver)
+    }),
+    // [MQTT-4.4.0-1]: topic aliases belong to a Network Connection: the resend on a new
+    // connection carries the full topic name, not the alias the first connection set up.
+    Case::new(
+        "qos_resend_does_not_reuse_old_topic_alias",
+        &["MQTT-4.4.0-1"],
+        |s| {
+            let mut first = session("q440-1a", true, 60);
+            first.properties.topic_alias_maximum = Some(5);
+            let mut again = first.clone();
+            again.clean_start = false;
+            s.resume(0, first, false)
+                .subscribe(0, 1, "q440/1a", QoS::AtLeastOnce)
+                .connect(1, "q440-1ap")
+                .pub1(1, "q440/1a", b"x", 1, PubAckReason::Success)
+                .expect_that(0, "PUBLISH id 1", |p| match p {
+                    Packet::Publish(p) if p.delivery.packet_id().map(PacketId::get) == Some(1) => {
+                        Ok(())
+                    }
+                    other => Err(format!("{other:?}")),
+                })
+                .hangup(0)
+                .resume(2, again, true)
+                .expect_that(2, "PUBLISH id 1, DUP, with its topic name", |p| match p {
+                    Packet::Publish(p)
+                        if p.delivery.packet_id().map(PacketId::get) == Some(1)
+                            && p.dup
+                            && p.topic() == "q440/1a"
+                            && p.payload() == b"x" =>
+                    {
+                        Ok(())
+                    }
+                    other => Err(format!("{other:?}")),
+                })
+        },
+    ),
 ];
 
 pub(super) const NOT_APPLICABLE: &[NotApplicable] = &[na(

@@ -436,6 +436,27 @@ pub(super) const CASES: &[Case] = &[
                 .expect_closed(0)
         },
     ),
+    // [MQTT-3.1.3-9] for MQTT 3.1: its client identifiers are 1 to 23 characters, so an
+    // empty one and a 30-character one are rejected with CONNACK 0x02, then a close.
+    Case::new(
+        "v311_mqtt31_client_id_rejected",
+        &["3.1.1/MQTT-3.1.3-9"],
+        |s| {
+            s.open_with(0, ProtocolVersion::V3_1, Transport::Tcp)
+                .send_hex(0, "10 0e 00 06 4d 51 49 73 64 70 03 02 00 3c 00 00")
+                .expect_hex(0, "20 02 00 02")
+                .expect_closed(0)
+                .open_with(1, ProtocolVersion::V3_1, Transport::Tcp)
+                .send_hex(
+                    1,
+                    "10 2c 00 06 4d 51 49 73 64 70 03 02 00 3c 00 1e \
+                 61 61 61 61 61 61 61 61 61 61 61 61 61 61 61 \
+                 61 61 61 61 61 61 61 61 61 61 61 61 61 61 61",
+                )
+                .expect_hex(1, "20 02 00 02")
+                .expect_closed(1)
+        },
+    ),
 ];
 
 pub(super) const NOT_APPLICABLE: &[NotApplicable] = &[];
