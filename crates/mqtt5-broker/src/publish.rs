@@ -530,7 +530,8 @@ impl Broker {
                 let Some(s) = self.session_mut(sid) else {
                     return;
                 };
-                if s.queue.is_empty() && s.inflight.len() < usize::from(window) {
+                if s.queue.is_empty() && !s.resend_pending && s.inflight.len() < usize::from(window)
+                {
                     self.send_new(now, sid, conn, delivery);
                 } else {
                     self.enqueue(now, sid, delivery);
@@ -620,6 +621,7 @@ impl Broker {
                     order: seq,
                     delivery,
                     stage: Stage::Sent,
+                    resend: false,
                 },
             );
         }
@@ -715,6 +717,26 @@ impl Broker {
             let Some(s) = self.session_mut(sid) else {
                 return;
             };
+            if s.resend_pending {
+                // Resends that did not fit the window on resume go first, oldest first.
+                let on_wire = s.inflight.values().filter(|f| !f.resend).count();
+                if on_wire >= window {
+                    return;
+                }
+                let next = s
+                    .inflight
+                    .iter()
+                    .filter(|(_, f)| f.resend)
+                    .min_by_key(|(_, f)| f.order)
+                    .map(|(&id, _)| id);
+                match next {
+                    Some(id) => {
+                        self.resend_publish(now, sid, conn, id);
+                        continue;
+                    }
+                    None => s.resend_pending = false,
+                }
+            }
             if s.inflight.len() >= window {
                 return;
             }
@@ -737,34 +759,62 @@ impl Broker {
     /// After CONNECT resumed a session: resend what was in flight, in order, then the queue
     /// (`[MQTT-4.4.0-1]`).
     pub(crate) fn resume(&mut self, now: Instant, sid: SessionId) {
+        let Some(conn) = self.session(sid).and_then(|s| s.conn) else {
+            return;
+        };
+        // The send quota starts again from the client's Receive Maximum ([MQTT-4.9.0-1]):
+        // PUBLISH resends beyond it wait for acknowledgements ([MQTT-4.9.0-2]); PUBREL ones
+        // are not PUBLISH packets and all go now.
+        let window = self.conns.get(&conn).map_or(0, |c| usize::from(c.window));
         let Some(s) = self.session_mut(sid) else {
             return;
         };
-        let Some(conn) = s.conn else {
-            return;
-        };
+        s.resend_pending = false;
+        let mut on_wire = s
+            .inflight
+            .values()
+            .filter(|f| f.stage == Stage::Released)
+            .count();
         let mut order: Vec<(u64, u16)> = s.inflight.iter().map(|(&id, f)| (f.order, id)).collect();
         order.sort_unstable();
         for (_, id) in order {
-            let Some(f) = self.session(sid).and_then(|s| s.inflight.get(&id)).cloned() else {
+            let Some(s) = self.session_mut(sid) else {
+                return;
+            };
+            let Some(f) = s.inflight.get_mut(&id) else {
                 continue;
             };
             let Some(pid) = PacketId::new(id) else {
                 continue;
             };
             match f.stage {
+                Stage::Sent if on_wire >= window => {
+                    f.resend = true;
+                    s.resend_pending = true;
+                }
                 Stage::Sent => {
-                    if !self.send_publish(now, conn, &f.delivery, NonZeroU16::new(id), true)
-                        && let Some(mut gone) =
-                            self.session_mut(sid).and_then(|s| s.inflight.remove(&id))
-                    {
-                        self.forget_delivery(sid, &mut gone.delivery, false);
-                    }
+                    on_wire += 1;
+                    self.resend_publish(now, sid, conn, id);
                 }
                 Stage::Released => self.send(conn, Packet::PubRel(PubRel::new(pid))),
             }
         }
         self.pump(now, sid);
+    }
+
+    /// Resends the in-flight PUBLISH `id` with DUP and its original packet identifier
+    /// (`[MQTT-4.4.0-1]`); one now too large for the client is discarded as delivered.
+    fn resend_publish(&mut self, now: Instant, sid: SessionId, conn: ConnId, id: u16) {
+        let Some(f) = self.session_mut(sid).and_then(|s| s.inflight.get_mut(&id)) else {
+            return;
+        };
+        f.resend = false;
+        let delivery = f.delivery.clone();
+        if !self.send_publish(now, conn, &delivery, NonZeroU16::new(id), true)
+            && let Some(mut gone) = self.session_mut(sid).and_then(|s| s.inflight.remove(&id))
+        {
+            self.forget_delivery(sid, &mut gone.delivery, false);
+        }
     }
 
     fn conn_session(&self, conn: ConnId) -> Option<SessionId> {

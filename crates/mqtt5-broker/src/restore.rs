@@ -130,6 +130,7 @@ impl Broker {
                                 order: seq,
                                 delivery,
                                 stage,
+                                resend: false,
                             },
                         );
                     }

@@ -95,6 +95,10 @@ pub(crate) struct InFlight {
     pub(crate) delivery: Delivery,
     /// Where it stands.
     pub(crate) stage: Stage,
+    /// A PUBLISH still to be resent on this connection: it did not fit the client's Receive
+    /// Maximum when the session resumed (`[MQTT-4.9.0-2]`), so it waits for an
+    /// acknowledgement to free a slot before it goes out again.
+    pub(crate) resend: bool,
 }
 
 /// A subscription as the session holds it.
@@ -127,6 +131,8 @@ pub(crate) struct Session {
     pub(crate) queue: VecDeque<Delivery>,
     /// Deliveries in flight, by packet identifier.
     pub(crate) inflight: BTreeMap<u16, InFlight>,
+    /// Whether some in-flight PUBLISH may still be marked [`InFlight::resend`].
+    pub(crate) resend_pending: bool,
     /// The next outbound packet identifier to try.
     pub(crate) next_packet_id: u16,
     /// The next delivery sequence number.
@@ -156,6 +162,7 @@ impl Session {
             subscriptions: HashMap::new(),
             queue: VecDeque::new(),
             inflight: BTreeMap::new(),
+            resend_pending: false,
             next_packet_id: 1,
             next_seq: 0,
             incoming_qos2: HashSet::new(),
