@@ -31,13 +31,98 @@ impl Store for MemoryStore {
     }
 
     fn apply(&mut self, ops: &[StoreOp]) -> Result<(), Error> {
-        // Atomic: apply to a copy, keep it only if every op succeeds.
-        let mut next = self.state.clone();
+        // Atomic: every op records how to undo what it changed (the entry it replaced, moved
+        // out rather than copied), and a failing op rolls the batch back in reverse. A commit
+        // costs what its ops touch, not the size of the state.
+        let mut journal = Vec::with_capacity(ops.len());
         for op in ops {
-            apply_one(&mut next, op)?;
+            match apply_one(&mut self.state, op) {
+                Ok(undo) => journal.push(undo),
+                Err(e) => {
+                    for undo in journal.into_iter().rev() {
+                        undo.revert(&mut self.state);
+                    }
+                    return Err(e);
+                }
+            }
         }
-        self.state = next;
         Ok(())
+    }
+}
+
+/// How to put back what one op changed.
+enum Undo {
+    /// Nothing changed.
+    Nothing,
+    /// A client record, as it was (`None`: absent).
+    Client(String, Option<ClientSummary>),
+    /// A whole session, as it was.
+    Session(String, Option<StoredSession>),
+    /// A session's own record (the session existed).
+    SessionRecord(String, crate::SessionRecord),
+    /// A subscription of a session.
+    Subscription(String, String, Option<StoredSubscription>),
+    /// A delivery of a session.
+    Delivery(String, u64, Option<crate::DeliveryRecord>),
+    /// An inbound QoS 2 id of a session, and whether it was pending.
+    Qos2(String, u16, bool),
+    /// A retained message.
+    Retained(String, Option<StoredMessage>),
+    /// A stored message.
+    Message(u64, Option<StoredMessage>),
+    /// A user's password hash.
+    User(String, Option<String>),
+    /// The access rules, as they were.
+    Acl(Vec<crate::AclRecord>),
+}
+
+/// Puts `old` back at `key` in `map` (or removes the key).
+fn restore<K: Ord, V>(map: &mut BTreeMap<K, V>, key: K, old: Option<V>) {
+    match old {
+        Some(v) => {
+            map.insert(key, v);
+        }
+        None => {
+            map.remove(&key);
+        }
+    }
+}
+
+impl Undo {
+    fn revert(self, state: &mut Recovered) {
+        match self {
+            Self::Nothing => {}
+            Self::Client(k, old) => restore(&mut state.clients, k, old),
+            Self::Session(k, old) => restore(&mut state.sessions, k, old),
+            Self::SessionRecord(k, old) => {
+                if let Some(s) = state.sessions.get_mut(&k) {
+                    s.record = old;
+                }
+            }
+            Self::Subscription(k, filter, old) => {
+                if let Some(s) = state.sessions.get_mut(&k) {
+                    restore(&mut s.subscriptions, filter, old);
+                }
+            }
+            Self::Delivery(k, seq, old) => {
+                if let Some(s) = state.sessions.get_mut(&k) {
+                    restore(&mut s.deliveries, seq, old);
+                }
+            }
+            Self::Qos2(k, id, was) => {
+                if let Some(s) = state.sessions.get_mut(&k) {
+                    if was {
+                        s.incoming_qos2.insert(id);
+                    } else {
+                        s.incoming_qos2.remove(&id);
+                    }
+                }
+            }
+            Self::Retained(k, old) => restore(&mut state.retained, k, old),
+            Self::Message(k, old) => restore(&mut state.messages, k, old),
+            Self::User(k, old) => restore(&mut state.users, k, old),
+            Self::Acl(old) => state.acl = old,
+        }
     }
 }
 
@@ -48,9 +133,11 @@ fn session<'a>(state: &'a mut Recovered, client_id: &str) -> Result<&'a mut Stor
         .ok_or_else(|| Error::NoSession(client_id.to_owned()))
 }
 
-fn apply_one(state: &mut Recovered, op: &StoreOp) -> Result<(), Error> {
-    match op {
+/// Applies one op; fails before changing anything, or returns how to undo it.
+fn apply_one(state: &mut Recovered, op: &StoreOp) -> Result<Undo, Error> {
+    Ok(match op {
         StoreOp::ClientConnected(c) => {
+            let old = state.clients.get(&c.client_id).cloned();
             let entry = state
                 .clients
                 .entry(c.client_id.clone())
@@ -69,19 +156,26 @@ fn apply_one(state: &mut Recovered, op: &StoreOp) -> Result<(), Error> {
             entry.peer.clone_from(&c.peer);
             entry.last_connect_ms = c.at_ms;
             entry.connect_count += 1;
+            Undo::Client(c.client_id.clone(), old)
         }
         StoreOp::ClientDisconnected {
             client_id,
             at_ms,
             reason,
-        } => {
-            if let Some(entry) = state.clients.get_mut(client_id) {
+        } => match state.clients.get_mut(client_id) {
+            Some(entry) => {
+                let old = entry.clone();
                 entry.last_disconnect_ms = Some(*at_ms);
                 entry.last_disconnect_reason = Some(reason.clone());
+                Undo::Client(client_id.clone(), Some(old))
             }
-        }
+            None => Undo::Nothing,
+        },
         StoreOp::SessionSaved(record) => match state.sessions.get_mut(&record.client_id) {
-            Some(s) => s.record = record.clone(),
+            Some(s) => Undo::SessionRecord(
+                record.client_id.clone(),
+                core::mem::replace(&mut s.record, record.clone()),
+            ),
             None => {
                 state.sessions.insert(
                     record.client_id.clone(),
@@ -92,10 +186,12 @@ fn apply_one(state: &mut Recovered, op: &StoreOp) -> Result<(), Error> {
                         incoming_qos2: std::collections::BTreeSet::new(),
                     },
                 );
+                Undo::Session(record.client_id.clone(), None)
             }
         },
         StoreOp::SessionDeleted { client_id } => {
-            state.sessions.remove(client_id);
+            let old = state.sessions.remove(client_id);
+            Undo::Session(client_id.clone(), old)
         }
         StoreOp::Subscribed {
             client_id,
@@ -103,75 +199,92 @@ fn apply_one(state: &mut Recovered, op: &StoreOp) -> Result<(), Error> {
             options,
             identifier,
         } => {
-            session(state, client_id)?.subscriptions.insert(
+            let old = session(state, client_id)?.subscriptions.insert(
                 filter.clone(),
                 StoredSubscription {
                     options: *options,
                     identifier: *identifier,
                 },
             );
+            Undo::Subscription(client_id.clone(), filter.clone(), old)
         }
         StoreOp::Unsubscribed { client_id, filter } => {
-            session(state, client_id)?.subscriptions.remove(filter);
+            let old = session(state, client_id)?.subscriptions.remove(filter);
+            Undo::Subscription(client_id.clone(), filter.clone(), old)
         }
         StoreOp::RetainSet {
             message,
             expires_at_ms,
         } => {
-            state.retained.insert(
-                message.topic().to_owned(),
+            let topic = message.topic().to_owned();
+            let old = state.retained.insert(
+                topic.clone(),
                 StoredMessage {
                     message: message.clone(),
                     expires_at_ms: *expires_at_ms,
                 },
             );
+            Undo::Retained(topic, old)
         }
         StoreOp::RetainCleared { topic } => {
-            state.retained.remove(topic);
+            let old = state.retained.remove(topic);
+            Undo::Retained(topic.clone(), old)
         }
         StoreOp::MessageStored {
             id,
             message,
             expires_at_ms,
         } => {
-            state.messages.insert(
+            let old = state.messages.insert(
                 *id,
                 StoredMessage {
                     message: message.clone(),
                     expires_at_ms: *expires_at_ms,
                 },
             );
+            Undo::Message(*id, old)
         }
         StoreOp::MessageDeleted { id } => {
-            state.messages.remove(id);
+            let old = state.messages.remove(id);
+            Undo::Message(*id, old)
         }
         StoreOp::Delivery(d) => {
             if !state.messages.contains_key(&d.message_id) {
                 return Err(Error::NoMessage(d.message_id));
             }
-            session(state, &d.client_id)?
+            let old = session(state, &d.client_id)?
                 .deliveries
                 .insert(d.seq, d.clone());
+            Undo::Delivery(d.client_id.clone(), d.seq, old)
         }
         StoreOp::DeliveryDeleted { client_id, seq } => {
-            session(state, client_id)?.deliveries.remove(seq);
+            let old = session(state, client_id)?.deliveries.remove(seq);
+            Undo::Delivery(client_id.clone(), *seq, old)
         }
         StoreOp::UserSet {
             username,
             password_hash,
         } => {
-            state.users.insert(username.clone(), password_hash.clone());
+            let old = state.users.insert(username.clone(), password_hash.clone());
+            Undo::User(username.clone(), old)
         }
         StoreOp::UserRemoved { username } => {
-            state.users.remove(username);
+            let old = state.users.remove(username);
+            Undo::User(username.clone(), old)
         }
         StoreOp::AclAdded(rule) => {
-            if !state.acl.contains(rule) {
+            if state.acl.contains(rule) {
+                Undo::Nothing
+            } else {
+                let old = state.acl.clone();
                 state.acl.push(rule.clone());
+                Undo::Acl(old)
             }
         }
         StoreOp::AclRemoved(rule) => {
+            let old = state.acl.clone();
             state.acl.retain(|r| r != rule);
+            Undo::Acl(old)
         }
         StoreOp::IncomingQos2 {
             client_id,
@@ -179,14 +292,14 @@ fn apply_one(state: &mut Recovered, op: &StoreOp) -> Result<(), Error> {
             pending,
         } => {
             let s = session(state, client_id)?;
-            if *pending {
-                s.incoming_qos2.insert(*packet_id);
+            let was = if *pending {
+                !s.incoming_qos2.insert(*packet_id)
             } else {
-                s.incoming_qos2.remove(packet_id);
-            }
+                s.incoming_qos2.remove(packet_id)
+            };
+            Undo::Qos2(client_id.clone(), *packet_id, was)
         }
-    }
-    Ok(())
+    })
 }
 
 #[cfg(test)]
@@ -221,6 +334,92 @@ mod tests {
             },
         ]);
         assert!(matches!(err, Err(Error::NoSession(_))));
+        assert_eq!(store.recover().unwrap(), before);
+    }
+
+    #[test]
+    fn a_failing_batch_undoes_every_kind_of_change() {
+        let mut store = MemoryStore::new();
+        let client = |id: &str| {
+            StoreOp::ClientConnected(ClientRecord {
+                client_id: id.into(),
+                username: None,
+                protocol: ProtocolVersion::V5,
+                peer: "127.0.0.1:1".into(),
+                at_ms: 5,
+            })
+        };
+        let subscribed = |id: &str, filter: &str| StoreOp::Subscribed {
+            client_id: id.into(),
+            filter: filter.into(),
+            options: mqtt5_codec::SubscriptionOptions::new(mqtt5_codec::QoS::AtLeastOnce),
+            identifier: None,
+        };
+        store
+            .apply(&[
+                client("a"),
+                StoreOp::SessionSaved(record("a")),
+                subscribed("a", "x/#"),
+                StoreOp::UserSet {
+                    username: "u".into(),
+                    password_hash: "h1".into(),
+                },
+            ])
+            .unwrap();
+        let before = store.recover().unwrap();
+        let mut changed = SessionRecord {
+            expiry_interval: 5,
+            ..record("a")
+        };
+        changed.expires_at_ms = Some(9);
+        let err = store.apply(&[
+            client("a"),
+            client("b"),
+            StoreOp::ClientDisconnected {
+                client_id: "a".into(),
+                at_ms: 7,
+                reason: "gone".into(),
+            },
+            StoreOp::SessionSaved(changed),
+            StoreOp::SessionSaved(record("b")),
+            subscribed("a", "y"),
+            StoreOp::Unsubscribed {
+                client_id: "a".into(),
+                filter: "x/#".into(),
+            },
+            StoreOp::IncomingQos2 {
+                client_id: "a".into(),
+                packet_id: 3,
+                pending: true,
+            },
+            StoreOp::UserSet {
+                username: "u".into(),
+                password_hash: "h2".into(),
+            },
+            StoreOp::UserRemoved {
+                username: "u".into(),
+            },
+            StoreOp::AclAdded(crate::AclRecord {
+                scope: "pattern".into(),
+                access: "read".into(),
+                topic: "%c/#".into(),
+            }),
+            StoreOp::SessionDeleted {
+                client_id: "a".into(),
+            },
+            StoreOp::SessionSaved(record("a")),
+            // Refers to a message that does not exist: the whole batch fails.
+            StoreOp::Delivery(crate::DeliveryRecord {
+                client_id: "a".into(),
+                seq: 1,
+                message_id: 99,
+                qos: 1,
+                retain: false,
+                subscription_ids: Vec::new(),
+                state: crate::DeliveryState::Queued,
+            }),
+        ]);
+        assert!(matches!(err, Err(Error::NoMessage(99))));
         assert_eq!(store.recover().unwrap(), before);
     }
 
