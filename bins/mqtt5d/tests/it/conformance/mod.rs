@@ -211,6 +211,13 @@ pub(crate) enum Step {
     Restart,
     /// The broker must log a line containing this (within [`STEP`]).
     Log(&'static str),
+    /// Sends a WebSocket text frame on `conn` (a WebSocket connection).
+    SendText { conn: usize, text: String },
+    /// The WebSocket subprotocol the broker selected for `conn` must be this.
+    Subprotocol {
+        conn: usize,
+        want: Option<&'static str>,
+    },
 }
 
 impl Script {
@@ -357,6 +364,19 @@ impl Script {
         self.push(Step::Hangup { conn })
     }
 
+    /// Sends a WebSocket text frame holding `text` on `conn`.
+    pub(crate) fn send_text(self, conn: usize, text: &str) -> Self {
+        self.push(Step::SendText {
+            conn,
+            text: text.to_owned(),
+        })
+    }
+
+    /// The WebSocket subprotocol the broker selected for `conn` must be `want`.
+    pub(crate) fn expect_subprotocol(self, conn: usize, want: Option<&'static str>) -> Self {
+        self.push(Step::Subprotocol { conn, want })
+    }
+
     /// Waits `ms` milliseconds.
     pub(crate) fn sleep(self, ms: u64) -> Self {
         self.push(Step::Sleep(Duration::from_millis(ms)))
@@ -472,6 +492,8 @@ pub(crate) fn subscribe(id: u16, filter: &str, qos: QoS) -> Subscribe {
 /// A client connection while a case runs.
 struct Conn {
     io: Io,
+    /// The WebSocket subprotocol the broker selected, if any.
+    subprotocol: Option<String>,
     buf: BytesMut,
     decoder: Decoder,
 }
@@ -492,6 +514,7 @@ impl Conn {
         stream
             .set_read_timeout(Some(STEP))
             .map_err(|e| e.to_string())?;
+        let mut subprotocol = None;
         let io = match transport {
             Transport::Tcp => Io::Tcp(stream),
             Transport::WebSocket(protocols) => {
@@ -505,13 +528,19 @@ impl Conn {
                         protocols.parse().map_err(|_| "a header value".to_owned())?,
                     );
                 }
-                let (ws, _response) = tungstenite::client(request, stream)
+                let (ws, response) = tungstenite::client(request, stream)
                     .map_err(|e| format!("WebSocket handshake: {e}"))?;
+                subprotocol = response
+                    .headers()
+                    .get("Sec-WebSocket-Protocol")
+                    .and_then(|v| v.to_str().ok())
+                    .map(str::to_owned);
                 Io::Ws(Box::new(ws))
             }
         };
         Ok(Self {
             io,
+            subprotocol,
             buf: BytesMut::new(),
             decoder: Decoder::new(version),
         })
@@ -720,6 +749,18 @@ impl Run<'_> {
                     return Err(format!("the broker exited with {status} on SIGTERM"));
                 }
                 self.broker = Some(self.start_broker());
+            }
+            Step::SendText { conn, text } => match &mut self.conn(*conn)?.io {
+                Io::Ws(ws) => ws
+                    .send(tungstenite::Message::text(text.clone()))
+                    .map_err(|e| format!("WebSocket send: {e}"))?,
+                Io::Tcp(_) => return Err("a text frame on a TCP connection".to_owned()),
+            },
+            Step::Subprotocol { conn, want } => {
+                let got = self.conn(*conn)?.subprotocol.clone();
+                if got.as_deref() != *want {
+                    return Err(format!("subprotocol {got:?}"));
+                }
             }
             Step::Log(needle) => {
                 if self.broker().wait_for_log(needle, STEP).is_none() {
