@@ -161,9 +161,19 @@ fn apply_one(state: &mut Recovered, op: &StoreOp) -> Result<(), Error> {
             password_hash,
         } => {
             state.users.insert(username.clone(), password_hash.clone());
+            state.scram.remove(username);
         }
         StoreOp::UserRemoved { username } => {
             state.users.remove(username);
+            state.scram.remove(username);
+        }
+        StoreOp::UserScramSet {
+            username,
+            credentials,
+        } => {
+            if state.users.contains_key(username) {
+                state.scram.insert(username.clone(), credentials.clone());
+            }
         }
         StoreOp::AclAdded(rule) => {
             if !state.acl.contains(rule) {

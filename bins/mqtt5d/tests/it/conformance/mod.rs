@@ -181,6 +181,15 @@ impl std::fmt::Debug for Want {
     }
 }
 
+/// Bytes to send, computed when the step runs.
+pub(crate) struct Later(Box<dyn Fn() -> Result<Vec<u8>, String> + Send>);
+
+impl std::fmt::Debug for Later {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("(computed when sent)")
+    }
+}
+
 /// One step of a script.
 #[derive(Debug)]
 pub(crate) enum Step {
@@ -213,6 +222,13 @@ pub(crate) enum Step {
     Log(&'static str),
     /// Sends a WebSocket text frame on `conn` (a WebSocket connection).
     SendText { conn: usize, text: String },
+    /// Sends bytes computed when the step runs, from what earlier checks saw (the answer of
+    /// a challenge-response exchange such as SCRAM): `what` describes them.
+    SendLater {
+        conn: usize,
+        what: String,
+        make: Later,
+    },
     /// The WebSocket subprotocol the broker selected for `conn` must be this.
     Subprotocol {
         conn: usize,
@@ -369,6 +385,20 @@ impl Script {
         self.push(Step::SendText {
             conn,
             text: text.to_owned(),
+        })
+    }
+
+    /// Sends on `conn` the bytes `make` returns when the step runs (an `Err` fails the case).
+    pub(crate) fn send_later(
+        self,
+        conn: usize,
+        what: &str,
+        make: impl Fn() -> Result<Vec<u8>, String> + Send + 'static,
+    ) -> Self {
+        self.push(Step::SendLater {
+            conn,
+            what: what.to_owned(),
+            make: Later(Box::new(make)),
         })
     }
 
@@ -756,6 +786,10 @@ impl Run<'_> {
                     .map_err(|e| format!("WebSocket send: {e}"))?,
                 Io::Tcp(_) => return Err("a text frame on a TCP connection".to_owned()),
             },
+            Step::SendLater { conn, make, .. } => {
+                let bytes = (make.0)()?;
+                self.conn(*conn)?.write(&bytes)?;
+            }
             Step::Subprotocol { conn, want } => {
                 let got = self.conn(*conn)?.subprotocol.clone();
                 if got.as_deref() != *want {

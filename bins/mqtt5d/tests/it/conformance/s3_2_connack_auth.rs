@@ -128,6 +128,198 @@ fn expect_server_disconnect(s: Script, conn: usize, reason: DisconnectReason, ma
     .expect_closed(conn)
 }
 
+// ---- SCRAM-SHA-256, the client side (RFC 5802, RFC 7677) --------------------------------------
+
+const SCRAM: &str = "SCRAM-SHA-256";
+
+/// Enables SCRAM-SHA-256; users come from `Case::users` (`mqtt5d user add` derives their
+/// SCRAM credentials).
+const SCRAM_CONFIG: &str = "[auth]\nscram_sha_256 = true\n";
+
+const ALICE: &[(&str, &str)] = &[("alice", "secret")];
+
+type Key = [u8; 32];
+
+fn hmac(key: &[u8], data: &[u8]) -> Key {
+    use hmac::{KeyInit as _, Mac as _};
+    let mut mac = <hmac::Hmac<sha2::Sha256>>::new_from_slice(key).expect("any key length");
+    mac.update(data);
+    mac.finalize().into_bytes().into()
+}
+
+fn b64(bytes: &[u8]) -> String {
+    use base64::Engine as _;
+    base64::engine::general_purpose::STANDARD.encode(bytes)
+}
+
+/// One client side of a SCRAM exchange: what it sent first, and (once the server-first
+/// message is in) the expected server signature.
+struct ScramClient {
+    password: &'static str,
+    first_bare: String,
+    /// The client-final-message and the server-final-message it expects.
+    answer: Mutex<Option<(Vec<u8>, Vec<u8>)>>,
+}
+
+impl ScramClient {
+    fn new(user: &str, password: &'static str, nonce: &str) -> std::sync::Arc<Self> {
+        std::sync::Arc::new(Self {
+            password,
+            first_bare: format!("n={user},r={nonce}"),
+            answer: Mutex::new(None),
+        })
+    }
+
+    fn client_first(&self) -> Vec<u8> {
+        format!("n,,{}", self.first_bare).into_bytes()
+    }
+
+    /// Takes the server-first-message: checks it extends the client nonce, computes the
+    /// client-final-message and the server signature.
+    fn server_first(&self, data: &[u8]) -> Result<(), String> {
+        use sha2::Digest as _;
+        let text = std::str::from_utf8(data).map_err(|e| e.to_string())?;
+        let mut nonce = None;
+        let mut salt = None;
+        let mut iterations = None;
+        for part in text.split(',') {
+            match part.split_at_checked(2) {
+                Some(("r=", v)) => nonce = Some(v.to_owned()),
+                Some(("s=", v)) => {
+                    use base64::Engine as _;
+                    salt = base64::engine::general_purpose::STANDARD.decode(v).ok();
+                }
+                Some(("i=", v)) => iterations = v.parse::<u32>().ok(),
+                _ => {}
+            }
+        }
+        let (Some(nonce), Some(salt), Some(iterations)) = (nonce, salt, iterations) else {
+            return Err(format!("not a server-first-message: {text:?}"));
+        };
+        let client_nonce = self.first_bare.rsplit("r=").next().unwrap_or_default();
+        if !nonce.starts_with(client_nonce) || nonce.len() <= client_nonce.len() {
+            return Err(format!("the nonce {nonce:?} does not extend the client's"));
+        }
+        let mut salted: Key = [0; 32];
+        pbkdf2::pbkdf2_hmac::<sha2::Sha256>(
+            self.password.as_bytes(),
+            &salt,
+            iterations,
+            &mut salted,
+        );
+        let without_proof = format!("c=biws,r={nonce}");
+        let auth_message = format!("{},{text},{without_proof}", self.first_bare);
+        let client_key = hmac(&salted, b"Client Key");
+        let stored_key: Key = sha2::Sha256::digest(client_key).into();
+        let signature = hmac(&stored_key, auth_message.as_bytes());
+        let proof: Vec<u8> = client_key.iter().zip(signature).map(|(k, s)| k ^ s).collect();
+        let server_key = hmac(&salted, b"Server Key");
+        let server_signature = hmac(&server_key, auth_message.as_bytes());
+        let client_final = format!("{without_proof},p={}", b64(&proof)).into_bytes();
+        let server_final = format!("v={}", b64(&server_signature)).into_bytes();
+        *self.answer.lock().expect("lock") = Some((client_final, server_final));
+        Ok(())
+    }
+
+    fn client_final(&self) -> Result<Vec<u8>, String> {
+        self.answer
+            .lock()
+            .expect("lock")
+            .as_ref()
+            .map(|(c, _)| c.clone())
+            .ok_or_else(|| "no server-first-message yet".to_owned())
+    }
+
+    fn expected_server_final(&self) -> Option<Vec<u8>> {
+        self.answer.lock().expect("lock").as_ref().map(|(_, s)| s.clone())
+    }
+}
+
+/// The Authentication Method of an AUTH or CONNACK, as a string.
+fn method_is(method: Option<&MqttString>, want: &str) -> Result<(), String> {
+    match method {
+        Some(m) if m.as_str() == want => Ok(()),
+        other => Err(format!("Authentication Method {other:?}, want {want:?}")),
+    }
+}
+
+/// A CONNECT starting SCRAM-SHA-256 with `client`'s first message.
+fn connect_scram(client_id: &str, client: &ScramClient) -> Connect {
+    let mut c = connect(client_id);
+    c.properties.authentication_method = Some(MqttString::try_from(SCRAM).expect("a method"));
+    c.properties.authentication_data = Some(Bytes::from(client.client_first()));
+    c
+}
+
+/// The server's AUTH 0x18 with Authentication Method SCRAM-SHA-256 carrying the
+/// server-first-message (at most `max` bytes), which `client` takes.
+fn expect_server_first(
+    s: Script,
+    conn: usize,
+    client: &std::sync::Arc<ScramClient>,
+    max: usize,
+) -> Script {
+    let client = client.clone();
+    s.expect_that(conn, "AUTH 0x18 SCRAM-SHA-256 server-first-message", move |p| {
+        let Packet::Auth(a) = p else {
+            return Err(format!("not an AUTH: {:?}", p.packet_type()));
+        };
+        if a.reason != AuthReason::ContinueAuthentication {
+            return Err(format!("reason {:?}", a.reason));
+        }
+        method_is(a.properties.authentication_method.as_ref(), SCRAM)?;
+        let len = p.encoded_len(ProtocolVersion::V5);
+        if len > max {
+            return Err(format!("{len} bytes, over {max}"));
+        }
+        client.server_first(a.properties.authentication_data.as_deref().unwrap_or_default())
+    })
+}
+
+/// Sends the client's AUTH 0x18 with the client-final-message.
+fn send_client_final(s: Script, conn: usize, client: &std::sync::Arc<ScramClient>) -> Script {
+    let client = client.clone();
+    s.send_later(conn, "AUTH 0x18 client-final-message", move || {
+        let mut buf = BytesMut::new();
+        Packet::from(auth(
+            AuthReason::ContinueAuthentication,
+            Some(SCRAM),
+            Some(&client.client_final()?),
+        ))
+        .encode(ProtocolVersion::V5, &mut buf);
+        Ok(buf.to_vec())
+    })
+}
+
+/// Checks the Authentication Data against the server signature `client` expects.
+fn server_final_is(client: &ScramClient, data: Option<&Bytes>) -> Result<(), String> {
+    let want = client.expected_server_final();
+    if want.is_some() && data.map(|d| d.to_vec()) == want {
+        Ok(())
+    } else {
+        Err(format!(
+            "Authentication Data {:?}, want {:?}",
+            data.map(|d| String::from_utf8_lossy(d).into_owned()),
+            want.map(|w| String::from_utf8_lossy(&w).into_owned())
+        ))
+    }
+}
+
+/// A whole SCRAM-SHA-256 CONNECT as `alice` on `conn`, ending with the CONNACK 0x00.
+fn scram_connect(s: Script, conn: usize, client_id: &str, nonce: &str) -> Script {
+    let client = ScramClient::new("alice", "secret", nonce);
+    let s = s.open(conn).send(conn, connect_scram(client_id, &client));
+    let s = expect_server_first(s, conn, &client, usize::MAX);
+    let s = send_client_final(s, conn, &client);
+    connack_that(s, conn, "CONNACK 0x00 with the server signature", move |a| {
+        if a.reason != ConnAckReason::Success {
+            return Err(format!("reason {:?}", a.reason));
+        }
+        method_is(a.properties.authentication_method.as_ref(), SCRAM)?;
+        server_final_is(&client, a.properties.authentication_data.as_ref())
+    })
+}
+
 const PINGREQ: &str = "c0 00";
 const PINGRESP: &str = "d0 00";
 
@@ -686,6 +878,165 @@ pub(super) const CASES: &[Case] = &[
                 .expect_disconnect(0, DisconnectReason::ProtocolError)
         },
     ),
+    // §4.12: a whole SCRAM-SHA-256 exchange: the Server's AUTH carries 0x18 (Continue
+    // authentication) and the CONNECT's Authentication Method, as does the CONNACK, whose
+    // data is the server signature the client checks.
+    Case::new(
+        "auth_scram_exchange_succeeds",
+        &["MQTT-4.12.0-2", "MQTT-4.12.0-5", "MQTT-3.15.2-1"],
+        |s| {
+            scram_connect(s, 0, "c4120-2", "rOprNGfwEbeRWgbNEkqO")
+                .send_hex(0, PINGREQ)
+                .expect_hex(0, PINGRESP)
+        },
+    )
+    .config(SCRAM_CONFIG)
+    .users(ALICE),
+    // §4.12: the Server may reject the authentication at any point: a wrong proof (the
+    // client knows another password) gets CONNACK 0x86 and the connection is closed.
+    Case::new(
+        "auth_scram_wrong_password_is_refused",
+        &["MQTT-4.12.0-4", "MQTT-4.13.2-1"],
+        |s| {
+            let client = ScramClient::new("alice", "not-the-password", "fyko+d2lbbFgONRv9qkxdawL");
+            let s = s.open(0).send(0, connect_scram("c4120-4", &client));
+            let s = expect_server_first(s, 0, &client, usize::MAX);
+            send_client_final(s, 0, &client)
+                .expect_connack(0, ConnAckReason::BadUserNameOrPassword)
+                .expect_closed(0)
+        },
+    )
+    .config(SCRAM_CONFIG)
+    .users(ALICE),
+    // §4.12: an unknown user is rejected as well, only once the exchange is complete.
+    Case::new(
+        "auth_scram_unknown_user_is_refused",
+        &["MQTT-4.12.0-4"],
+        |s| {
+            let client = ScramClient::new("mallory", "secret", "3rfcNHYJY1ZVvWVs7j");
+            let s = s.open(0).send(0, connect_scram("c4120-4b", &client));
+            let s = expect_server_first(s, 0, &client, usize::MAX);
+            send_client_final(s, 0, &client)
+                .expect_connack(0, ConnAckReason::BadUserNameOrPassword)
+                .expect_closed(0)
+        },
+    )
+    .config(SCRAM_CONFIG)
+    .users(ALICE),
+    // §4.12: the Client answers the Server's AUTH with AUTH 0x18; one with another reason
+    // (0x00) is a Protocol Error, and before CONNACK the Server just closes.
+    Case::new(
+        "auth_scram_answer_without_continue_closes",
+        &["MQTT-4.12.0-3"],
+        |s| {
+            let client = ScramClient::new("alice", "secret", "a1b2c3d4e5f6");
+            let s = s.open(0).send(0, connect_scram("c4120-3", &client));
+            expect_server_first(s, 0, &client, usize::MAX)
+                .send(0, auth(AuthReason::Success, Some(SCRAM), Some(b"c=biws")))
+                .expect_closed(0)
+        },
+    )
+    .config(SCRAM_CONFIG)
+    .users(ALICE),
+    // §3.15.2.2.2, §3.15.2.2.3, §4.12: the Server's AUTH and CONNACK stay within the Client's
+    // Maximum Packet Size (here 128 bytes) and still carry the Authentication Method.
+    Case::new(
+        "auth_scram_packets_respect_client_maximum_packet_size",
+        &["MQTT-3.15.2-2", "MQTT-3.15.2-3", "MQTT-4.12.0-5"],
+        |s| {
+            let client = ScramClient::new("alice", "secret", "q8w7e6r5t4y3");
+            let mut c = connect_scram("c3152-2", &client);
+            c.properties.maximum_packet_size = NonZeroU32::new(128);
+            let s = s.open(0).send(0, c);
+            let s = expect_server_first(s, 0, &client, 128);
+            let s = send_client_final(s, 0, &client);
+            s.expect_that(0, "CONNACK 0x00 of at most 128 bytes", move |p| match p {
+                Packet::ConnAck(a) if a.reason == ConnAckReason::Success => {
+                    method_is(a.properties.authentication_method.as_ref(), SCRAM)?;
+                    let len = p.encoded_len(ProtocolVersion::V5);
+                    if len > 128 { Err(format!("{len} bytes")) } else { Ok(()) }
+                }
+                other => Err(format!("{other:?}")),
+            })
+        },
+    )
+    .config(SCRAM_CONFIG)
+    .users(ALICE),
+    // §4.12.1: re-authentication with AUTH 0x19 and the connection's Authentication Method
+    // runs the exchange again and ends with AUTH 0x00 carrying the server signature.
+    Case::new(
+        "auth_scram_reauthentication_succeeds",
+        &["MQTT-4.12.1-1", "MQTT-4.12.0-2", "MQTT-4.12.0-5", "MQTT-3.15.2-1"],
+        |s| {
+            let s = scram_connect(s, 0, "c4121-1", "zz11yy22xx33");
+            let again = ScramClient::new("alice", "secret", "second-nonce-4121");
+            let s = s.send(
+                0,
+                auth(AuthReason::ReAuthenticate, Some(SCRAM), Some(&again.client_first())),
+            );
+            let s = expect_server_first(s, 0, &again, usize::MAX);
+            let s = send_client_final(s, 0, &again);
+            s.expect_that(0, "AUTH 0x00 with the server signature", move |p| match p {
+                Packet::Auth(a) if a.reason == AuthReason::Success => {
+                    method_is(a.properties.authentication_method.as_ref(), SCRAM)?;
+                    server_final_is(&again, a.properties.authentication_data.as_ref())
+                }
+                other => Err(format!("{other:?}")),
+            })
+            .send_hex(0, PINGREQ)
+            .expect_hex(0, PINGRESP)
+        },
+    )
+    .config(SCRAM_CONFIG)
+    .users(ALICE),
+    // §4.12.1: re-authentication with another Authentication Method than the connection's
+    // is a Protocol Error: DISCONNECT 0x82.
+    Case::new(
+        "auth_reauthentication_with_another_method_is_a_protocol_error",
+        &["MQTT-4.12.1-1"],
+        |s| {
+            scram_connect(s, 0, "c4121-1b", "mm99nn88")
+                .send(0, auth(AuthReason::ReAuthenticate, Some("PLAIN"), Some(b"x")))
+                .expect_disconnect(0, DisconnectReason::ProtocolError)
+        },
+    )
+    .config(SCRAM_CONFIG)
+    .users(ALICE),
+    // §4.12.1: a failed re-authentication ends the connection: DISCONNECT 0x87 (Not
+    // authorized), then close.
+    Case::new(
+        "auth_scram_failed_reauthentication_disconnects",
+        &["MQTT-4.12.1-2", "MQTT-4.13.2-1"],
+        |s| {
+            let s = scram_connect(s, 0, "c4121-2", "pp77qq66");
+            let wrong = ScramClient::new("alice", "wrong", "third-nonce-4121");
+            let s = s.send(
+                0,
+                auth(AuthReason::ReAuthenticate, Some(SCRAM), Some(&wrong.client_first())),
+            );
+            let s = expect_server_first(s, 0, &wrong, usize::MAX);
+            send_client_final(s, 0, &wrong).expect_disconnect(0, DisconnectReason::NotAuthorized)
+        },
+    )
+    .config(SCRAM_CONFIG)
+    .users(ALICE),
+    // §3.15.2.1: an AUTH whose reason code is not an Authenticate Reason Code (0x01) is a
+    // Malformed Packet: DISCONNECT 0x81.
+    Case::new(
+        "auth_unknown_reason_code_is_malformed",
+        &["MQTT-3.15.2-1"],
+        |s| {
+            scram_connect(s, 0, "c3152-1", "rr55ss44")
+                // AUTH, reason 0x01, Authentication Method "SCRAM-SHA-256".
+                .send_hex(
+                    0,
+                    "f0 12 01 10 15 00 0d 53 43 52 41 4d 2d 53 48 41 2d 32 35 36",
+                )
+                .expect_disconnect(0, DisconnectReason::MalformedPacket)
+        },
+    )
+    .config(SCRAM_CONFIG)
+    .users(ALICE),
     // §4.13.1: a Malformed Packet (PUBLISH with QoS 3) is answered with DISCONNECT 0x81 and
     // the connection is closed.
     Case::new(
@@ -757,10 +1108,6 @@ pub(super) const NOT_APPLICABLE: &[NotApplicable] = &[
     na(
         "MQTT-3.2.2-5",
         "binds the Client only: a Client discarding its session state on Session Present 0",
-    ),
-    na(
-        "MQTT-4.12.0-3",
-        "binds the Client only: the Client's AUTH answers carry 0x18",
     ),
     na(
         "MQTT-6.0.0-3",
