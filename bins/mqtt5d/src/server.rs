@@ -412,7 +412,10 @@ fn serve<S: Store + Send + 'static>(
                  is set again (mqtt5d user add)"
             );
         }
-        info!(users = scram.len(), "enhanced authentication: SCRAM-SHA-256");
+        info!(
+            users = scram.len(),
+            "enhanced authentication: SCRAM-SHA-256"
+        );
         enhanced.push(Box::new(scram));
     }
     let services = Services {

@@ -786,8 +786,8 @@ impl Run<'_> {
                     .map_err(|e| format!("WebSocket send: {e}"))?,
                 Io::Tcp(_) => return Err("a text frame on a TCP connection".to_owned()),
             },
-            Step::SendLater { conn, make, .. } => {
-                let bytes = (make.0)()?;
+            Step::SendLater { conn, what, make } => {
+                let bytes = (make.0)().map_err(|e| format!("{what}: {e}"))?;
                 self.conn(*conn)?.write(&bytes)?;
             }
             Step::Subprotocol { conn, want } => {

@@ -4,7 +4,8 @@
 use std::num::{NonZeroU16, NonZeroU32};
 
 use mqtt5_codec::{
-    Auth, AuthProperties, AuthReason, Disconnect, DisconnectProperties, Will, WillProperties,
+    Auth, AuthProperties, AuthReason, Disconnect, DisconnectProperties, PingReq, PingResp, Will,
+    WillProperties,
 };
 
 use super::*;
@@ -104,7 +105,12 @@ fn expect_session_present(s: Script, conn: usize, present: bool) -> Script {
 
 /// The next packet is a DISCONNECT with `reason`, without a Session Expiry Interval and no
 /// larger than `max` bytes; then the broker closes.
-fn expect_server_disconnect(s: Script, conn: usize, reason: DisconnectReason, max: usize) -> Script {
+fn expect_server_disconnect(
+    s: Script,
+    conn: usize,
+    reason: DisconnectReason,
+    max: usize,
+) -> Script {
     s.expect_that(
         conn,
         &format!("DISCONNECT {reason:?}, no Session Expiry, at most {max} bytes"),
@@ -212,7 +218,11 @@ impl ScramClient {
         let client_key = hmac(&salted, b"Client Key");
         let stored_key: Key = sha2::Sha256::digest(client_key).into();
         let signature = hmac(&stored_key, auth_message.as_bytes());
-        let proof: Vec<u8> = client_key.iter().zip(signature).map(|(k, s)| k ^ s).collect();
+        let proof: Vec<u8> = client_key
+            .iter()
+            .zip(signature)
+            .map(|(k, s)| k ^ s)
+            .collect();
         let server_key = hmac(&salted, b"Server Key");
         let server_signature = hmac(&server_key, auth_message.as_bytes());
         let client_final = format!("{without_proof},p={}", b64(&proof)).into_bytes();
@@ -231,7 +241,11 @@ impl ScramClient {
     }
 
     fn expected_server_final(&self) -> Option<Vec<u8>> {
-        self.answer.lock().expect("lock").as_ref().map(|(_, s)| s.clone())
+        self.answer
+            .lock()
+            .expect("lock")
+            .as_ref()
+            .map(|(_, s)| s.clone())
     }
 }
 
@@ -260,20 +274,29 @@ fn expect_server_first(
     max: usize,
 ) -> Script {
     let client = client.clone();
-    s.expect_that(conn, "AUTH 0x18 SCRAM-SHA-256 server-first-message", move |p| {
-        let Packet::Auth(a) = p else {
-            return Err(format!("not an AUTH: {:?}", p.packet_type()));
-        };
-        if a.reason != AuthReason::ContinueAuthentication {
-            return Err(format!("reason {:?}", a.reason));
-        }
-        method_is(a.properties.authentication_method.as_ref(), SCRAM)?;
-        let len = p.encoded_len(ProtocolVersion::V5);
-        if len > max {
-            return Err(format!("{len} bytes, over {max}"));
-        }
-        client.server_first(a.properties.authentication_data.as_deref().unwrap_or_default())
-    })
+    s.expect_that(
+        conn,
+        "AUTH 0x18 SCRAM-SHA-256 server-first-message",
+        move |p| {
+            let Packet::Auth(a) = p else {
+                return Err(format!("not an AUTH: {:?}", p.packet_type()));
+            };
+            if a.reason != AuthReason::ContinueAuthentication {
+                return Err(format!("reason {:?}", a.reason));
+            }
+            method_is(a.properties.authentication_method.as_ref(), SCRAM)?;
+            let len = p.encoded_len(ProtocolVersion::V5);
+            if len > max {
+                return Err(format!("{len} bytes, over {max}"));
+            }
+            client.server_first(
+                a.properties
+                    .authentication_data
+                    .as_deref()
+                    .unwrap_or_default(),
+            )
+        },
+    )
 }
 
 /// Sends the client's AUTH 0x18 with the client-final-message.
@@ -311,13 +334,18 @@ fn scram_connect(s: Script, conn: usize, client_id: &str, nonce: &str) -> Script
     let s = s.open(conn).send(conn, connect_scram(client_id, &client));
     let s = expect_server_first(s, conn, &client, usize::MAX);
     let s = send_client_final(s, conn, &client);
-    connack_that(s, conn, "CONNACK 0x00 with the server signature", move |a| {
-        if a.reason != ConnAckReason::Success {
-            return Err(format!("reason {:?}", a.reason));
-        }
-        method_is(a.properties.authentication_method.as_ref(), SCRAM)?;
-        server_final_is(&client, a.properties.authentication_data.as_ref())
-    })
+    connack_that(
+        s,
+        conn,
+        "CONNACK 0x00 with the server signature",
+        move |a| {
+            if a.reason != ConnAckReason::Success {
+                return Err(format!("reason {:?}", a.reason));
+            }
+            method_is(a.properties.authentication_method.as_ref(), SCRAM)?;
+            server_final_is(&client, a.properties.authentication_data.as_ref())
+        },
+    )
 }
 
 const PINGREQ: &str = "c0 00";
@@ -347,11 +375,9 @@ pub(super) const CASES: &[Case] = &[
                 .expect_reason(1, PacketType::PubAck, 0)
                 .open(2)
                 .send(2, connect_session("c320-1", false, 300));
-            expect_session_present(s, 2, true).expect_that(2, "the queued PUBLISH", |p| {
-                match p {
-                    Packet::Publish(p) if p.payload().as_ref() == b"queued" => Ok(()),
-                    other => Err(format!("{:?}", other.packet_type())),
-                }
+            expect_session_present(s, 2, true).expect_that(2, "the queued PUBLISH", |p| match p {
+                Packet::Publish(p) if p.payload() == b"queued" => Ok(()),
+                other => Err(format!("{:?}", other.packet_type())),
             })
         },
     ),
@@ -398,7 +424,12 @@ pub(super) const CASES: &[Case] = &[
     // connection; the reason is one of the CONNACK reason codes.
     Case::new(
         "connack_failure_has_no_session_present_and_closes",
-        &["MQTT-3.2.2-6", "MQTT-3.2.2-7", "MQTT-3.2.2-8", "MQTT-4.13.2-1"],
+        &[
+            "MQTT-3.2.2-6",
+            "MQTT-3.2.2-7",
+            "MQTT-3.2.2-8",
+            "MQTT-4.13.2-1",
+        ],
         |s| {
             let mut resume = connect_user("c322-6", "alice", b"wrong");
             resume.clean_start = false;
@@ -472,7 +503,12 @@ pub(super) const CASES: &[Case] = &[
     // PUBLISH past Maximum QoS 1 with DISCONNECT 0x9B (QoS not supported).
     Case::new(
         "connack_publish_above_maximum_qos_is_refused",
-        &["MQTT-3.2.2-11", "MQTT-3.14.2-1", "MQTT-3.14.4-1", "MQTT-3.14.4-2"],
+        &[
+            "MQTT-3.2.2-11",
+            "MQTT-3.14.2-1",
+            "MQTT-3.14.4-1",
+            "MQTT-3.14.4-2",
+        ],
         |s| {
             s.connect(0, "c322-11")
                 .send(0, publish("t/q", b"x", QoS::ExactlyOnce, 1))
@@ -552,11 +588,8 @@ pub(super) const CASES: &[Case] = &[
         "connack_assigns_unique_client_identifiers",
         &["MQTT-3.2.2-16"],
         |s| {
-            let check = |a: &mqtt5_codec::ConnAck| match &a.properties.assigned_client_identifier
-            {
-                Some(id) if !id.as_str().is_empty() && a.reason == ConnAckReason::Success => {
-                    Ok(())
-                }
+            let check = |a: &mqtt5_codec::ConnAck| match &a.properties.assigned_client_identifier {
+                Some(id) if !id.as_str().is_empty() && a.reason == ConnAckReason::Success => Ok(()),
                 other => Err(format!("Assigned Client Identifier {other:?}")),
             };
             let s = s.open(0).send(0, connect(""));
@@ -626,7 +659,11 @@ pub(super) const CASES: &[Case] = &[
             s.expect_that(0, "CONNACK 0x86 of at most 8 bytes", |p| match p {
                 Packet::ConnAck(a) if a.reason == ConnAckReason::BadUserNameOrPassword => {
                     let len = p.encoded_len(ProtocolVersion::V5);
-                    if len > 8 { Err(format!("{len} bytes")) } else { Ok(()) }
+                    if len > 8 {
+                        Err(format!("{len} bytes"))
+                    } else {
+                        Ok(())
+                    }
                 }
                 other => Err(format!("{other:?}")),
             })
@@ -644,7 +681,11 @@ pub(super) const CASES: &[Case] = &[
             s.expect_that(0, "CONNACK 0x00 of at most 18 bytes", |p| match p {
                 Packet::ConnAck(a) if a.reason == ConnAckReason::Success => {
                     let len = p.encoded_len(ProtocolVersion::V5);
-                    if len > 18 { Err(format!("{len} bytes")) } else { Ok(()) }
+                    if len > 18 {
+                        Err(format!("{len} bytes"))
+                    } else {
+                        Ok(())
+                    }
                 }
                 other => Err(format!("{other:?}")),
             })
@@ -697,16 +738,14 @@ pub(super) const CASES: &[Case] = &[
         s.connect(0, "c3124-1")
             .send_hex(0, PINGREQ)
             .expect_hex(0, PINGRESP)
-            .send_hex(0, PINGREQ)
-            .expect_hex(0, PINGRESP)
+            .send(0, PingReq)
+            .expect(0, PingResp)
     }),
     // §3.14.0: no DISCONNECT before a CONNACK under 0x80: a first packet other than CONNECT
     // closes the connection with nothing sent.
-    Case::new(
-        "disconnect_never_before_connack",
-        &["MQTT-3.14.0-1"],
-        |s| s.open(0).send_hex(0, PINGREQ).expect_closed(0),
-    ),
+    Case::new("disconnect_never_before_connack", &["MQTT-3.14.0-1"], |s| {
+        s.open(0).send_hex(0, PINGREQ).expect_closed(0)
+    }),
     // §3.14.0: the same when the CONNECT is refused: CONNACK 0x80+ and close, no DISCONNECT.
     Case::new(
         "disconnect_never_after_refused_connack",
@@ -796,7 +835,10 @@ pub(super) const CASES: &[Case] = &[
         |s| {
             s.connect(1, "c3144-3-sub")
                 .subscribe(1, 1, "w/3.14.4-3", QoS::AtMostOnce)
-                .connect_with(0, connect_will("c3144-3", "w/3.14.4-3", QoS::AtMostOnce, false))
+                .connect_with(
+                    0,
+                    connect_will("c3144-3", "w/3.14.4-3", QoS::AtMostOnce, false),
+                )
                 .send(0, disconnect(DisconnectReason::NormalDisconnection))
                 .expect_closed(0)
                 .expect_quiet(1, 500)
@@ -816,7 +858,7 @@ pub(super) const CASES: &[Case] = &[
                 .send(0, disconnect(DisconnectReason::DisconnectWithWillMessage))
                 .expect_closed(0)
                 .expect_that(1, "the will", |p| match p {
-                    Packet::Publish(p) if p.payload().as_ref() == b"gone" => Ok(()),
+                    Packet::Publish(p) if p.payload() == b"gone" => Ok(()),
                     other => Err(format!("{other:?}")),
                 })
         },
@@ -839,7 +881,8 @@ pub(super) const CASES: &[Case] = &[
         &["MQTT-4.12.0-1", "MQTT-4.13.2-1"],
         |s| {
             let mut c = connect("c4120-1");
-            c.properties.authentication_method = Some(MqttString::try_from("X-UNKNOWN").expect("m"));
+            c.properties.authentication_method =
+                Some(MqttString::try_from("X-UNKNOWN").expect("m"));
             s.open(0)
                 .send(0, c)
                 .expect_connack(0, ConnAckReason::BadAuthenticationMethod)
@@ -853,16 +896,21 @@ pub(super) const CASES: &[Case] = &[
         &["MQTT-4.12.0-6"],
         |s| {
             let s = s.open(0).send(0, connect("c4120-6"));
-            connack_that(s, 0, "CONNACK 0x00 without Authentication Method or Data", |a| {
-                if a.reason == ConnAckReason::Success
-                    && a.properties.authentication_method.is_none()
-                    && a.properties.authentication_data.is_none()
-                {
-                    Ok(())
-                } else {
-                    Err(format!("{a:?}"))
-                }
-            })
+            connack_that(
+                s,
+                0,
+                "CONNACK 0x00 without Authentication Method or Data",
+                |a| {
+                    if a.reason == ConnAckReason::Success
+                        && a.properties.authentication_method.is_none()
+                        && a.properties.authentication_data.is_none()
+                    {
+                        Ok(())
+                    } else {
+                        Err(format!("{a:?}"))
+                    }
+                },
+            )
             .send_hex(0, PINGREQ)
             .expect_hex(0, PINGRESP)
         },
@@ -874,7 +922,14 @@ pub(super) const CASES: &[Case] = &[
         &["MQTT-4.12.0-7", "MQTT-4.13.1-1"],
         |s| {
             s.connect(0, "c4120-7")
-                .send(0, auth(AuthReason::ReAuthenticate, Some("SCRAM-SHA-256"), Some(b"n,,n=a,r=x")))
+                .send(
+                    0,
+                    auth(
+                        AuthReason::ReAuthenticate,
+                        Some("SCRAM-SHA-256"),
+                        Some(b"n,,n=a,r=x"),
+                    ),
+                )
                 .expect_disconnect(0, DisconnectReason::ProtocolError)
         },
     ),
@@ -954,7 +1009,11 @@ pub(super) const CASES: &[Case] = &[
                 Packet::ConnAck(a) if a.reason == ConnAckReason::Success => {
                     method_is(a.properties.authentication_method.as_ref(), SCRAM)?;
                     let len = p.encoded_len(ProtocolVersion::V5);
-                    if len > 128 { Err(format!("{len} bytes")) } else { Ok(()) }
+                    if len > 128 {
+                        Err(format!("{len} bytes"))
+                    } else {
+                        Ok(())
+                    }
                 }
                 other => Err(format!("{other:?}")),
             })
@@ -966,13 +1025,22 @@ pub(super) const CASES: &[Case] = &[
     // runs the exchange again and ends with AUTH 0x00 carrying the server signature.
     Case::new(
         "auth_scram_reauthentication_succeeds",
-        &["MQTT-4.12.1-1", "MQTT-4.12.0-2", "MQTT-4.12.0-5", "MQTT-3.15.2-1"],
+        &[
+            "MQTT-4.12.1-1",
+            "MQTT-4.12.0-2",
+            "MQTT-4.12.0-5",
+            "MQTT-3.15.2-1",
+        ],
         |s| {
             let s = scram_connect(s, 0, "c4121-1", "zz11yy22xx33");
             let again = ScramClient::new("alice", "secret", "second-nonce-4121");
             let s = s.send(
                 0,
-                auth(AuthReason::ReAuthenticate, Some(SCRAM), Some(&again.client_first())),
+                auth(
+                    AuthReason::ReAuthenticate,
+                    Some(SCRAM),
+                    Some(&again.client_first()),
+                ),
             );
             let s = expect_server_first(s, 0, &again, usize::MAX);
             let s = send_client_final(s, 0, &again);
@@ -996,7 +1064,10 @@ pub(super) const CASES: &[Case] = &[
         &["MQTT-4.12.1-1"],
         |s| {
             scram_connect(s, 0, "c4121-1b", "mm99nn88")
-                .send(0, auth(AuthReason::ReAuthenticate, Some("PLAIN"), Some(b"x")))
+                .send(
+                    0,
+                    auth(AuthReason::ReAuthenticate, Some("PLAIN"), Some(b"x")),
+                )
                 .expect_disconnect(0, DisconnectReason::ProtocolError)
         },
     )
@@ -1012,7 +1083,11 @@ pub(super) const CASES: &[Case] = &[
             let wrong = ScramClient::new("alice", "wrong", "third-nonce-4121");
             let s = s.send(
                 0,
-                auth(AuthReason::ReAuthenticate, Some(SCRAM), Some(&wrong.client_first())),
+                auth(
+                    AuthReason::ReAuthenticate,
+                    Some(SCRAM),
+                    Some(&wrong.client_first()),
+                ),
             );
             let s = expect_server_first(s, 0, &wrong, usize::MAX);
             send_client_final(s, 0, &wrong).expect_disconnect(0, DisconnectReason::NotAuthorized)
@@ -1092,10 +1167,14 @@ pub(super) const CASES: &[Case] = &[
     .config(WS),
     // §6.0: the subprotocol the Server selects is "mqtt", whatever else the Client offers.
     Case::new("ws_selects_mqtt_subprotocol", &["MQTT-6.0.0-4"], |s| {
-        s.open_with(0, ProtocolVersion::V5, Transport::WebSocket("mqttv3.1, mqtt, x-other"))
-            .expect_subprotocol(0, Some("mqtt"))
-            .send(0, connect("c600-4"))
-            .expect_connack(0, ConnAckReason::Success)
+        s.open_with(
+            0,
+            ProtocolVersion::V5,
+            Transport::WebSocket("mqttv3.1, mqtt, x-other"),
+        )
+        .expect_subprotocol(0, Some("mqtt"))
+        .send(0, connect("c600-4"))
+        .expect_connack(0, ConnAckReason::Success)
     })
     .config(WS),
 ];
