@@ -14,7 +14,9 @@ use std::fmt::{self, Write as _};
 use std::io::BufRead;
 
 use mqtt5_broker::{AclAccess, AclError, AclRule, AclRules, AclScope, CredentialError};
-use mqtt5_broker::{PasswordParams, hash_password_with};
+use mqtt5_broker::{
+    PasswordParams, SCRAM_DEFAULT_ITERATIONS, ScramCredentials, hash_password_with,
+};
 use mqtt5_store::{AclRecord, SqliteOptions, SqliteStore, Store, StoreOp};
 
 use crate::settings::{Durability, Settings};
@@ -240,10 +242,19 @@ pub(crate) fn user_add<S: Store>(
     }
     let existed = store.recover()?.users.contains_key(name);
     let password_hash = hash_password_with(password, salt, params)?;
-    store.apply(&[StoreOp::UserSet {
-        username: name.to_owned(),
-        password_hash,
-    }])?;
+    // The SCRAM-SHA-256 credentials for enhanced authentication ([auth] scram_sha_256),
+    // derived from the same password with the same (random) salt.
+    let scram = ScramCredentials::derive(password, salt, SCRAM_DEFAULT_ITERATIONS);
+    store.apply(&[
+        StoreOp::UserSet {
+            username: name.to_owned(),
+            password_hash,
+        },
+        StoreOp::UserScramSet {
+            username: name.to_owned(),
+            credentials: scram.to_string(),
+        },
+    ])?;
     Ok(if existed {
         UserAdded::Replaced
     } else {
@@ -452,6 +463,12 @@ mod tests {
         );
         let hash = store.recover().unwrap().users["alice"].clone();
         assert!(verify_password(b"changed", &hash));
+        // Every password comes with SCRAM-SHA-256 credentials derived from it.
+        let scram: ScramCredentials = store.recover().unwrap().scram["alice"].parse().unwrap();
+        assert_eq!(
+            scram,
+            ScramCredentials::derive(b"changed", &SALT, SCRAM_DEFAULT_ITERATIONS)
+        );
 
         user_remove(store, "bob").unwrap();
         assert_eq!(user_list(store).unwrap(), ["alice"]);

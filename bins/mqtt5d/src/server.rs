@@ -388,10 +388,40 @@ fn serve<S: Store + Send + 'static>(
     let authorizer: Box<dyn Authorizer> = settings::authorizer(&settings, &recovered.acl)
         .map_err(|e| ServerError::new(format!("access rules: {e}")))?
         .unwrap_or_else(|| Box::new(AllowAll));
+    // SCRAM-SHA-256 enhanced authentication, against the credentials `mqtt5d user add` stored.
+    let mut enhanced: Vec<Box<dyn mqtt5_broker::EnhancedAuthenticator>> = Vec::new();
+    if settings.auth.scram_sha_256 {
+        let mut secret = [0u8; 32];
+        mqtt5_broker::RandomSource::fill_bytes(&mut OsRandom, &mut secret);
+        let mut scram = mqtt5_broker::ScramSha256::with_fake_salt_secret(secret);
+        for (name, credentials) in &recovered.scram {
+            match credentials.parse() {
+                Ok(c) => {
+                    scram.insert(name.clone(), c);
+                }
+                Err(e) => {
+                    warn!(user = %name, error = %e, "ignoring invalid SCRAM credentials");
+                }
+            }
+        }
+        let without = recovered.users.len().saturating_sub(scram.len());
+        if without > 0 {
+            warn!(
+                users = without,
+                "users without SCRAM credentials cannot use SCRAM-SHA-256 until their password \
+                 is set again (mqtt5d user add)"
+            );
+        }
+        info!(
+            users = scram.len(),
+            "enhanced authentication: SCRAM-SHA-256"
+        );
+        enhanced.push(Box::new(scram));
+    }
     let services = Services {
         authenticator,
         authorizer,
-        enhanced: Vec::new(),
+        enhanced,
         random: Box::new(OsRandom),
     };
     let now = Instant::now();

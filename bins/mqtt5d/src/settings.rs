@@ -180,6 +180,9 @@ pub(crate) struct AuthSettings {
     pub(crate) acl_rules: Option<AclRules>,
     /// Whether the ACL rules in the database (`mqtt5d acl add`) apply. Default false.
     pub(crate) use_database_acl: bool,
+    /// Whether MQTT 5 clients may authenticate with the enhanced method SCRAM-SHA-256
+    /// (§4.12), against the credentials `mqtt5d user add` stores. Default false.
+    pub(crate) scram_sha_256: bool,
 }
 
 /// `[log]`.
@@ -255,6 +258,7 @@ impl Default for Settings {
                 acl_file: None,
                 acl_rules: None,
                 use_database_acl: false,
+                scram_sha_256: false,
             },
             log: LogSettings {
                 level: DEFAULT_LOG_LEVEL.to_owned(),
@@ -496,6 +500,7 @@ struct FileAuth {
     allow_anonymous: Option<bool>,
     acl_file: Option<Spanned<PathBuf>>,
     use_database_acl: Option<bool>,
+    scram_sha_256: Option<bool>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -1026,6 +1031,7 @@ impl Loader<'_> {
             acl_file: file.acl_file.map(Spanned::into_inner),
             acl_rules,
             use_database_acl: file.use_database_acl.unwrap_or(false),
+            scram_sha_256: file.scram_sha_256.unwrap_or(false),
         }
     }
 
@@ -1227,6 +1233,7 @@ periodic_ms = 250
 [auth]
 allow_anonymous = false
 use_database_acl = true
+scram_sha_256 = true
 
 [log]
 level = "warn,mqtt5d=debug"
@@ -1278,6 +1285,7 @@ listen = "127.0.0.1:9100"
         );
         assert_eq!(s.auth.allow_anonymous, Some(false));
         assert!(s.auth.use_database_acl);
+        assert!(s.auth.scram_sha_256);
         assert_eq!(s.log.level, "warn,mqtt5d=debug");
         assert_eq!(s.log.format, LogFormat::Json);
         assert_eq!(s.metrics, Some("127.0.0.1:9100".parse().unwrap()));

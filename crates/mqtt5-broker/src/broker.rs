@@ -1,7 +1,7 @@
 //! The [`Broker`] state machine: inputs, outputs, connections and timers.
 
 use std::collections::{BTreeSet, HashMap, VecDeque};
-use std::num::NonZeroU16;
+use std::num::{NonZeroU16, NonZeroU32};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -862,6 +862,12 @@ impl Broker {
             .properties
             .request_problem_information
             .unwrap_or(true);
+        // The client's Maximum Packet Size binds every packet sent from now on, a refusing
+        // CONNACK and the AUTH of an exchange included ([MQTT-3.2.2-19], [MQTT-3.2.2-20]).
+        c.max_packet_size = connect
+            .properties
+            .maximum_packet_size
+            .map_or(mqtt5_codec::MAX_PACKET_SIZE, NonZeroU32::get);
         // Client identifier rules of 3.1 and 3.1.1.
         let id_len = connect.client_id.len();
         let bad_id = match connect.protocol {
@@ -878,6 +884,28 @@ impl Broker {
                 Some("client identifier not valid"),
             );
             return;
+        }
+        if connect.protocol.is_v5()
+            && let Some(will) = &connect.will
+        {
+            if will.qos > self.config.maximum_qos {
+                // [MQTT-3.2.2-12]
+                self.refuse(
+                    conn,
+                    ConnAckReason::QoSNotSupported,
+                    Some("[MQTT-3.2.2-12] Will QoS above Maximum QoS"),
+                );
+                return;
+            }
+            if will.retain && !self.config.retain_available {
+                // [MQTT-3.2.2-13]
+                self.refuse(
+                    conn,
+                    ConnAckReason::RetainNotSupported,
+                    Some("[MQTT-3.2.2-13] Will Retain without retained messages"),
+                );
+                return;
+            }
         }
         if let Some(method) = connect.properties.authentication_method.clone() {
             let Some(auth) = self.enhanced.iter().find(|a| a.method() == method.as_str()) else {

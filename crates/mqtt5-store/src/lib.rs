@@ -111,17 +111,27 @@ pub enum StoreOp {
         seq: u64,
     },
     /// Creates or replaces a user: its name and password hash (a PHC string; never the
-    /// password itself).
+    /// password itself). Replacing a user drops its SCRAM credentials: they were derived from
+    /// the old password.
     UserSet {
         /// The user name.
         username: String,
         /// The password hash, e.g. an argon2id PHC string.
         password_hash: String,
     },
-    /// Removes a user.
+    /// Removes a user, and its SCRAM credentials.
     UserRemoved {
         /// The user name.
         username: String,
+    },
+    /// Sets the SCRAM-SHA-256 credentials of an existing user (a no-op for an unknown one):
+    /// the salt, iteration count and keys derived from its password, in PostgreSQL's
+    /// `SCRAM-SHA-256$<iterations>:<salt>$<StoredKey>:<ServerKey>` format; never the password.
+    UserScramSet {
+        /// The user name.
+        username: String,
+        /// The credentials string.
+        credentials: String,
     },
     /// Adds an access rule (kept in insertion order; adding an existing rule is a no-op).
     AclAdded(AclRecord),
@@ -275,6 +285,9 @@ pub struct Recovered {
     pub messages: BTreeMap<u64, StoredMessage>,
     /// Users: name to password hash.
     pub users: BTreeMap<String, String>,
+    /// SCRAM-SHA-256 credentials of the users that have them: name to credentials string
+    /// (see [`StoreOp::UserScramSet`]). Every name is also in `users`.
+    pub scram: BTreeMap<String, String>,
     /// Access rules, in the order they were added.
     pub acl: Vec<AclRecord>,
 }

@@ -70,8 +70,8 @@ enum Undo {
     Retained(String, Option<StoredMessage>),
     /// A stored message.
     Message(u64, Option<StoredMessage>),
-    /// A user's password hash.
-    User(String, Option<String>),
+    /// A user's password hash and SCRAM credentials.
+    User(String, Option<String>, Option<String>),
     /// The access rules, as they were.
     Acl(Vec<crate::AclRecord>),
 }
@@ -120,7 +120,10 @@ impl Undo {
             }
             Self::Retained(k, old) => restore(&mut state.retained, k, old),
             Self::Message(k, old) => restore(&mut state.messages, k, old),
-            Self::User(k, old) => restore(&mut state.users, k, old),
+            Self::User(k, old, old_scram) => {
+                restore(&mut state.scram, k.clone(), old_scram);
+                restore(&mut state.users, k, old);
+            }
             Self::Acl(old) => state.acl = old,
         }
     }
@@ -266,11 +269,26 @@ fn apply_one(state: &mut Recovered, op: &StoreOp) -> Result<Undo, Error> {
             password_hash,
         } => {
             let old = state.users.insert(username.clone(), password_hash.clone());
-            Undo::User(username.clone(), old)
+            // A new password makes the SCRAM credentials of the old one useless.
+            let old_scram = state.scram.remove(username);
+            Undo::User(username.clone(), old, old_scram)
         }
         StoreOp::UserRemoved { username } => {
             let old = state.users.remove(username);
-            Undo::User(username.clone(), old)
+            let old_scram = state.scram.remove(username);
+            Undo::User(username.clone(), old, old_scram)
+        }
+        StoreOp::UserScramSet {
+            username,
+            credentials,
+        } => {
+            if state.users.contains_key(username) {
+                let old_scram = state.scram.insert(username.clone(), credentials.clone());
+                let old = state.users.get(username).cloned();
+                Undo::User(username.clone(), old, old_scram)
+            } else {
+                Undo::Nothing
+            }
         }
         StoreOp::AclAdded(rule) => {
             if state.acl.contains(rule) {

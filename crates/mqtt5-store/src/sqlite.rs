@@ -32,7 +32,7 @@
 //! `user_version` up to [`SqliteStore::SCHEMA_VERSION`] run in one transaction, which also sets
 //! `user_version` and `application_id`.
 //!
-//! # Schema (version 1)
+//! # Schema (version 2)
 //!
 //! Integers are SQLite's 64-bit signed integers. `u64` values (message ids, sequence numbers,
 //! times in milliseconds, counts) are stored bit for bit: values above `i64::MAX` read as
@@ -41,7 +41,7 @@
 //! | table | columns | notes |
 //! |---|---|---|
 //! | `clients` | `client_id` PK, `username`, `protocol` (level 3, 4, 5), `peer`, `first_seen_ms`, `last_connect_ms`, `last_disconnect_ms`, `last_disconnect_reason`, `connect_count` | one row per client ever seen |
-//! | `users` | `username` PK, `password_hash` | a PHC string, never a password |
+//! | `users` | `username` PK, `password_hash`, `scram` | a PHC string, never a password; `scram`: SCRAM-SHA-256 credentials or NULL (added in version 2) |
 //! | `acl` | `id` INTEGER PK AUTOINCREMENT, `scope`, `access`, `topic`, UNIQUE(`scope`, `access`, `topic`) | `id` keeps insertion order, and is never reused |
 //! | `sessions` | `client_id` PK, `protocol`, `expiry_interval`, `expires_at_ms`, `will` BLOB | the will is a CONNECT blob, below |
 //! | `subscriptions` | `client_id` FK→`sessions` ON DELETE CASCADE, `filter`, `options`, `identifier`, PK(`client_id`, `filter`) | `options` is the Subscription Options byte of MQTT 5 §3.8.3.1 |
@@ -175,7 +175,13 @@ struct Migration {
 
 /// The schema's history: step `i` takes version `i` to version `i + 1`. Add version 2 by
 /// appending a step; never edit a released one.
-const MIGRATIONS: &[Migration] = &[Migration { up: schema_v1 }];
+const MIGRATIONS: &[Migration] = &[Migration { up: schema_v1 }, Migration { up: schema_v2 }];
+
+/// Version 2: SCRAM-SHA-256 credentials for users (`users.scram`, NULL when the user has
+/// none).
+fn schema_v2(tx: &Transaction<'_>) -> rusqlite::Result<()> {
+    tx.execute_batch("ALTER TABLE users ADD COLUMN scram TEXT;")
+}
 
 /// Version 1: the tables of the module documentation.
 fn schema_v1(tx: &Transaction<'_>) -> rusqlite::Result<()> {
@@ -992,13 +998,21 @@ fn apply_op(tx: &Transaction<'_>, op: &StoreOp) -> Result<(), Failure> {
         } => {
             tx.prepare_cached(
                 "INSERT INTO users (username, password_hash) VALUES (?1, ?2)
-                 ON CONFLICT (username) DO UPDATE SET password_hash = excluded.password_hash",
+                 ON CONFLICT (username) DO UPDATE
+                 SET password_hash = excluded.password_hash, scram = NULL",
             )?
             .execute([username, password_hash])?;
         }
         StoreOp::UserRemoved { username } => {
             tx.prepare_cached("DELETE FROM users WHERE username = ?1")?
                 .execute([username])?;
+        }
+        StoreOp::UserScramSet {
+            username,
+            credentials,
+        } => {
+            tx.prepare_cached("UPDATE users SET scram = ?2 WHERE username = ?1")?
+                .execute([username, credentials])?;
         }
         StoreOp::AclAdded(rule) => {
             tx.prepare_cached(
@@ -1188,10 +1202,14 @@ fn read_all(conn: &mut Connection) -> Result<Recovered, Failure> {
     drop(rows);
     drop(stmt);
 
-    let mut stmt = tx.prepare_cached("SELECT username, password_hash FROM users")?;
+    let mut stmt = tx.prepare_cached("SELECT username, password_hash, scram FROM users")?;
     let mut rows = stmt.query([])?;
     while let Some(row) = rows.next()? {
-        out.users.insert(row.get(0)?, row.get(1)?);
+        let name: String = row.get(0)?;
+        if let Some(scram) = row.get::<_, Option<String>>(2)? {
+            out.scram.insert(name.clone(), scram);
+        }
+        out.users.insert(name, row.get(1)?);
     }
     drop(rows);
     drop(stmt);

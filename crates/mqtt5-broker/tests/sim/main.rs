@@ -455,6 +455,50 @@ fn qos_above_maximum_qos_disconnects_with_0x9b_mqtt_3_2_2_11() {
 }
 
 #[test]
+fn will_beyond_the_servers_capabilities_is_refused_mqtt_3_2_2_12_13() {
+    // Will QoS above Maximum QoS: CONNACK 0x9B, then close.
+    let mut sim = Sim::new(Config {
+        maximum_qos: QoS::AtMostOnce,
+        ..quiet_config()
+    });
+    let c = sim.connect_with(will_connect("w", None, 0));
+    let ack = connack(sim.expect(c));
+    assert_eq!(ack.reason, ConnAckReason::QoSNotSupported);
+    assert!(!ack.session_present);
+    assert!(sim.is_closed(c));
+    // Will Retain without retained messages: CONNACK 0x9A, then close.
+    let mut sim = Sim::new(Config {
+        retain_available: false,
+        ..quiet_config()
+    });
+    let mut connect = will_connect("w", None, 0);
+    if let Some(will) = &mut connect.will {
+        will.retain = true;
+    }
+    let c = sim.connect_with(connect);
+    assert_eq!(
+        connack(sim.expect(c)).reason,
+        ConnAckReason::RetainNotSupported
+    );
+    assert!(sim.is_closed(c));
+}
+
+#[test]
+fn refusing_connack_fits_the_clients_maximum_packet_size_mqtt_3_2_2_19() {
+    let mut sim = Sim::new(quiet_config());
+    let mut connect = connect_packet(V5, "c", true);
+    connect.properties.maximum_packet_size = NonZeroU32::new(8);
+    // A refusal that would carry a Reason String: too big for 8 bytes, so it goes.
+    connect.properties.authentication_method = Some("X-UNKNOWN".try_into().unwrap());
+    let c = sim.connect_with(connect);
+    let packet = sim.expect(c);
+    assert!(packet.encoded_len(V5) <= 8, "{packet:?}");
+    let ack = connack(packet);
+    assert_eq!(ack.reason, ConnAckReason::BadAuthenticationMethod);
+    assert_eq!(ack.properties.reason_string, None);
+}
+
+#[test]
 fn retain_when_unavailable_disconnects_with_0x9a_mqtt_3_2_2_14() {
     let mut sim = Sim::new(Config {
         retain_available: false,

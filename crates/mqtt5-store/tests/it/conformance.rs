@@ -60,6 +60,7 @@ conformance!(
     delivery_checks_the_message_before_the_session,
     delivery_is_updated_by_seq_and_deleted,
     users_are_set_replaced_and_removed,
+    scram_credentials_follow_their_user,
     acl_keeps_insertion_order_and_ignores_duplicates,
     incoming_qos2_ids_are_set_and_released,
     a_failing_batch_changes_nothing,
@@ -597,6 +598,48 @@ fn users_are_set_replaced_and_removed<F: Fixture>(f: &mut F) {
     let (_, state) = reopened(f, store);
     assert_eq!(state.users.len(), 1);
     assert_eq!(state.users["alice"], "$argon2id$3");
+}
+
+fn scram_credentials_follow_their_user<F: Fixture>(f: &mut F) {
+    let mut store = f.open();
+    let set = |username: &str, password_hash: &str| StoreOp::UserSet {
+        username: username.into(),
+        password_hash: password_hash.into(),
+    };
+    let scram = |username: &str, credentials: &str| StoreOp::UserScramSet {
+        username: username.into(),
+        credentials: credentials.into(),
+    };
+    store
+        .apply(&[
+            set("alice", "$argon2id$1"),
+            scram("alice", "SCRAM-SHA-256$1"),
+            set("bob", "$argon2id$2"),
+            scram("bob", "SCRAM-SHA-256$2"),
+            set("carol", "$argon2id$3"),
+            scram("carol", "SCRAM-SHA-256$3"),
+            // An unknown user gets none.
+            scram("nobody", "SCRAM-SHA-256$4"),
+        ])
+        .unwrap();
+    let (mut store, state) = reopened(f, store);
+    assert_eq!(state.scram.len(), 3);
+    assert_eq!(state.scram["bob"], "SCRAM-SHA-256$2");
+    store
+        .apply(&[
+            // A new password drops the old credentials; removing the user drops them too.
+            set("alice", "$argon2id$5"),
+            StoreOp::UserRemoved {
+                username: "bob".into(),
+            },
+            scram("carol", "SCRAM-SHA-256$6"),
+        ])
+        .unwrap();
+    let (_, state) = reopened(f, store);
+    assert_eq!(state.users.len(), 2);
+    assert_eq!(state.scram.len(), 1);
+    assert_eq!(state.scram["carol"], "SCRAM-SHA-256$6");
+    assert!(!state.scram.contains_key("nobody"));
 }
 
 fn acl_keeps_insertion_order_and_ignores_duplicates<F: Fixture>(f: &mut F) {

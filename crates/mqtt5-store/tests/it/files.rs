@@ -191,7 +191,7 @@ fn new_database_has_the_schema_version_wal_and_the_tables() {
         .pragma_query_value(None, "user_version", |r| r.get(0))
         .unwrap();
     assert_eq!(version, SqliteStore::SCHEMA_VERSION);
-    assert_eq!(version, 1);
+    assert_eq!(version, 2);
     let mode: String = conn
         .pragma_query_value(None, "journal_mode", |r| r.get(0))
         .unwrap();
@@ -220,6 +220,41 @@ fn new_database_has_the_schema_version_wal_and_the_tables() {
             "{table} missing: {tables:?}"
         );
     }
+}
+
+#[test]
+fn version_1_database_is_migrated_keeping_its_users() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = db(&dir);
+    populated(&path);
+    // Take the file back to version 1: the users table without its `scram` column.
+    {
+        let conn = Connection::open(&path).unwrap();
+        conn.execute_batch("ALTER TABLE users DROP COLUMN scram; PRAGMA user_version = 1;")
+            .unwrap();
+    }
+    let mut store = open(&path).unwrap();
+    let state = store.recover().unwrap();
+    assert_eq!(state.users["alice"], "h");
+    assert!(state.scram.is_empty());
+    assert!(state.sessions.contains_key("a"));
+    store
+        .apply(&[StoreOp::UserScramSet {
+            username: "alice".into(),
+            credentials: "SCRAM-SHA-256$x".into(),
+        }])
+        .unwrap();
+    drop(store);
+    let conn = Connection::open(&path).unwrap();
+    let version: i64 = conn
+        .pragma_query_value(None, "user_version", |r| r.get(0))
+        .unwrap();
+    assert_eq!(version, SqliteStore::SCHEMA_VERSION);
+    drop(conn);
+    assert_eq!(
+        open(&path).unwrap().recover().unwrap().scram["alice"],
+        "SCRAM-SHA-256$x"
+    );
 }
 
 #[test]

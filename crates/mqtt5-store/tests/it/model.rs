@@ -291,6 +291,12 @@ fn op() -> impl Strategy<Value = StoreOp> {
         1 => select(USERS).prop_map(|username| StoreOp::UserRemoved {
             username: username.into()
         }),
+        1 => (select(USERS), "[a-z0-9$]{1,6}").prop_map(|(username, credentials)| {
+            StoreOp::UserScramSet {
+                username: username.into(),
+                credentials,
+            }
+        }),
         2 => acl_rule().prop_map(StoreOp::AclAdded),
         1 => acl_rule().prop_map(StoreOp::AclRemoved),
         2 => (client_id(), 1..4u16, any::<bool>()).prop_map(|(client_id, packet_id, pending)| {

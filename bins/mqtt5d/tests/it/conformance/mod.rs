@@ -184,6 +184,15 @@ impl std::fmt::Debug for Want {
     }
 }
 
+/// Bytes to send, computed when the step runs.
+pub(crate) struct Later(Box<dyn Fn() -> Result<Vec<u8>, String> + Send>);
+
+impl std::fmt::Debug for Later {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("(computed when sent)")
+    }
+}
+
 /// One step of a script.
 #[derive(Debug)]
 pub(crate) enum Step {
@@ -214,6 +223,20 @@ pub(crate) enum Step {
     Restart,
     /// The broker must log a line containing this (within [`STEP`]).
     Log(&'static str),
+    /// Sends a WebSocket text frame on `conn` (a WebSocket connection).
+    SendText { conn: usize, text: String },
+    /// Sends bytes computed when the step runs, from what earlier checks saw (the answer of
+    /// a challenge-response exchange such as SCRAM): `what` describes them.
+    SendLater {
+        conn: usize,
+        what: String,
+        make: Later,
+    },
+    /// The WebSocket subprotocol the broker selected for `conn` must be this.
+    Subprotocol {
+        conn: usize,
+        want: Option<&'static str>,
+    },
 }
 
 impl Script {
@@ -360,6 +383,33 @@ impl Script {
         self.push(Step::Hangup { conn })
     }
 
+    /// Sends a WebSocket text frame holding `text` on `conn`.
+    pub(crate) fn send_text(self, conn: usize, text: &str) -> Self {
+        self.push(Step::SendText {
+            conn,
+            text: text.to_owned(),
+        })
+    }
+
+    /// Sends on `conn` the bytes `make` returns when the step runs (an `Err` fails the case).
+    pub(crate) fn send_later(
+        self,
+        conn: usize,
+        what: &str,
+        make: impl Fn() -> Result<Vec<u8>, String> + Send + 'static,
+    ) -> Self {
+        self.push(Step::SendLater {
+            conn,
+            what: what.to_owned(),
+            make: Later(Box::new(make)),
+        })
+    }
+
+    /// The WebSocket subprotocol the broker selected for `conn` must be `want`.
+    pub(crate) fn expect_subprotocol(self, conn: usize, want: Option<&'static str>) -> Self {
+        self.push(Step::Subprotocol { conn, want })
+    }
+
     /// Waits `ms` milliseconds.
     pub(crate) fn sleep(self, ms: u64) -> Self {
         self.push(Step::Sleep(Duration::from_millis(ms)))
@@ -475,6 +525,8 @@ pub(crate) fn subscribe(id: u16, filter: &str, qos: QoS) -> Subscribe {
 /// A client connection while a case runs.
 struct Conn {
     io: Io,
+    /// The WebSocket subprotocol the broker selected, if any.
+    subprotocol: Option<String>,
     buf: BytesMut,
     decoder: Decoder,
 }
@@ -495,6 +547,7 @@ impl Conn {
         stream
             .set_read_timeout(Some(STEP))
             .map_err(|e| e.to_string())?;
+        let mut subprotocol = None;
         let io = match transport {
             Transport::Tcp => Io::Tcp(stream),
             Transport::WebSocket(protocols) => {
@@ -508,13 +561,19 @@ impl Conn {
                         protocols.parse().map_err(|_| "a header value".to_owned())?,
                     );
                 }
-                let (ws, _response) = tungstenite::client(request, stream)
+                let (ws, response) = tungstenite::client(request, stream)
                     .map_err(|e| format!("WebSocket handshake: {e}"))?;
+                subprotocol = response
+                    .headers()
+                    .get("Sec-WebSocket-Protocol")
+                    .and_then(|v| v.to_str().ok())
+                    .map(str::to_owned);
                 Io::Ws(Box::new(ws))
             }
         };
         Ok(Self {
             io,
+            subprotocol,
             buf: BytesMut::new(),
             decoder: Decoder::new(version),
         })
@@ -723,6 +782,22 @@ impl Run<'_> {
                     return Err(format!("the broker exited with {status} on SIGTERM"));
                 }
                 self.broker = Some(self.start_broker());
+            }
+            Step::SendText { conn, text } => match &mut self.conn(*conn)?.io {
+                Io::Ws(ws) => ws
+                    .send(tungstenite::Message::text(text.clone()))
+                    .map_err(|e| format!("WebSocket send: {e}"))?,
+                Io::Tcp(_) => return Err("a text frame on a TCP connection".to_owned()),
+            },
+            Step::SendLater { conn, what, make } => {
+                let bytes = (make.0)().map_err(|e| format!("{what}: {e}"))?;
+                self.conn(*conn)?.write(&bytes)?;
+            }
+            Step::Subprotocol { conn, want } => {
+                let got = self.conn(*conn)?.subprotocol.clone();
+                if got.as_deref() != *want {
+                    return Err(format!("subprotocol {got:?}"));
+                }
             }
             Step::Log(needle) => {
                 if self.broker().wait_for_log(needle, STEP).is_none() {
