@@ -261,6 +261,36 @@ pub(super) const CASES: &[Case] = &[
                 .expect_quiet(0, 300)
         },
     ),
+    // [MQTT-3.8.4-4] Replacing a subscription loses no message: with Receive Maximum 1, one
+    // QoS 1 message in flight and one waiting, both still arrive after the replacement.
+    Case::new(
+        "subscribe_replacement_loses_no_messages",
+        &["MQTT-3.8.4-4"],
+        |s| {
+            let mut c = connect("keep-sub");
+            c.properties.receive_maximum = std::num::NonZeroU16::new(1);
+            s.open(0)
+                .send(0, c)
+                .expect_reason(0, PacketType::ConnAck, 0)
+                .connect(1, "keep-pub")
+                .subscribe(0, 1, "kp/t", QoS::AtLeastOnce)
+                .send(1, publish("kp/t", b"first", QoS::AtLeastOnce, 1))
+                .expect_reason(1, PacketType::PubAck, 0x00)
+                .send(1, publish("kp/t", b"second", QoS::AtLeastOnce, 2))
+                .expect_reason(1, PacketType::PubAck, 0x00)
+                .expect_pub(0, "kp/t", b"first", QoS::AtLeastOnce)
+                .send_bytes(
+                    0,
+                    raw(0x82, &sub_body(2, &[(b"kp/t", 0x21)])),
+                    "SUBSCRIBE kp/t again",
+                )
+                .expect_suback(0, 2, &[0x01])
+                .send(0, PubAck::new(pid(1)))
+                .expect_pub(0, "kp/t", b"second", QoS::AtLeastOnce)
+                .send(0, PubAck::new(pid(2)))
+                .expect_quiet(0, 300)
+        },
+    ),
     // [MQTT-3.8.4-5] Several filters in one SUBSCRIBE are handled as a sequence of SUBSCRIBEs:
     // the same filter twice leaves the second's options, one SUBACK answers both.
     Case::new(
@@ -541,6 +571,23 @@ pub(super) const CASES: &[Case] = &[
                 .send(1, publish("u/x", b"gone", QoS::AtMostOnce, 0))
                 .send(1, publish("u/m", b"marker", QoS::AtMostOnce, 0))
                 .expect_pub(0, "u/m", b"marker", QoS::AtMostOnce)
+        },
+    ),
+    // [MQTT-3.10.4-1] A shared subscription is deleted only by its whole filter,
+    // `$share/{name}/` included.
+    Case::new(
+        "unsubscribe_shared_needs_the_whole_filter",
+        &["MQTT-3.10.4-1"],
+        |s| {
+            s.connect(0, "unsub-shared")
+                .subscribe(0, 1, "$share/g/us/t", QoS::AtMostOnce)
+                .send(
+                    0,
+                    unsubscribe(2, &["us/t", "$share/h/us/t", "$share/g/us/t"]),
+                )
+                .expect_unsuback(0, 2, &[0x11, 0x11, 0x00])
+                .send(0, unsubscribe(3, &["$share/g/us/t"]))
+                .expect_unsuback(0, 3, &[0x11])
         },
     ),
     // [MQTT-3.10.4-2] After UNSUBSCRIBE no new matching message is added for the client, not
