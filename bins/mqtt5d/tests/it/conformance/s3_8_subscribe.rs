@@ -910,14 +910,18 @@ pub(super) const CASES: &[Case] = &[
                 )
                 .expect_suback(0, 1, &[0, 0, 0])
                 .subscribe(1, 1, "$app/#", QoS::AtMostOnce)
+                // The same holds for the Topic Filter of a shared subscription.
+                .connect(3, "dollar-shared")
+                .subscribe(3, 1, "$share/g/#", QoS::AtMostOnce)
                 .send(2, publish("$app/monitor/Clients", b"d", QoS::AtMostOnce, 0))
                 .expect_pub(1, "$app/monitor/Clients", b"d", QoS::AtMostOnce)
                 .send(
                     2,
                     publish("app/monitor/Clients", b"plain", QoS::AtMostOnce, 0),
                 )
-                // The next on 0 is the plain one: the `$` topic never came.
+                // The next on 0 and 3 is the plain one: the `$` topic never came.
                 .expect_pub(0, "app/monitor/Clients", b"plain", QoS::AtMostOnce)
+                .expect_pub(3, "app/monitor/Clients", b"plain", QoS::AtMostOnce)
                 .expect_quiet(0, 300)
         },
     )
@@ -1194,6 +1198,28 @@ pub(super) const CASES: &[Case] = &[
         },
     )
     .config("[broker]\nmaximum_qos = 1\n"),
+    // [MQTT-4.8.2-3] A second SUBSCRIBE to the same Shared Subscription changes the granted
+    // QoS without adding the session twice: one delivery, at the new QoS, and the first
+    // UNSUBSCRIBE leaves the group.
+    Case::new(
+        "shared_resubscribe_replaces_membership",
+        &["MQTT-4.8.2-3"],
+        |s| {
+            s.connect(0, "share-resub")
+                .connect(1, "share-resub-pub")
+                .subscribe(0, 1, "$share/g/sx/t", QoS::AtMostOnce)
+                .subscribe(0, 2, "$share/g/sx/t", QoS::AtLeastOnce)
+                .send(1, publish("sx/t", b"a", QoS::AtLeastOnce, 1))
+                .expect_reason(1, PacketType::PubAck, 0x00)
+                .expect_pub(0, "sx/t", b"a", QoS::AtLeastOnce)
+                .send(0, PubAck::new(pid(1)))
+                .expect_quiet(0, 300)
+                .send(0, unsubscribe(3, &["$share/g/sx/t"]))
+                .expect_unsuback(0, 3, &[0x00])
+                .send(0, unsubscribe(4, &["$share/g/sx/t"]))
+                .expect_unsuback(0, 4, &[0x11])
+        },
+    ),
     // [MQTT-4.8.2-4] A QoS 2 message being sent to a shared-group member whose connection
     // breaks is completed to that member when it reconnects, not given to another member.
     Case::new(
