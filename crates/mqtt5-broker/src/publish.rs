@@ -348,7 +348,7 @@ impl Broker {
     /// Delivers a message to its subscribers. Overlapping subscriptions of one session give
     /// one delivery, at the highest QoS granted, with every Subscription Identifier
     /// (`[MQTT-3.3.4-2]`, `[MQTT-3.3.4-3]`); each matching shared group gives one delivery
-    /// to one of its members (`[MQTT-4.8.2-?]`).
+    /// to one of its members (§4.8.2).
     pub(crate) fn route(&mut self, now: Instant, message: Arc<Message>) -> usize {
         let topic = message.publish.topic();
         // One entry per matching subscription, then merged per session: no map per message.
@@ -458,6 +458,10 @@ impl Broker {
 
     /// Hands a session's shared-subscription deliveries (in flight or queued) to other members
     /// of their groups, when it loses its connection.
+    ///
+    /// A QoS 1 message in flight may go to another member at once (§4.8.2). A QoS 2 message in
+    /// flight stays: it is completed to this member when it reconnects (`[MQTT-4.8.2-4]`),
+    /// and goes to no other member if the session ends first (`[MQTT-4.8.2-5]`).
     pub(crate) fn hand_over_shared(&mut self, now: Instant, sid: SessionId) {
         let Some(s) = self.session_mut(sid) else {
             return;
@@ -466,7 +470,11 @@ impl Broker {
         let ids: Vec<u16> = s
             .inflight
             .iter()
-            .filter(|(_, f)| f.delivery.shared.is_some() && f.stage == Stage::Sent)
+            .filter(|(_, f)| {
+                f.delivery.shared.is_some()
+                    && f.stage == Stage::Sent
+                    && f.delivery.qos != QoS::ExactlyOnce
+            })
             .map(|(&id, _)| id)
             .collect();
         for id in ids {

@@ -958,6 +958,52 @@ fn unacknowledged_shared_messages_go_to_another_member_on_disconnect() {
     );
 }
 
+#[test]
+fn inflight_qos2_shared_message_stays_with_its_member_mqtt_4_8_2_4() {
+    let mut sim = Sim::new(quiet_config());
+    let a = sim.connect_with(persistent_connect("a", true, 600));
+    sim.expect(a);
+    sim.subscribe(a, "$share/g/t", QoS::ExactlyOnce);
+    let publisher = sim.connect(V5, "pub", true);
+    sim.publish(publisher, "t", b"m", QoS::ExactlyOnce, 1);
+    sim.send(
+        publisher,
+        Packet::PubRel(mqtt5_codec::PubRel::new(
+            mqtt5_codec::PacketId::new(1).unwrap(),
+        )),
+    );
+    let first = sim.expect_publish(a);
+    let b = sim.connect(V5, "b", true);
+    sim.subscribe(b, "$share/g/t", QoS::ExactlyOnce);
+    sim.lose(a);
+    assert!(sim.recv(b).is_none(), "[MQTT-4.8.2-4] not handed to b");
+    let a = sim.connect_with(persistent_connect("a", false, 600));
+    sim.expect(a);
+    let again = sim.expect_publish(a);
+    assert!(again.dup, "[MQTT-4.8.2-4] completed to a on reconnect");
+    assert_eq!(again.delivery.packet_id(), first.delivery.packet_id());
+}
+
+#[test]
+fn inflight_qos2_shared_message_dies_with_its_session_mqtt_4_8_2_5() {
+    let mut sim = Sim::new(quiet_config());
+    let a = sim.connect(V5, "a", true);
+    sim.subscribe(a, "$share/g/t", QoS::ExactlyOnce);
+    let publisher = sim.connect(V5, "pub", true);
+    sim.publish(publisher, "t", b"m", QoS::ExactlyOnce, 1);
+    sim.send(
+        publisher,
+        Packet::PubRel(mqtt5_codec::PubRel::new(
+            mqtt5_codec::PacketId::new(1).unwrap(),
+        )),
+    );
+    sim.expect_publish(a);
+    let b = sim.connect(V5, "b", true);
+    sim.subscribe(b, "$share/g/t", QoS::ExactlyOnce);
+    sim.lose(a);
+    assert!(sim.recv(b).is_none(), "[MQTT-4.8.2-5]");
+}
+
 // ---- sessions ----
 
 #[test]
