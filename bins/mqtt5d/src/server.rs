@@ -836,12 +836,13 @@ impl<S: Store + Send + 'static> Server<S> {
                 }
             }
         }
-        if let Some(c) = self.conns.get_mut(key) {
-            if c.rbuf.is_empty() && c.rbuf.capacity() > 0 {
-                // Everything read was decoded: give the buffer back, so an idle connection
-                // costs no read buffer (decoded PUBLISH frames keep their own handle on it).
-                c.rbuf = BytesMut::new();
-            }
+        if let Some(c) = self.conns.get_mut(key)
+            && c.rbuf.is_empty()
+            && c.rbuf.capacity() > 0
+        {
+            // Everything read was decoded: give the buffer back, so an idle connection costs
+            // no read buffer (decoded PUBLISH frames keep their own handle on it).
+            c.rbuf = BytesMut::new();
         }
         if eof || failed.is_some() {
             let Some(c) = self.conns.get_mut(key) else {

@@ -721,7 +721,10 @@ impl Run<'_> {
                 let c = Conn::open(addr, *version, *transport)?;
                 self.conns.insert(*conn, c);
             }
-            Step::Send { conn, bytes, .. } => self.conn(*conn)?.write(bytes)?,
+            Step::Send { conn, bytes, what } => self
+                .conn(*conn)?
+                .write(bytes)
+                .map_err(|e| format!("{e} (sending {what})"))?,
             Step::Recv { conn, want } => {
                 let c = self.conn(*conn)?;
                 match want {

@@ -203,29 +203,37 @@ pub(super) const CASES: &[Case] = &[
                 .expect_quiet(2, 300)
         },
     ),
-    // §4.2 [MQTT-4.2-1]: the Server supports an ordered, lossless byte stream transport:
+    // §4.2 [MQTT-4.2-1] (listed again as [MQTT-4.2.0-1] in the conformance table): the Server supports an ordered, lossless byte stream transport:
     // MQTT over TCP, in both directions.
-    Case::new("session_transport_tcp", &["MQTT-4.2.0-1"], |s| {
-        s.connect(0, "s42-tcp")
-            .subscribe(0, 1, "s42/t", QoS::AtMostOnce)
-            .connect(1, "s42-tcpp")
-            .send(1, publish("s42/t", b"a", QoS::AtMostOnce, 0))
-            .send(1, publish("s42/t", b"b", QoS::AtMostOnce, 0))
-            .expect(0, publish("s42/t", b"a", QoS::AtMostOnce, 0))
-            .expect(0, publish("s42/t", b"b", QoS::AtMostOnce, 0))
-    }),
+    Case::new(
+        "session_transport_tcp",
+        &["MQTT-4.2-1", "MQTT-4.2.0-1"],
+        |s| {
+            s.connect(0, "s42-tcp")
+                .subscribe(0, 1, "s42/t", QoS::AtMostOnce)
+                .connect(1, "s42-tcpp")
+                .send(1, publish("s42/t", b"a", QoS::AtMostOnce, 0))
+                .send(1, publish("s42/t", b"b", QoS::AtMostOnce, 0))
+                .expect(0, publish("s42/t", b"a", QoS::AtMostOnce, 0))
+                .expect(0, publish("s42/t", b"b", QoS::AtMostOnce, 0))
+        },
+    ),
     // [MQTT-4.2-1]: ... and MQTT over WebSocket, another such transport.
-    Case::new("session_transport_websocket", &["MQTT-4.2.0-1"], |s| {
-        s.open_with(0, ProtocolVersion::V5, Transport::WebSocket("mqtt"))
-            .send(0, connect("s42-ws"))
-            .expect_connack(0, ConnAckReason::Success)
-            .subscribe(0, 1, "s42/ws", QoS::AtMostOnce)
-            .open_with(1, ProtocolVersion::V5, Transport::WebSocket("mqtt"))
-            .send(1, connect("s42-wsp"))
-            .expect_connack(1, ConnAckReason::Success)
-            .send(1, publish("s42/ws", b"over ws", QoS::AtMostOnce, 0))
-            .expect(0, publish("s42/ws", b"over ws", QoS::AtMostOnce, 0))
-    })
+    Case::new(
+        "session_transport_websocket",
+        &["MQTT-4.2-1", "MQTT-4.2.0-1"],
+        |s| {
+            s.open_with(0, ProtocolVersion::V5, Transport::WebSocket("mqtt"))
+                .send(0, connect("s42-ws"))
+                .expect_connack(0, ConnAckReason::Success)
+                .subscribe(0, 1, "s42/ws", QoS::AtMostOnce)
+                .open_with(1, ProtocolVersion::V5, Transport::WebSocket("mqtt"))
+                .send(1, connect("s42-wsp"))
+                .expect_connack(1, ConnAckReason::Success)
+                .send(1, publish("s42/ws", b"over ws", QoS::AtMostOnce, 0))
+                .expect(0, publish("s42/ws", b"over ws", QoS::AtMostOnce, 0))
+        },
+    )
     .config("[[listener]]\nbind = \"127.0.0.1:0\"\nprotocol = \"websocket\"\n"),
     // §4.3.1 [MQTT-4.3.1-1]: the sender MUST send a QoS 0 PUBLISH with DUP 0, even when
     // the message came in as a resend (DUP 1) at QoS 1.
