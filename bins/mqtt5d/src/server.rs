@@ -146,7 +146,7 @@ struct Connection {
     /// The peer's address, for the log.
     peer: SocketAddr,
     /// The client identifier and user name of its CONNECT, for the log (never a password).
-    client: Option<(String, Option<String>)>,
+    client: Option<Box<(String, Option<String>)>>,
     /// Whether CONNACK accepted it.
     connected: bool,
     /// Why the broker is closing it, for the log: the reason of the DISCONNECT it sent.
@@ -261,6 +261,20 @@ impl Connection {
     /// Writes as much of `wbuf` as the socket takes (through TLS when the connection has
     /// it); returns the bytes that reached the socket.
     fn write_output(&mut self) -> io::Result<usize> {
+        let result = self.write_frames_or_bytes();
+        // What is flushed gives its buffer back: an idle connection holds no write buffer
+        // (the next burst allocates one, once per wake-up rather than per packet).
+        if self.wbuf.is_empty() && self.wbuf.capacity() > 0 {
+            self.wbuf = BytesMut::new();
+        }
+        if self.frames.is_empty() && self.frames.capacity() > 0 {
+            self.frames = BytesMut::new();
+        }
+        result
+    }
+
+    /// [`write_output`](Self::write_output) without the release of empty buffers.
+    fn write_frames_or_bytes(&mut self) -> io::Result<usize> {
         if let Some(ws) = self.ws.as_mut() {
             // MQTT bytes become one binary frame; what goes to the socket is the frames.
             if !self.wbuf.is_empty() && ws.is_open() {
@@ -809,10 +823,10 @@ impl<S: Store + Send + 'static> Server<S> {
                         mqtt5_codec::Packet::Connect(connect) => {
                             c.decoder.set_version(connect.protocol);
                             c.version = connect.protocol;
-                            c.client = Some((
+                            c.client = Some(Box::new((
                                 connect.client_id.to_string(),
                                 connect.username.as_ref().map(ToString::to_string),
-                            ));
+                            )));
                         }
                         mqtt5_codec::Packet::Disconnect(d) => {
                             c.close_reason =
@@ -960,7 +974,8 @@ impl<S: Store + Send + 'static> Server<S> {
                 }
                 match &packet {
                     mqtt5_codec::Packet::ConnAck(ack) => {
-                        let (client_id, username) = c.client.clone().unwrap_or_default();
+                        let (client_id, username) =
+                            c.client.as_deref().cloned().unwrap_or_default();
                         let client_id = ack
                             .properties
                             .assigned_client_identifier
@@ -981,7 +996,7 @@ impl<S: Store + Send + 'static> Server<S> {
                                 "client connected"
                             );
                         }
-                        c.client = Some((client_id, None));
+                        c.client = Some(Box::new((client_id, None)));
                     }
                     mqtt5_codec::Packet::Disconnect(d) => {
                         c.close_reason =
@@ -1100,10 +1115,6 @@ impl<S: Store + Send + 'static> Server<S> {
                     Interest::READABLE,
                 );
             }
-            // Release the memory of a large burst.
-            if c.wbuf.capacity() > 64 * 1024 {
-                c.wbuf = BytesMut::new();
-            }
         } else if !c.want_write {
             c.want_write = true;
             let _ = self.poll.registry().reregister(
@@ -1124,7 +1135,7 @@ impl<S: Store + Send + 'static> Server<S> {
             .close_reason
             .take()
             .unwrap_or_else(|| "closed by the broker".to_owned());
-        let client_id = c.client.take().map(|(id, _)| id).unwrap_or_default();
+        let client_id = c.client.take().map(|b| b.0).unwrap_or_default();
         if c.connected {
             info!(peer = %c.peer, client_id, reason, "client disconnected");
         } else {

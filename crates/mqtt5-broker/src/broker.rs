@@ -56,8 +56,8 @@ pub(crate) enum ConnState {
         connect: Box<Connect>,
         /// The exchange.
         exchange: Box<dyn AuthExchange>,
-        /// The Authentication Method.
-        method: MqttString,
+        /// The Authentication Method (boxed: it is rare, and every `Conn` holds a state).
+        method: Box<MqttString>,
     },
     /// CONNACK sent; the session is attached.
     Connected,
@@ -65,8 +65,8 @@ pub(crate) enum ConnState {
     Reauthenticating {
         /// The exchange.
         exchange: Box<dyn AuthExchange>,
-        /// The Authentication Method.
-        method: MqttString,
+        /// The Authentication Method (boxed, as above).
+        method: Box<MqttString>,
     },
 }
 
@@ -80,8 +80,6 @@ pub(crate) struct Conn {
     pub(crate) protocol: ProtocolVersion,
     /// The session, once connected.
     pub(crate) session: Option<SessionId>,
-    /// The user it authenticated as.
-    pub(crate) username: Option<String>,
     /// 1.5 × the keep-alive in force, `None` when keep-alive is off (`[MQTT-3.1.2-22]`).
     pub(crate) keep_alive: Option<Duration>,
     /// When the last packet arrived.
@@ -94,17 +92,25 @@ pub(crate) struct Conn {
     pub(crate) max_packet_size: u32,
     /// The client's Topic Alias Maximum: how many aliases the broker may set towards it.
     pub(crate) alias_max: u16,
-    /// Aliases the client set towards the broker (`[MQTT-3.3.2-7]`: per connection).
-    pub(crate) inbound_aliases: HashMap<u16, mqtt5_codec::TopicName>,
-    /// Aliases the broker set towards the client, by topic.
-    pub(crate) outbound_aliases: HashMap<Arc<str>, NonZeroU16>,
+    /// The topic aliases of the connection, allocated with the first one: most connections
+    /// never use any, and an idle connection should cost little.
+    pub(crate) aliases: Option<Box<Aliases>>,
     /// Whether the client asked for Reason Strings and User Properties on failures.
     pub(crate) problem_information: bool,
     /// The driver's buffer towards this client is full: deliveries wait in the session queue.
     pub(crate) congested: bool,
     /// The Authentication Method the connection authenticated with, if any: a
     /// re-authentication must use the same one (`[MQTT-4.12.1-1]`).
-    pub(crate) auth_method: Option<MqttString>,
+    pub(crate) auth_method: Option<Box<MqttString>>,
+}
+
+/// The topic aliases of one connection.
+#[derive(Default)]
+pub(crate) struct Aliases {
+    /// Aliases the client set towards the broker (`[MQTT-3.3.2-7]`: per connection).
+    pub(crate) inbound: HashMap<u16, mqtt5_codec::TopicName>,
+    /// Aliases the broker set towards the client, by topic.
+    pub(crate) outbound: HashMap<Arc<str>, NonZeroU16>,
 }
 
 /// The timers of the core, in one table (STYLE.md §2).
@@ -149,7 +155,8 @@ pub struct Broker {
     pub(crate) random: Box<dyn RandomSource>,
     /// The instant and wall-clock time (ms since the epoch) the broker started at.
     pub(crate) epoch: (Instant, u64),
-    pub(crate) conns: HashMap<ConnId, Conn>,
+    /// Connections, boxed: the table's empty slots then cost a pointer, not a `Conn`.
+    pub(crate) conns: HashMap<ConnId, Box<Conn>>,
     pub(crate) sessions: Vec<Option<Session>>,
     pub(crate) free_sessions: Vec<SessionId>,
     pub(crate) by_client: HashMap<Arc<str>, SessionId>,
@@ -273,24 +280,22 @@ impl Broker {
         self.timers.insert(deadline);
         self.conns.insert(
             conn,
-            Conn {
+            Box::new(Conn {
                 peer,
                 state: ConnState::AwaitConnect,
                 protocol: ProtocolVersion::V5,
                 session: None,
-                username: None,
                 keep_alive: None,
                 last_seen: now,
                 deadline: Some(deadline),
                 window: self.config.max_inflight,
                 max_packet_size: mqtt5_codec::MAX_PACKET_SIZE,
                 alias_max: 0,
-                inbound_aliases: HashMap::new(),
-                outbound_aliases: HashMap::new(),
+                aliases: None,
                 problem_information: true,
                 congested: false,
                 auth_method: None,
-            },
+            }),
         );
         Ok(())
     }
@@ -719,7 +724,7 @@ impl Broker {
             protocol: s.protocol,
             expiry_interval: s.expiry_interval,
             expires_at_ms,
-            will: s.will.clone(),
+            will: s.will.as_deref().cloned(),
         };
         self.persist(StoreOp::SessionSaved(record));
     }
@@ -928,7 +933,7 @@ impl Broker {
                         c.state = ConnState::Authenticating {
                             connect,
                             exchange,
-                            method: method.clone(),
+                            method: Box::new(method.clone()),
                         };
                     }
                     self.send_auth(conn, AuthReason::ContinueAuthentication, method, data);
@@ -1028,7 +1033,7 @@ impl Broker {
                             method: expected.clone(),
                         };
                     }
-                    self.send_auth(conn, AuthReason::ContinueAuthentication, expected, out);
+                    self.send_auth(conn, AuthReason::ContinueAuthentication, *expected, out);
                 }
                 AuthStep::Success { data, username } => {
                     self.accept(now, conn, connect, Some(username), data);
@@ -1045,7 +1050,7 @@ impl Broker {
             (ConnState::Connected, AuthReason::ReAuthenticate) => {
                 // MQTT 5 §4.12.1: the method must be the one of the CONNECT.
                 let original = self.conns.get(&conn).and_then(|c| c.auth_method.clone());
-                let Some(method) = method.filter(|m| Some(m) == original.as_ref()) else {
+                let Some(method) = method.filter(|m| Some(m) == original.as_deref()) else {
                     self.set_state(conn, ConnState::Connected);
                     self.protocol_violation(
                         now,
@@ -1084,7 +1089,7 @@ impl Broker {
                 AuthReason::ContinueAuthentication,
             ) if method.as_ref() == Some(&expected) => {
                 let step = exchange.step(&data);
-                self.reauth_step(now, conn, exchange, expected, step);
+                self.reauth_step(now, conn, exchange, *expected, step);
             }
             (state, _) => {
                 let connected = matches!(
@@ -1127,7 +1132,7 @@ impl Broker {
                     conn,
                     ConnState::Reauthenticating {
                         exchange,
-                        method: method.clone(),
+                        method: Box::new(method.clone()),
                     },
                 );
                 self.send_auth(conn, AuthReason::ContinueAuthentication, method, out);
@@ -1243,9 +1248,11 @@ impl Broker {
         c.state = ConnState::Connected;
         c.session = Some(sid);
         self.connected += 1;
-        c.auth_method
-            .clone_from(&connect.properties.authentication_method);
-        c.username.clone_from(&username);
+        c.auth_method = connect
+            .properties
+            .authentication_method
+            .clone()
+            .map(Box::new);
         let props = &connect.properties;
         c.window = props
             .receive_maximum
@@ -1279,7 +1286,7 @@ impl Broker {
             s.protocol = connect.protocol;
             s.username.clone_from(&username);
             s.expiry_interval = expiry;
-            s.will = connect.will.as_ref().map(mqtt5_codec::Will::detach);
+            s.will = connect.will.as_ref().map(|w| Box::new(w.detach()));
         }
 
         let mut ack = ConnAck {

@@ -109,7 +109,8 @@ impl Broker {
                 return;
             }
             if publish.topic().is_empty() {
-                let Some(topic) = c.inbound_aliases.get(&alias.get()).cloned() else {
+                let known = c.aliases.as_ref();
+                let Some(topic) = known.and_then(|a| a.inbound.get(&alias.get()).cloned()) else {
                     self.protocol_violation(
                         now,
                         conn,
@@ -120,7 +121,9 @@ impl Broker {
                 };
                 publish.set_topic(topic);
             } else {
-                c.inbound_aliases
+                c.aliases
+                    .get_or_insert_with(Box::default)
+                    .inbound
                     .insert(alias.get(), publish.topic_name().detach());
             }
             publish.properties.topic_alias = None;
@@ -694,13 +697,14 @@ impl Broker {
             && let Packet::Publish(p) = &mut packet
         {
             let topic = original.topic();
-            if let Some(&alias) = c.outbound_aliases.get(topic) {
+            let outbound = &mut c.aliases.get_or_insert_with(Box::default).outbound;
+            if let Some(&alias) = outbound.get(topic) {
                 p.properties.topic_alias = Some(alias);
                 p.set_topic(TopicName::empty());
-            } else if c.outbound_aliases.len() < usize::from(c.alias_max) {
-                let next = u16::try_from(c.outbound_aliases.len() + 1).unwrap_or(u16::MAX);
+            } else if outbound.len() < usize::from(c.alias_max) {
+                let next = u16::try_from(outbound.len() + 1).unwrap_or(u16::MAX);
                 if let Some(alias) = NonZeroU16::new(next) {
-                    c.outbound_aliases.insert(Arc::from(topic), alias);
+                    outbound.insert(Arc::from(topic), alias);
                     p.properties.topic_alias = Some(alias);
                 }
             }

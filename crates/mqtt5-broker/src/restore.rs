@@ -82,7 +82,7 @@ impl Broker {
                 continue;
             };
             s.expiry_interval = stored.record.expiry_interval;
-            s.will = stored.record.will;
+            s.will = stored.record.will.map(Box::new);
             s.stored = true;
             for (filter, sub) in &stored.subscriptions {
                 let entry = SubEntry {

@@ -23,7 +23,7 @@
 //! On reconnect without Clean Start, `Sent` messages are resent with DUP set and `Released`
 //! ones as PUBREL, in their original order (`[MQTT-4.4.0-1]`, `[MQTT-4.6.0-1]`).
 
-use std::collections::{BTreeMap, HashMap, HashSet, VecDeque};
+use std::collections::{BTreeMap, BTreeSet, VecDeque};
 use std::num::NonZeroU32;
 use std::sync::Arc;
 use std::sync::atomic::AtomicU32;
@@ -126,7 +126,7 @@ pub(crate) struct Session {
     /// When the session ends, while offline.
     pub(crate) expires_at: Option<Instant>,
     /// Subscriptions by whole filter.
-    pub(crate) subscriptions: HashMap<String, SubEntry>,
+    pub(crate) subscriptions: BTreeMap<String, SubEntry>,
     /// Deliveries waiting for room in the window (or for the client to come back).
     pub(crate) queue: VecDeque<Delivery>,
     /// Deliveries in flight, by packet identifier.
@@ -138,9 +138,9 @@ pub(crate) struct Session {
     /// The next delivery sequence number.
     pub(crate) next_seq: u64,
     /// Inbound QoS 2 packet identifiers awaiting PUBREL (`[MQTT-4.3.3-9]`).
-    pub(crate) incoming_qos2: HashSet<u16>,
+    pub(crate) incoming_qos2: BTreeSet<u16>,
     /// The Will Message, while it may still be sent.
-    pub(crate) will: Option<Will>,
+    pub(crate) will: Option<Box<Will>>,
     /// When the will is due, once its connection is gone (Will Delay Interval).
     pub(crate) will_at: Option<Instant>,
     /// Messages dropped because the queue was full.
@@ -159,13 +159,13 @@ impl Session {
             conn: None,
             expiry_interval: 0,
             expires_at: None,
-            subscriptions: HashMap::new(),
+            subscriptions: BTreeMap::new(),
             queue: VecDeque::new(),
             inflight: BTreeMap::new(),
             resend_pending: false,
             next_packet_id: 1,
             next_seq: 0,
-            incoming_qos2: HashSet::new(),
+            incoming_qos2: BTreeSet::new(),
             will: None,
             will_at: None,
             dropped: 0,

@@ -1,0 +1,93 @@
+//! What an idle connection costs the core: the growth of this process's resident set per
+//! connected client (MQTT 5, Clean Start, keep-alive 60, no subscriptions). The test binary
+//! holds this one test, so nothing else allocates meanwhile.
+//!
+//! The broker must hold 100k+ connections, and the binary's target is at most 1,000 bytes of
+//! resident memory per idle connection, everything included (the driver's socket state, the
+//! core, the store). This test bounds the core's share, so that a field added to `Conn` or
+//! `Session` cannot grow it unnoticed. It is a count of bytes, not a measurement of time.
+
+use std::net::SocketAddr;
+use std::time::Instant;
+
+use mqtt5_broker::{AllowAll, Broker, Config, ConnId, PeerInfo, RandomSource, Services};
+use mqtt5_codec::{Connect, MqttString, Packet, ProtocolVersion};
+
+/// This process's resident set (`VmRSS` of `/proc/self/status`), in bytes.
+fn rss_bytes() -> i64 {
+    let status = std::fs::read_to_string("/proc/self/status").expect("/proc/self/status");
+    let kib: i64 = status
+        .lines()
+        .find_map(|l| l.strip_prefix("VmRSS:"))
+        .and_then(|v| v.split_whitespace().next())
+        .and_then(|v| v.parse().ok())
+        .expect("a VmRSS line");
+    kib * 1024
+}
+
+struct Xorshift(u64);
+
+impl RandomSource for Xorshift {
+    fn fill_bytes(&mut self, dest: &mut [u8]) {
+        for b in dest {
+            self.0 ^= self.0 << 13;
+            self.0 ^= self.0 >> 7;
+            self.0 ^= self.0 << 17;
+            *b = self.0 as u8;
+        }
+    }
+}
+
+/// Connects `n` clients to a fresh core; returns the live heap bytes per client.
+fn bytes_per_idle_client(n: u64) -> f64 {
+    let now = Instant::now();
+    let services = Services {
+        authenticator: None,
+        authorizer: Box::new(AllowAll),
+        enhanced: Vec::new(),
+        random: Box::new(Xorshift(0x9E37_79B9_7F4A_7C15)),
+    };
+    let mut broker = Broker::new(Config::default(), services, now, 1_700_000_000_000)
+        .expect("a broker with the default configuration");
+    let addr: SocketAddr = "127.0.0.1:40000".parse().expect("an address");
+    // Warm up: the first connections allocate tables and buffers that are not per client.
+    let mut connect = |broker: &mut Broker, i: u64| {
+        let id = ConnId(i);
+        broker
+            .handle_connection(now, id, PeerInfo::new(addr))
+            .expect("a new connection id");
+        let packet = Connect {
+            protocol: ProtocolVersion::V5,
+            clean_start: true,
+            keep_alive: 60,
+            client_id: MqttString::try_from(format!("idle-{i:06}")).expect("a client id"),
+            ..Connect::default()
+        };
+        broker.handle_packet(now, id, Packet::from(packet));
+        while broker.poll_action().is_some() {}
+    };
+    for i in 0..n {
+        connect(&mut broker, i);
+    }
+    let before = rss_bytes();
+    for i in n..2 * n {
+        connect(&mut broker, i);
+    }
+    let after = rss_bytes();
+    assert_eq!(broker.connected_clients(), (2 * n) as usize);
+    (after - before) as f64 / n as f64
+}
+
+#[test]
+fn an_idle_connection_costs_the_core_at_most_700_bytes() {
+    // 622 bytes at the time of writing: a boxed `Conn` (176), a `Session` slot (232), the
+    // client-id and connection tables, the keep-alive timer and the shared client id.
+    // 2^15 clients, then 2^15 more: tables double at powers of two, so the second half sees
+    // one doubling of each, as a real broker would on its way up.
+    let per_client = bytes_per_idle_client(1 << 15);
+    eprintln!("core heap per idle client: {per_client:.0} bytes");
+    assert!(
+        per_client <= 700.0,
+        "an idle connection costs the core {per_client:.0} bytes"
+    );
+}
