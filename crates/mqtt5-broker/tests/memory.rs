@@ -40,6 +40,10 @@ impl RandomSource for Xorshift {
 
 /// Connects `n` clients to a fresh core; returns the live heap bytes per client.
 fn bytes_per_idle_client(n: u64) -> f64 {
+    #[allow(
+        clippy::disallowed_methods,
+        reason = "one instant for the whole test: no time passes in the core"
+    )]
     let now = Instant::now();
     let services = Services {
         authenticator: None,
@@ -51,7 +55,7 @@ fn bytes_per_idle_client(n: u64) -> f64 {
         .expect("a broker with the default configuration");
     let addr: SocketAddr = "127.0.0.1:40000".parse().expect("an address");
     // Warm up: the first connections allocate tables and buffers that are not per client.
-    let mut connect = |broker: &mut Broker, i: u64| {
+    let connect = |broker: &mut Broker, i: u64| {
         let id = ConnId(i);
         broker
             .handle_connection(now, id, PeerInfo::new(addr))
