@@ -146,7 +146,7 @@ struct Connection {
     /// The peer's address, for the log.
     peer: SocketAddr,
     /// The client identifier and user name of its CONNECT, for the log (never a password).
-    client: Option<Box<(String, Option<String>)>>,
+    client: Option<ClientName>,
     /// Whether CONNACK accepted it.
     connected: bool,
     /// Why the broker is closing it, for the log: the reason of the DISCONNECT it sent.
@@ -159,6 +159,15 @@ struct Connection {
     frames: BytesMut,
     /// The core was told that this connection's buffer is congested.
     congested: bool,
+}
+
+/// Who a connection's client is, for the log.
+enum ClientName {
+    /// CONNECT arrived: the client identifier and user name, until CONNACK is logged.
+    Connecting(Box<(String, Option<String>)>),
+    /// CONNACK was logged: the (possibly assigned) client identifier alone, in one small
+    /// allocation, since every idle connection holds it.
+    Known(Box<str>),
 }
 
 /// What one round of reading found.
@@ -823,10 +832,10 @@ impl<S: Store + Send + 'static> Server<S> {
                         mqtt5_codec::Packet::Connect(connect) => {
                             c.decoder.set_version(connect.protocol);
                             c.version = connect.protocol;
-                            c.client = Some(Box::new((
+                            c.client = Some(ClientName::Connecting(Box::new((
                                 connect.client_id.to_string(),
                                 connect.username.as_ref().map(ToString::to_string),
-                            )));
+                            ))));
                         }
                         mqtt5_codec::Packet::Disconnect(d) => {
                             c.close_reason =
@@ -974,8 +983,11 @@ impl<S: Store + Send + 'static> Server<S> {
                 }
                 match &packet {
                     mqtt5_codec::Packet::ConnAck(ack) => {
-                        let (client_id, username) =
-                            c.client.as_deref().cloned().unwrap_or_default();
+                        let (client_id, username) = match c.client.take() {
+                            Some(ClientName::Connecting(b)) => *b,
+                            Some(ClientName::Known(id)) => (id.into_string(), None),
+                            None => (String::new(), None),
+                        };
                         let client_id = ack
                             .properties
                             .assigned_client_identifier
@@ -996,7 +1008,7 @@ impl<S: Store + Send + 'static> Server<S> {
                                 "client connected"
                             );
                         }
-                        c.client = Some(Box::new((client_id, None)));
+                        c.client = Some(ClientName::Known(client_id.into_boxed_str()));
                     }
                     mqtt5_codec::Packet::Disconnect(d) => {
                         c.close_reason =
@@ -1135,7 +1147,11 @@ impl<S: Store + Send + 'static> Server<S> {
             .close_reason
             .take()
             .unwrap_or_else(|| "closed by the broker".to_owned());
-        let client_id = c.client.take().map(|b| b.0).unwrap_or_default();
+        let client_id = match c.client.take() {
+            Some(ClientName::Connecting(b)) => b.0,
+            Some(ClientName::Known(id)) => id.into_string(),
+            None => String::new(),
+        };
         if c.connected {
             info!(peer = %c.peer, client_id, reason, "client disconnected");
         } else {
