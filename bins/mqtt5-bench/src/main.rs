@@ -251,6 +251,9 @@ struct ConnsArgs {
     /// Connections
     #[arg(long, default_value_t = 19_000)]
     connections: usize,
+    /// The longest connecting may take, in seconds; a broker slower than that fails the run
+    #[arg(long, default_value_t = 60.0)]
+    connect_timeout: f64,
 }
 
 #[derive(Debug, Args)]
@@ -264,6 +267,9 @@ struct ConnsWorkerArgs {
     /// The source address
     #[arg(long)]
     source: std::net::Ipv4Addr,
+    /// The longest connecting may take, in seconds
+    #[arg(long)]
+    timeout: f64,
 }
 
 #[derive(Debug, Args)]
@@ -346,7 +352,12 @@ fn main() -> ExitCode {
         }
         Command::Conns(args) => run_conns(&args),
         Command::Summarize(args) => summary::run(&args.files),
-        Command::ConnsWorker(args) => match conns::worker(args.addr, args.count, args.source) {
+        Command::ConnsWorker(args) => match conns::worker(
+            args.addr,
+            args.count,
+            args.source,
+            Duration::from_secs_f64(args.timeout),
+        ) {
             Ok(()) => ExitCode::SUCCESS,
             Err(e) => {
                 eprintln!("{e}");
@@ -590,7 +601,14 @@ fn run_conns(args: &ConnsArgs) -> ExitCode {
         &args.brokers,
         &[args.connections],
         |c| format!("conns {c}"),
-        |broker, &c, pin| conns::run(broker, c, pin),
+        |broker, &c, pin| {
+            conns::run(
+                broker,
+                c,
+                Duration::from_secs_f64(args.connect_timeout),
+                pin,
+            )
+        },
         |r: &ConnsResult| {
             for p in &r.problems {
                 eprintln!("   problem: {p}");

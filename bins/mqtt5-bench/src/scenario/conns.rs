@@ -42,9 +42,6 @@ const CONNECTING: usize = 256;
 /// The keep-alive of every connection, seconds.
 const KEEP_ALIVE: u16 = 60;
 
-/// How long connecting may take, per worker.
-const CONNECT_TIMEOUT: Duration = Duration::from_secs(120);
-
 /// What one run measured.
 #[derive(Debug, Clone)]
 pub(crate) struct ConnsResult {
@@ -166,7 +163,12 @@ struct Worker {
 ///
 /// # Errors
 /// When a worker cannot be started.
-pub(crate) fn run(broker: &RunningBroker, connections: usize, pin: &str) -> Result<ConnsResult> {
+pub(crate) fn run(
+    broker: &RunningBroker,
+    connections: usize,
+    connect_timeout: Duration,
+    pin: &str,
+) -> Result<ConnsResult> {
     let pid = broker.pid();
     thread::sleep(Duration::from_millis(300));
     let before = pid.and_then(rss_kib);
@@ -199,6 +201,8 @@ pub(crate) fn run(broker: &RunningBroker, connections: usize, pin: &str) -> Resu
                 &count.to_string(),
                 "--source",
                 &source.to_string(),
+                "--timeout",
+                &connect_timeout.as_secs_f64().to_string(),
             ])
             .stdin(Stdio::piped())
             .stdout(Stdio::piped())
@@ -228,11 +232,18 @@ pub(crate) fn run(broker: &RunningBroker, connections: usize, pin: &str) -> Resu
     for w in &workers {
         match w
             .lines
-            .recv_timeout(CONNECT_TIMEOUT + Duration::from_secs(5))
+            .recv_timeout(connect_timeout + Duration::from_secs(5))
         {
             Ok(line) => match line.strip_prefix("connected ") {
                 Some(n) => result.connected += n.trim().parse::<usize>().unwrap_or(0),
-                None => result.problems.push(format!("worker: {line}")),
+                None => {
+                    // `failed N of M connected after ...`: count what did connect.
+                    result.connected += line
+                        .strip_prefix("failed ")
+                        .and_then(|r| r.split_whitespace().next()?.parse::<usize>().ok())
+                        .unwrap_or(0);
+                    result.problems.push(format!("worker: {line}"));
+                }
             },
             Err(_) => result.problems.push("a worker said nothing".into()),
         }
@@ -270,14 +281,19 @@ struct Conn {
     write: BytesMut,
 }
 
-/// The worker: opens `count` connections from `source` to `addr`, prints `connected N`,
-/// then on a line on stdin prints `alive N` and exits (closing them).
+/// The worker: opens `count` connections from `source` to `addr` within `timeout`, prints
+/// `connected N`, then on a line on stdin prints `alive N` and exits (closing them).
 ///
 /// # Errors
 /// When the poll cannot be created; connection failures are printed as `failed ...`.
-pub(crate) fn worker(addr: SocketAddr, count: usize, source: Ipv4Addr) -> Result<()> {
+pub(crate) fn worker(
+    addr: SocketAddr,
+    count: usize,
+    source: Ipv4Addr,
+    timeout: Duration,
+) -> Result<()> {
     let mut out = std::io::stdout();
-    match connect_all(addr, count, source) {
+    match connect_all(addr, count, source, timeout) {
         Ok((mut conns, poll)) => {
             let _ = writeln!(out, "connected {}", conns.len());
             let _ = out.flush();
@@ -347,14 +363,19 @@ fn open(addr: SocketAddr, source: Ipv4Addr) -> Result<TcpStream> {
 
 /// Opens every connection, at most [`CONNECTING`] under way at once, and waits for each
 /// CONNACK.
-fn connect_all(addr: SocketAddr, count: usize, source: Ipv4Addr) -> Result<(Vec<Conn>, Poll)> {
+fn connect_all(
+    addr: SocketAddr,
+    count: usize,
+    source: Ipv4Addr,
+    timeout: Duration,
+) -> Result<(Vec<Conn>, Poll)> {
     let mut poll = Poll::new().context(|| "creating a poll".into())?;
     let decoder = Decoder::new(ProtocolVersion::V5);
     let mut conns: Vec<Conn> = Vec::with_capacity(count);
     let mut events = Events::with_capacity(1024);
     let mut done = 0;
     let mut scratch = vec![0; 4096];
-    let deadline = Instant::now() + CONNECT_TIMEOUT;
+    let deadline = Instant::now() + timeout;
     let pid = std::process::id();
     while done < count {
         while conns.len() < count && conns.len() - done < CONNECTING {
@@ -376,7 +397,7 @@ fn connect_all(addr: SocketAddr, count: usize, source: Ipv4Addr) -> Result<(Vec<
         }
         if Instant::now() > deadline {
             return Err(Error::Protocol(format!(
-                "{done} of {count} connected after {CONNECT_TIMEOUT:?}"
+                "{done} of {count} connected after {timeout:?}"
             )));
         }
         poll.poll(&mut events, Some(Duration::from_millis(50)))
