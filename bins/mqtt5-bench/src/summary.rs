@@ -47,11 +47,11 @@ struct Cell {
 /// Reads the files (or stdin) and prints the table.
 pub(crate) fn run(files: &[PathBuf]) -> ExitCode {
     let mut text = String::new();
-    if files.is_empty() {
-        if let Err(e) = std::io::stdin().read_to_string(&mut text) {
-            eprintln!("reading stdin: {e}");
-            return ExitCode::FAILURE;
-        }
+    if files.is_empty()
+        && let Err(e) = std::io::stdin().read_to_string(&mut text)
+    {
+        eprintln!("reading stdin: {e}");
+        return ExitCode::FAILURE;
     }
     for f in files {
         match std::fs::read_to_string(f) {
