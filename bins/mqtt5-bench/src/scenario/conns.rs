@@ -2,7 +2,8 @@
 //!
 //! 1. The broker's `VmRSS` is read (`/proc/PID/status`).
 //! 2. Generator processes are started (this executable again, `conns-worker`), each with at
-//!    most [`PER_WORKER`] connections from its own source address `127.0.0.N`: this tool may
+//!    most [`PER_WORKER`] connections from its own source address `127.R.0.N` (R new for each
+//!    run): this tool may
 //!    hold at most 20,000 open files, and one source address has about 28,000 ephemeral ports.
 //!    Each connects with at most [`CONNECTING`] connections under way at once, waits for every
 //!    CONNACK, and says so on its stdout. The connect rate is C over the time from the start
@@ -17,6 +18,7 @@
 use std::io::{BufRead, BufReader, ErrorKind, Read, Write};
 use std::net::{Ipv4Addr, SocketAddr, SocketAddrV4};
 use std::process::{Child, ChildStdin, Command, Stdio};
+use std::sync::atomic::{AtomicU8, Ordering};
 use std::sync::mpsc;
 use std::thread;
 use std::time::{Duration, Instant};
@@ -41,6 +43,9 @@ const CONNECTING: usize = 256;
 
 /// The keep-alive of every connection, seconds.
 const KEEP_ALIVE: u16 = 60;
+
+/// Runs so far in this process: each takes its source addresses from its own subnet.
+static RUNS: AtomicU8 = AtomicU8::new(0);
 
 /// What one run measured.
 #[derive(Debug, Clone)]
@@ -183,6 +188,10 @@ pub(crate) fn run(
         rss: None,
         problems: Vec::new(),
     };
+    // A fresh 127.N.0.0/24 for every run: the ports of the previous run's connections are
+    // still in TIME_WAIT on their source addresses for a minute, and binding around them
+    // slows the next run's connects several-fold.
+    let subnet = 1 + RUNS.fetch_add(1, Ordering::Relaxed) % 250;
     let started = Instant::now();
     let mut workers = Vec::new();
     let mut left = connections;
@@ -190,7 +199,7 @@ pub(crate) fn run(
     while left > 0 {
         let count = left.min(PER_WORKER);
         left -= count;
-        let source = Ipv4Addr::new(127, 0, 0, 2 + k);
+        let source = Ipv4Addr::new(127, subnet, 0, 2 + k);
         k += 1;
         let mut child = Command::new(&exe)
             .args([

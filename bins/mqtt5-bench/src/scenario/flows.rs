@@ -293,10 +293,16 @@ impl FlowResult {
     }
 }
 
-/// The median of some values; zero without any.
+/// The median of some values (the mean of the middle two for an even count); zero without
+/// any.
 pub(crate) fn median(mut v: Vec<f64>) -> f64 {
     v.sort_by(f64::total_cmp);
-    v.get(v.len() / 2).copied().unwrap_or_default()
+    let mid = v.len() / 2;
+    match (v.len() % 2, v.get(mid.wrapping_sub(1)), v.get(mid)) {
+        (0, Some(a), Some(b)) => (a + b) / 2.0,
+        (_, _, Some(m)) => *m,
+        _ => 0.0,
+    }
 }
 
 fn per_second(n: u64, window: Duration) -> f64 {
