@@ -32,11 +32,12 @@ pub(crate) struct ConnectOptions {
 }
 
 impl ConnectOptions {
-    /// The CONNECT packet: MQTT 5, keep-alive off.
+    /// The CONNECT packet: MQTT 5, keep-alive 60 s (rumqttd refuses keep-alive 0; no run
+    /// leaves a connection silent for the 90 s that would end it).
     pub(crate) fn packet(&self) -> Result<Packet> {
         let mut connect = Connect {
             clean_start: self.clean_start,
-            keep_alive: 0,
+            keep_alive: 60,
             client_id: MqttString::try_from(self.client_id.as_str())?,
             ..Connect::default()
         };

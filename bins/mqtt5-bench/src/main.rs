@@ -2,8 +2,17 @@
 //!
 //! ```text
 //! mqtt5-bench persist [OPTIONS]     durable QoS 1 to an offline session, mqtt5d vs Mosquitto
+//! mqtt5-bench fan-in [OPTIONS]      P publishers -> 1 subscriber, QoS 0/1/2, 64 B and 1 KiB
+//! mqtt5-bench fan-out [OPTIONS]     1 publisher -> 100 subscribers of one topic
+//! mqtt5-bench topics [OPTIONS]      4 publishers over 4,096 topics -> 64 subscribers, many filters
+//! mqtt5-bench latency [OPTIONS]     1 publisher paced at 1,000 msg/s: p50, p99, p99.9
+//! mqtt5-bench conns [OPTIONS]       C idle connections: connect rate, broker RSS per connection
+//! mqtt5-bench summarize FILE...     a Markdown table of medians from `result` lines
 //! mqtt5-bench netfuzz [OPTIONS]     mutated valid sessions against a live mqtt5d (see netfuzz)
 //! ```
+//!
+//! The brokers are mqtt5d, Mosquitto and rumqttd (`--brokers`); `--broker-cpus` pins the
+//! broker with `taskset`.
 //!
 //! The tool starts each broker itself (a fresh process and data directory for every run, on a
 //! free loopback port, stopped by its PID afterwards), or measures one already running
@@ -12,7 +21,8 @@
 //! its verification.
 //!
 //! Scenarios live in [`scenario`]; the clients they use in [`client`] (one blocking control
-//! connection) and [`driver`] (many load connections per thread on `mio`).
+//! connection), [`driver`] (many load connections per thread on `mio`) and [`flow`] (closed-loop
+//! publishers and subscribers on one `mio` poll).
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -21,16 +31,23 @@ use std::time::Duration;
 
 use clap::{Args, Parser, Subcommand, ValueEnum};
 
-use crate::broker::{BrokerSpec, RunningBroker};
+use mqtt5_codec::QoS;
+
+use crate::broker::{BrokerSpec, Profile, RunningBroker};
+use crate::report::ResultLine;
+use crate::scenario::conns::{self, ConnsResult};
+use crate::scenario::flows::{self, Case, FlowOptions, FlowResult, Kind};
 use crate::scenario::persist::{self, PersistOptions, PersistResult};
 
 mod broker;
 mod client;
 mod driver;
 mod error;
+mod flow;
 mod netfuzz;
 mod report;
 mod scenario;
+mod summary;
 
 /// A load generator for MQTT brokers.
 #[derive(Debug, Parser)]
@@ -46,6 +63,22 @@ enum Command {
     /// QoS 1 publishers, one message in flight each, to an offline persistent session; then
     /// the session is drained and every acknowledged message must be in it
     Persist(PersistArgs),
+    /// P publishers, each on its own topic, to one subscriber; closed-loop
+    FanIn(FanInArgs),
+    /// One publisher to many subscribers of one topic; closed-loop
+    FanOut(FanOutArgs),
+    /// Publishers cycling over 4,096 topics to 64 subscribers with exact, + and # filters
+    Topics(TopicsArgs),
+    /// One publisher paced at a fixed rate to one subscriber: latency percentiles
+    Latency(LatencyArgs),
+    /// Many idle connections: the connect rate and the broker's memory per connection
+    Conns(ConnsArgs),
+    /// Reads `result` lines (files, or stdin with none) and prints a Markdown table of medians
+    /// with a ratio column mqtt5d/peer
+    Summarize(SummarizeArgs),
+    /// A generator process of `conns` (started by it)
+    #[command(hide = true)]
+    ConnsWorker(ConnsWorkerArgs),
     /// Mutated valid sessions sent to a live mqtt5d over loopback for a bounded time, with a
     /// health check after every batch
     Netfuzz(NetfuzzArgs),
@@ -99,6 +132,12 @@ struct BrokerArgs {
     /// The Mosquitto executable
     #[arg(long, value_name = "PATH", default_value = "/usr/sbin/mosquitto")]
     mosquitto: PathBuf,
+    /// The rumqttd executable
+    #[arg(long, value_name = "PATH", default_value = "rumqttd")]
+    rumqttd: PathBuf,
+    /// Pin each broker it starts to these CPUs (`taskset -c` syntax)
+    #[arg(long, value_name = "LIST")]
+    broker_cpus: Option<String>,
     /// Measure a broker already listening at this address instead of starting any
     /// (repeatable)
     #[arg(long, value_name = "ADDR:PORT")]
@@ -118,6 +157,125 @@ enum BrokerName {
     Mqtt5d,
     /// Mosquitto with persistence on.
     Mosquitto,
+    /// rumqttd (no persistence).
+    Rumqttd,
+}
+
+/// What every flow scenario takes.
+#[derive(Debug, Args)]
+struct FlowArgs {
+    #[command(flatten)]
+    brokers: BrokerArgs,
+    /// The measured window, in seconds
+    #[arg(long, default_value_t = 4.0)]
+    duration: f64,
+    /// Publishing before the window, in seconds
+    #[arg(long, default_value_t = 1.0)]
+    warmup: f64,
+    /// The longest wait for the last messages after the window, in seconds
+    #[arg(long, default_value_t = 10.0)]
+    drain: f64,
+    /// Messages a publisher may have incomplete at once (not yet received by every matching
+    /// subscriber, and at QoS 1 and 2 not yet acknowledged)
+    #[arg(long, default_value_t = 64)]
+    window: usize,
+}
+
+#[derive(Debug, Args)]
+struct FanInArgs {
+    #[command(flatten)]
+    flow: FlowArgs,
+    /// Publishers
+    #[arg(long, default_value_t = 4)]
+    publishers: usize,
+    /// QoS levels to run, comma-separated
+    #[arg(long, value_delimiter = ',', default_value = "0,1,2")]
+    qos: Vec<u8>,
+    /// Payload sizes to run, bytes, comma-separated (at least 20)
+    #[arg(long, value_delimiter = ',', default_value = "64,1024")]
+    payload: Vec<usize>,
+}
+
+#[derive(Debug, Args)]
+struct FanOutArgs {
+    #[command(flatten)]
+    flow: FlowArgs,
+    /// Subscribers
+    #[arg(long, default_value_t = 100)]
+    subscribers: usize,
+    /// QoS levels to run, comma-separated
+    #[arg(long, value_delimiter = ',', default_value = "0,1")]
+    qos: Vec<u8>,
+    /// Payload bytes (at least 20)
+    #[arg(long, default_value_t = 64)]
+    payload: usize,
+}
+
+#[derive(Debug, Args)]
+struct TopicsArgs {
+    #[command(flatten)]
+    flow: FlowArgs,
+    /// Publishers, each cycling over all the topics from its own offset
+    #[arg(long, default_value_t = 4)]
+    publishers: usize,
+    /// Subscribers
+    #[arg(long, default_value_t = 64)]
+    subscribers: usize,
+    /// QoS levels to run, comma-separated
+    #[arg(long, value_delimiter = ',', default_value = "1")]
+    qos: Vec<u8>,
+    /// Payload bytes (at least 20)
+    #[arg(long, default_value_t = 64)]
+    payload: usize,
+}
+
+#[derive(Debug, Args)]
+struct LatencyArgs {
+    #[command(flatten)]
+    flow: FlowArgs,
+    /// Messages per second
+    #[arg(long, default_value_t = 1000.0)]
+    rate: f64,
+    /// QoS levels to run, comma-separated
+    #[arg(long, value_delimiter = ',', default_value = "0,1")]
+    qos: Vec<u8>,
+    /// Payload bytes (at least 20)
+    #[arg(long, default_value_t = 64)]
+    payload: usize,
+}
+
+#[derive(Debug, Args)]
+struct ConnsArgs {
+    #[command(flatten)]
+    brokers: BrokerArgs,
+    /// Connections
+    #[arg(long, default_value_t = 19_000)]
+    connections: usize,
+    /// The longest connecting may take, in seconds; a broker slower than that fails the run
+    #[arg(long, default_value_t = 60.0)]
+    connect_timeout: f64,
+}
+
+#[derive(Debug, Args)]
+struct ConnsWorkerArgs {
+    /// The broker
+    #[arg(long)]
+    addr: SocketAddr,
+    /// Connections to open
+    #[arg(long)]
+    count: usize,
+    /// The source address
+    #[arg(long)]
+    source: std::net::Ipv4Addr,
+    /// The longest connecting may take, in seconds
+    #[arg(long)]
+    timeout: f64,
+}
+
+#[derive(Debug, Args)]
+struct SummarizeArgs {
+    /// Files of `result` lines [default: stdin]
+    files: Vec<PathBuf>,
 }
 
 #[derive(Debug, Args)]
@@ -152,6 +310,60 @@ fn main() -> ExitCode {
     let cli = Cli::parse();
     match cli.command {
         Command::Persist(args) => run_persist(&args),
+        Command::FanIn(args) => {
+            let cases = cross(&args.qos, &args.payload, |qos, payload| Case {
+                kind: Kind::FanIn,
+                qos,
+                payload,
+                publishers: args.publishers,
+                subscribers: 1,
+            });
+            run_flows(&args.flow, &cases)
+        }
+        Command::FanOut(args) => {
+            let cases = cross(&args.qos, &[args.payload], |qos, payload| Case {
+                kind: Kind::FanOut,
+                qos,
+                payload,
+                publishers: 1,
+                subscribers: args.subscribers,
+            });
+            run_flows(&args.flow, &cases)
+        }
+        Command::Topics(args) => {
+            let cases = cross(&args.qos, &[args.payload], |qos, payload| Case {
+                kind: Kind::Topics,
+                qos,
+                payload,
+                publishers: args.publishers,
+                subscribers: args.subscribers,
+            });
+            run_flows(&args.flow, &cases)
+        }
+        Command::Latency(args) => {
+            let cases = cross(&args.qos, &[args.payload], |qos, payload| Case {
+                kind: Kind::Latency,
+                qos,
+                payload,
+                publishers: 1,
+                subscribers: 1,
+            });
+            run_flows_at(&args.flow, &cases, args.rate)
+        }
+        Command::Conns(args) => run_conns(&args),
+        Command::Summarize(args) => summary::run(&args.files),
+        Command::ConnsWorker(args) => match conns::worker(
+            args.addr,
+            args.count,
+            args.source,
+            Duration::from_secs_f64(args.timeout),
+        ) {
+            Ok(()) => ExitCode::SUCCESS,
+            Err(e) => {
+                eprintln!("{e}");
+                ExitCode::FAILURE
+            }
+        },
         Command::Netfuzz(args) => netfuzz::run(&netfuzz::Options {
             mqtt5d: args.mqtt5d.unwrap_or_else(beside_this_executable),
             target: args.target,
@@ -182,6 +394,7 @@ fn specs(args: &BrokerArgs) -> Vec<BrokerSpec> {
         .map(|b| match b {
             BrokerName::Mqtt5d => BrokerSpec::Mqtt5d(mqtt5d.clone()),
             BrokerName::Mosquitto => BrokerSpec::Mosquitto(args.mosquitto.clone()),
+            BrokerName::Rumqttd => BrokerSpec::Rumqttd(args.rumqttd.clone()),
         })
         .collect()
 }
@@ -202,6 +415,238 @@ fn load_average() -> String {
             (parts.len() == 3).then(|| parts.join(" "))
         })
         .unwrap_or_else(|| "n/a".into())
+}
+
+/// Every QoS and payload combination.
+fn cross(qos: &[u8], payloads: &[usize], case: impl Fn(QoS, usize) -> Case) -> Vec<Case> {
+    let mut cases = Vec::new();
+    for &q in qos {
+        let Some(q) = QoS::from_u8(q) else {
+            eprintln!("ignoring QoS {q}");
+            continue;
+        };
+        for &p in payloads {
+            cases.push(case(q, p));
+        }
+    }
+    cases
+}
+
+fn run_flows(args: &FlowArgs, cases: &[Case]) -> ExitCode {
+    run_flows_at(args, cases, 1000.0)
+}
+
+/// Raises this process's soft limit of open files to the hard limit; the brokers it starts
+/// inherit it.
+fn raise_file_limit() {
+    use rustix::process::{Resource, getrlimit, setrlimit};
+    let mut limit = getrlimit(Resource::Nofile);
+    if limit.current != limit.maximum {
+        limit.current = limit.maximum;
+        let _ = setrlimit(Resource::Nofile, limit);
+    }
+}
+
+/// Runs `once` for every round, case and broker, alternating the order of the brokers; prints
+/// each result line as it comes. Returns the results and whether any run failed.
+fn run_matrix<C, R>(
+    brokers: &BrokerArgs,
+    cases: &[C],
+    describe: impl Fn(&C) -> String,
+    mut once: impl FnMut(&RunningBroker, &C, &str) -> error::Result<R>,
+    line: impl Fn(&R) -> (ResultLine, bool),
+    failed_line: impl Fn(&str, &C, &str) -> ResultLine,
+) -> (Vec<R>, bool) {
+    raise_file_limit();
+    let specs = specs(brokers);
+    let data_root = brokers.data_dir.clone().unwrap_or_else(std::env::temp_dir);
+    let pin = brokers.broker_cpus.clone().unwrap_or_else(|| "none".into());
+    let mut results = Vec::new();
+    let mut failed = false;
+    let mut turn = 0;
+    for round in 0..brokers.rounds.max(1) {
+        for case in cases {
+            let mut order = specs.clone();
+            if turn % 2 == 1 {
+                order.reverse();
+            }
+            turn += 1;
+            for spec in &order {
+                eprintln!(
+                    "== round {}, {}, {}",
+                    round + 1,
+                    spec.name(),
+                    describe(case)
+                );
+                let run = RunningBroker::start_with(
+                    spec,
+                    &data_root,
+                    Profile::Memory,
+                    brokers.broker_cpus.as_deref(),
+                )
+                .and_then(|broker| {
+                    let result = once(&broker, case, &pin);
+                    let logged = broker.log_lines().len();
+                    if logged > 0 {
+                        eprintln!(
+                            "   {} logged {logged} warning/error lines; {}",
+                            broker.name(),
+                            broker.log_tail()
+                        );
+                    }
+                    broker.stop()?;
+                    result
+                });
+                match run {
+                    Ok(result) => {
+                        let (line, ok) = line(&result);
+                        println!("{line}");
+                        if !ok {
+                            eprintln!("   run FAILED its verification: {line}");
+                        }
+                        failed |= !ok;
+                        results.push(result);
+                    }
+                    Err(e) => {
+                        eprintln!("   run failed: {e}");
+                        println!(
+                            "{}",
+                            failed_line(&spec.name(), case, &pin).field("error", e)
+                        );
+                        failed = true;
+                    }
+                }
+                std::thread::sleep(Duration::from_millis(300));
+            }
+        }
+    }
+    (results, failed)
+}
+
+fn run_flows_at(args: &FlowArgs, cases: &[Case], latency_rate: f64) -> ExitCode {
+    if let Some(c) = cases.iter().find(|c| c.payload < flow::MIN_PAYLOAD) {
+        eprintln!(
+            "payloads must be at least {} bytes, not {}",
+            flow::MIN_PAYLOAD,
+            c.payload
+        );
+        return ExitCode::FAILURE;
+    }
+    let options = FlowOptions {
+        warmup: Duration::from_secs_f64(args.warmup),
+        duration: Duration::from_secs_f64(args.duration),
+        drain: Duration::from_secs_f64(args.drain),
+        window: args.window.max(1),
+        latency_rate,
+    };
+    let (results, failed) = run_matrix(
+        &args.brokers,
+        cases,
+        |c| format!("{} {c}", c.kind.name()),
+        |broker, case, pin| flows::run(broker, case, &options, pin),
+        |r: &FlowResult| {
+            for p in &r.outcome.problems {
+                eprintln!("   problem: {p}");
+            }
+            (r.line(), r.verified())
+        },
+        |broker, case, pin| {
+            ResultLine::new(case.kind.name())
+                .field("broker", broker)
+                .field("case", case)
+                .field("pin", pin)
+                .field("verified", "FAILED")
+        },
+    );
+    println!();
+    println!(
+        "## closed-loop flows: window {} messages per publisher, {} s warm-up + {} s measured",
+        options.window, args.warmup, args.duration
+    );
+    println!();
+    println!("Load average after: {}.", load_average());
+    println!();
+    let mut table = FlowResult::table();
+    for case in cases {
+        let mut names: Vec<String> = Vec::new();
+        for r in &results {
+            if !names.contains(&r.broker) {
+                names.push(r.broker.clone());
+            }
+        }
+        for name in names {
+            let runs: Vec<&FlowResult> = results
+                .iter()
+                .filter(|r| {
+                    r.broker == name
+                        && r.case.to_string() == case.to_string()
+                        && r.case.kind == case.kind
+                })
+                .collect();
+            if !runs.is_empty() {
+                table.row(FlowResult::summary_row(&runs));
+            }
+        }
+    }
+    print!("{table}");
+    if failed {
+        ExitCode::FAILURE
+    } else {
+        ExitCode::SUCCESS
+    }
+}
+
+fn run_conns(args: &ConnsArgs) -> ExitCode {
+    let (results, failed) = run_matrix(
+        &args.brokers,
+        &[args.connections],
+        |c| format!("conns {c}"),
+        |broker, &c, pin| {
+            conns::run(
+                broker,
+                c,
+                Duration::from_secs_f64(args.connect_timeout),
+                pin,
+            )
+        },
+        |r: &ConnsResult| {
+            for p in &r.problems {
+                eprintln!("   problem: {p}");
+            }
+            (r.line(), r.verified())
+        },
+        |broker, c, pin| {
+            ResultLine::new("conns")
+                .field("broker", broker)
+                .field("case", format!("{c}c"))
+                .field("pin", pin)
+                .field("verified", "FAILED")
+        },
+    );
+    println!();
+    println!(
+        "## conns: {} idle connections, keep-alive 60, at most {} per generator process",
+        args.connections,
+        conns::PER_WORKER
+    );
+    println!();
+    let mut table = ConnsResult::table();
+    let mut names: Vec<String> = Vec::new();
+    for r in &results {
+        if !names.contains(&r.broker) {
+            names.push(r.broker.clone());
+        }
+    }
+    for name in names {
+        let runs: Vec<&ConnsResult> = results.iter().filter(|r| r.broker == name).collect();
+        table.row(ConnsResult::summary_row(&runs));
+    }
+    print!("{table}");
+    if failed {
+        ExitCode::FAILURE
+    } else {
+        ExitCode::SUCCESS
+    }
 }
 
 fn run_persist(args: &PersistArgs) -> ExitCode {
