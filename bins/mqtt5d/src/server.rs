@@ -66,8 +66,8 @@ pub(crate) fn run(settings: Settings) -> Result<(), ServerError> {
     raise_fd_limit();
     match settings.storage.durability {
         settings::Durability::Memory => {
-            info!("storage: memory only, nothing is written to disk");
-            serve(settings, MemoryStore::new(), None)
+            info!("storage: memory only, nothing is written to disk (and no client records)");
+            serve(settings, MemoryStore::without_client_records(), None)
         }
         settings::Durability::Sync | settings::Durability::Periodic(_) => {
             std::fs::create_dir_all(&settings.storage.data_dir).map_err(|e| {
@@ -154,11 +154,32 @@ struct Connection {
     /// The TLS session of a connection on a TLS listener.
     tls: Option<Box<rustls::ServerConnection>>,
     /// The WebSocket layer of a connection on a WebSocket listener.
-    ws: Option<crate::websocket::WsState>,
-    /// WebSocket frames (and the upgrade response) waiting for the socket.
-    frames: BytesMut,
+    ws: Option<Box<WsConn>>,
     /// The core was told that this connection's buffer is congested.
     congested: bool,
+}
+
+/// The WebSocket side of a connection, boxed: most connections have none, and an idle
+/// connection should cost little.
+struct WsConn {
+    /// The WebSocket layer.
+    state: crate::websocket::WsState,
+    /// WebSocket frames (and the upgrade response) waiting for the socket.
+    frames: BytesMut,
+}
+
+impl core::ops::Deref for WsConn {
+    type Target = crate::websocket::WsState;
+
+    fn deref(&self) -> &Self::Target {
+        &self.state
+    }
+}
+
+impl core::ops::DerefMut for WsConn {
+    fn deref_mut(&mut self) -> &mut Self::Target {
+        &mut self.state
+    }
 }
 
 /// Who a connection's client is, for the log.
@@ -276,8 +297,11 @@ impl Connection {
         if self.wbuf.is_empty() && self.wbuf.capacity() > 0 {
             self.wbuf = BytesMut::new();
         }
-        if self.frames.is_empty() && self.frames.capacity() > 0 {
-            self.frames = BytesMut::new();
+        if let Some(ws) = self.ws.as_mut()
+            && ws.frames.is_empty()
+            && ws.frames.capacity() > 0
+        {
+            ws.frames = BytesMut::new();
         }
         result
     }
@@ -290,11 +314,15 @@ impl Connection {
                 ws.send(self.wbuf.split());
             }
             if let Some(out) = ws.take_output() {
-                self.frames.extend_from_slice(&out);
+                ws.frames.extend_from_slice(&out);
             }
-            core::mem::swap(&mut self.wbuf, &mut self.frames);
+            // The frames go out through wbuf's path; the (now empty) MQTT buffer waits.
+            let mut mqtt = core::mem::replace(&mut self.wbuf, core::mem::take(&mut ws.frames));
             let result = self.write_transport();
-            core::mem::swap(&mut self.wbuf, &mut self.frames);
+            core::mem::swap(&mut self.wbuf, &mut mqtt);
+            if let Some(ws) = self.ws.as_mut() {
+                ws.frames = mqtt;
+            }
             return result;
         }
         self.write_transport()
@@ -341,10 +369,15 @@ impl Connection {
         }
     }
 
+    /// Bytes waiting for the socket: MQTT bytes and WebSocket frames.
+    fn buffered(&self) -> usize {
+        self.wbuf.len() + self.ws.as_ref().map_or(0, |ws| ws.frames.len())
+    }
+
     /// Whether output is still waiting for the socket.
     fn has_output(&self) -> bool {
         !self.wbuf.is_empty()
-            || !self.frames.is_empty()
+            || self.ws.as_ref().is_some_and(|ws| !ws.frames.is_empty())
             || self.tls.as_ref().is_some_and(|t| t.wants_write())
     }
 }
@@ -740,10 +773,12 @@ impl<S: Store + Send + 'static> Server<S> {
                 }
                 None => None,
             };
-            let ws = listener
-                .websocket
-                .as_deref()
-                .map(crate::websocket::WsState::new);
+            let ws = listener.websocket.as_deref().map(|upgrade| {
+                Box::new(WsConn {
+                    state: crate::websocket::WsState::new(upgrade),
+                    frames: BytesMut::new(),
+                })
+            });
             listener.open += 1;
             let allow_anonymous = listener.allow_anonymous;
             entry.insert(Connection {
@@ -766,7 +801,6 @@ impl<S: Store + Send + 'static> Server<S> {
                 close_reason: None,
                 tls,
                 ws,
-                frames: BytesMut::new(),
                 congested: false,
             });
             self.open_connections += 1;
@@ -804,7 +838,7 @@ impl<S: Store + Send + 'static> Server<S> {
             }
             ws_closed = fed.closed;
             if let Some(out) = ws.take_output() {
-                c.frames.extend_from_slice(&out);
+                ws.frames.extend_from_slice(&out);
                 self.dirty.push(key);
             }
         }
@@ -1017,7 +1051,7 @@ impl<S: Store + Send + 'static> Server<S> {
                     _ => {}
                 }
                 packet.encode(c.version, &mut c.wbuf);
-                let buffered = c.wbuf.len() + c.frames.len();
+                let buffered = c.buffered();
                 if buffered > limit / 2 && !c.congested {
                     // Past the high-water mark: the core keeps further messages in the
                     // client's session queue until the buffer drains.
@@ -1091,7 +1125,7 @@ impl<S: Store + Send + 'static> Server<S> {
         let Some(c) = self.conns.get_mut(key) else {
             return;
         };
-        if c.congested && c.wbuf.len() + c.frames.len() < self.write_buffer_limit / 4 {
+        if c.congested && c.buffered() < self.write_buffer_limit / 4 {
             // Below the low-water mark: the core may send again, starting with the queue.
             c.congested = false;
             let id = c.id;
@@ -1107,7 +1141,7 @@ impl<S: Store + Send + 'static> Server<S> {
                 if let Some(ws) = c.ws.as_mut() {
                     ws.close();
                     if let Some(out) = ws.take_output() {
-                        c.frames.extend_from_slice(&out);
+                        ws.frames.extend_from_slice(&out);
                         let _ = c.write_output();
                     }
                 }
