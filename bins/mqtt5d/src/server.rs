@@ -150,7 +150,7 @@ struct Connection {
     /// Whether CONNACK accepted it.
     connected: bool,
     /// Why the broker is closing it, for the log: the reason of the DISCONNECT it sent.
-    close_reason: Option<String>,
+    close_reason: Option<Box<str>>,
     /// The TLS session of a connection on a TLS listener.
     tls: Option<Box<rustls::ServerConnection>>,
     /// The WebSocket layer of a connection on a WebSocket listener.
@@ -834,7 +834,7 @@ impl<S: Store + Send + 'static> Server<S> {
             let raw = c.rbuf.split_off(raw_start);
             let fed = ws.feed(&raw, &mut c.rbuf);
             if let Some(e) = fed.error {
-                c.close_reason = Some(e);
+                c.close_reason = Some(e.into());
             }
             ws_closed = fed.closed;
             if let Some(out) = ws.take_output() {
@@ -872,8 +872,9 @@ impl<S: Store + Send + 'static> Server<S> {
                             ))));
                         }
                         mqtt5_codec::Packet::Disconnect(d) => {
-                            c.close_reason =
-                                Some(format!("client sent DISCONNECT 0x{:02X}", d.reason.as_u8()));
+                            c.close_reason = Some(
+                                format!("client sent DISCONNECT 0x{:02X}", d.reason.as_u8()).into(),
+                            );
                         }
                         _ => {}
                     }
@@ -908,10 +909,10 @@ impl<S: Store + Send + 'static> Server<S> {
             let id = c.id;
             // A reason recorded earlier (a WebSocket or DISCONNECT detail) says more.
             if c.close_reason.is_none() {
-                c.close_reason = Some(match failed {
+                c.close_reason = Some(String::into_boxed_str(match failed {
                     Some(e) => format!("connection lost: {e}"),
                     None => "connection closed by the client".to_owned(),
-                });
+                }));
             }
             self.broker.handle_connection_lost(now, id);
             self.run_actions();
@@ -1045,8 +1046,9 @@ impl<S: Store + Send + 'static> Server<S> {
                         c.client = Some(ClientName::Known(client_id.into_boxed_str()));
                     }
                     mqtt5_codec::Packet::Disconnect(d) => {
-                        c.close_reason =
-                            Some(format!("broker sent DISCONNECT 0x{:02X}", d.reason.as_u8()));
+                        c.close_reason = Some(
+                            format!("broker sent DISCONNECT 0x{:02X}", d.reason.as_u8()).into(),
+                        );
                     }
                     _ => {}
                 }
@@ -1071,7 +1073,7 @@ impl<S: Store + Send + 'static> Server<S> {
                         "slow consumer; disconnecting"
                     );
                     c.wbuf.clear();
-                    c.close_reason = Some("slow consumer: write buffer full".to_owned());
+                    c.close_reason = Some("slow consumer: write buffer full".into());
                     let now = Instant::now();
                     self.broker.handle_connection_lost(now, conn);
                     self.remove(key);
@@ -1112,7 +1114,7 @@ impl<S: Store + Send + 'static> Server<S> {
         match c.write_output() {
             Ok(sent) => self.broker.record_traffic(0, sent as u64),
             Err(e) => {
-                c.close_reason = Some(format!("write failed: {e}"));
+                c.close_reason = Some(format!("write failed: {e}").into());
                 let id = c.id;
                 let closing = c.closing;
                 if !closing {
@@ -1180,7 +1182,7 @@ impl<S: Store + Send + 'static> Server<S> {
         let reason = c
             .close_reason
             .take()
-            .unwrap_or_else(|| "closed by the broker".to_owned());
+            .map_or_else(|| "closed by the broker".to_owned(), String::from);
         let client_id = match c.client.take() {
             Some(ClientName::Connecting(b)) => b.0,
             Some(ClientName::Known(id)) => id.into_string(),

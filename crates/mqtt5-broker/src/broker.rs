@@ -1,6 +1,6 @@
 //! The [`Broker`] state machine: inputs, outputs, connections and timers.
 
-use std::collections::{BTreeSet, HashMap, VecDeque};
+use std::collections::{BTreeMap, BTreeSet, HashMap, VecDeque};
 use std::num::{NonZeroU16, NonZeroU32};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -73,19 +73,24 @@ pub(crate) enum ConnState {
 /// One network connection.
 pub(crate) struct Conn {
     /// The peer.
-    pub(crate) peer: PeerInfo,
+    /// (Boxed, and dropped once CONNECT is accepted: only authentication and the client
+    /// record use it, and an idle connection should cost little.)
+    pub(crate) peer: Option<Box<PeerInfo>>,
     /// Its state.
     pub(crate) state: ConnState,
     /// The protocol its CONNECT announced.
     pub(crate) protocol: ProtocolVersion,
     /// The session, once connected.
     pub(crate) session: Option<SessionId>,
-    /// 1.5 × the keep-alive in force, `None` when keep-alive is off (`[MQTT-3.1.2-22]`).
-    pub(crate) keep_alive: Option<Duration>,
+    /// 1.5 × the keep-alive in force, in milliseconds, 0 when keep-alive is off
+    /// (`[MQTT-3.1.2-22]`). At most 1.5 × 65,535 s, which fits.
+    pub(crate) keep_alive_ms: u32,
     /// When the last packet arrived.
     pub(crate) last_seen: Instant,
-    /// The keep-alive (or connect-timeout) entry in the timer table.
-    pub(crate) deadline: Option<(Instant, Timer)>,
+    /// The tick this connection's check is armed for in [`Broker::keep_alive_due`] (0: none):
+    /// the connect timeout until CONNECT completes, then the keep-alive. Entries for other
+    /// ticks are stale and skipped.
+    pub(crate) keep_alive_tick: u64,
     /// The client's Receive Maximum, capped by the configuration: the in-flight window.
     pub(crate) window: u16,
     /// The client's Maximum Packet Size (`[MQTT-3.1.2-24]`).
@@ -113,13 +118,13 @@ pub(crate) struct Aliases {
     pub(crate) outbound: HashMap<Arc<str>, NonZeroU16>,
 }
 
+/// The resolution of keep-alive checks, in milliseconds: a connection is closed at most this
+/// long after one and a half times its Keep Alive (`[MQTT-3.1.2-22]`) has passed.
+pub(crate) const KEEP_ALIVE_TICK_MS: u64 = 100;
+
 /// The timers of the core, in one table (STYLE.md §2).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
 pub(crate) enum Timer {
-    /// CONNECT (and its AUTH exchange) must complete by then.
-    Connect(ConnId),
-    /// The keep-alive check of a connection.
-    KeepAlive(ConnId),
     /// A will's delay runs out.
     Will(SessionId),
     /// An offline session expires.
@@ -163,6 +168,10 @@ pub struct Broker {
     pub(crate) tree: TopicTree<SubEntry>,
     pub(crate) retained: RetainedTree<Arc<Message>>,
     pub(crate) timers: BTreeSet<(Instant, Timer)>,
+    /// Per-connection checks, by tick ([`KEEP_ALIVE_TICK_MS`] after `epoch`, rounded up): the
+    /// connect timeout, then the keep-alive. A connection costs one `ConnId` in a bucket
+    /// rather than an entry of `timers`; a check runs at most one tick late.
+    pub(crate) keep_alive_due: BTreeMap<u64, Vec<ConnId>>,
     pub(crate) actions: VecDeque<Action>,
     pub(crate) pending_ops: Vec<StoreOp>,
     pub(crate) stats: Stats,
@@ -229,6 +238,7 @@ impl Broker {
             tree: TopicTree::new(),
             retained: RetainedTree::new(),
             timers: BTreeSet::new(),
+            keep_alive_due: BTreeMap::new(),
             actions: VecDeque::new(),
             pending_ops: Vec::new(),
             stats: Stats::default(),
@@ -276,18 +286,16 @@ impl Broker {
         if self.conns.contains_key(&conn) {
             return Err(Error::ConnectionExists(conn));
         }
-        let deadline = (now + self.config.connect_timeout, Timer::Connect(conn));
-        self.timers.insert(deadline);
         self.conns.insert(
             conn,
             Box::new(Conn {
-                peer,
+                peer: Some(Box::new(peer)),
                 state: ConnState::AwaitConnect,
                 protocol: ProtocolVersion::V5,
                 session: None,
-                keep_alive: None,
+                keep_alive_ms: 0,
                 last_seen: now,
-                deadline: Some(deadline),
+                keep_alive_tick: 0,
                 window: self.config.max_inflight,
                 max_packet_size: mqtt5_codec::MAX_PACKET_SIZE,
                 alias_max: 0,
@@ -297,6 +305,8 @@ impl Broker {
                 auth_method: None,
             }),
         );
+        // The connect timeout: CONNECT (and its AUTH exchange) must complete by then.
+        self.arm_keep_alive(conn, now + self.config.connect_timeout);
         Ok(())
     }
 
@@ -433,14 +443,29 @@ impl Broker {
 
     /// Runs every timer due at `now`.
     pub fn handle_timeout(&mut self, now: Instant) {
-        while let Some(&(at, timer)) = self.timers.first() {
+        loop {
+            let timer_at = self.timers.first().map(|&(at, _)| at);
+            let tick = self.keep_alive_due.first_key_value().map(|(&t, _)| t);
+            let tick_at = tick.map(|t| self.tick_instant(t));
+            // The earlier of the two tables first; a keep-alive bucket on a tie.
+            if let (Some(tick), Some(at)) = (tick, tick_at)
+                && at <= now
+                && timer_at.is_none_or(|t| at <= t)
+            {
+                let conns = self.keep_alive_due.remove(&tick).unwrap_or_default();
+                for conn in conns {
+                    self.keep_alive_check(now, conn, tick);
+                }
+                continue;
+            }
+            let Some(&(at, timer)) = self.timers.first() else {
+                break;
+            };
             if at > now {
                 break;
             }
             self.timers.remove(&(at, timer));
             match timer {
-                Timer::Connect(conn) => self.connect_timeout(conn),
-                Timer::KeepAlive(conn) => self.keep_alive_check(now, conn),
                 Timer::Will(sid) => self.will_due(now, sid, at),
                 Timer::SessionExpiry(sid) => self.session_expiry_due(now, sid, at),
                 Timer::ExpirySweep => self.sweep_expired(now),
@@ -464,7 +489,33 @@ impl Broker {
     /// When [`Broker::handle_timeout`] must next be called.
     #[must_use]
     pub fn poll_timeout(&self) -> Option<Instant> {
-        self.timers.first().map(|&(at, _)| at)
+        let timer = self.timers.first().map(|&(at, _)| at);
+        let tick = self
+            .keep_alive_due
+            .first_key_value()
+            .map(|(&t, _)| self.tick_instant(t));
+        match (timer, tick) {
+            (Some(a), Some(b)) => Some(a.min(b)),
+            (a, b) => a.or(b),
+        }
+    }
+
+    /// The instant of keep-alive tick `tick`.
+    fn tick_instant(&self, tick: u64) -> Instant {
+        let millis = tick.saturating_mul(KEEP_ALIVE_TICK_MS);
+        self.epoch.0 + Duration::from_millis(millis)
+    }
+
+    /// Arms the check of `conn` (connect timeout or keep-alive) for `due`, in the first tick
+    /// at or after it; an earlier arming becomes stale.
+    fn arm_keep_alive(&mut self, conn: ConnId, due: Instant) {
+        let since = due.saturating_duration_since(self.epoch.0);
+        let millis = u64::try_from(since.as_millis()).unwrap_or(u64::MAX);
+        let tick = millis.div_ceil(KEEP_ALIVE_TICK_MS).max(1);
+        if let Some(c) = self.conns.get_mut(&conn) {
+            c.keep_alive_tick = tick;
+            self.keep_alive_due.entry(tick).or_default().push(conn);
+        }
     }
 
     /// How many connections have completed CONNECT.
@@ -547,11 +598,7 @@ impl Broker {
 
     /// Closes a connection that never completed CONNECT: no CONNACK is owed.
     fn close_unconnected(&mut self, conn: ConnId) {
-        if let Some(c) = self.conns.remove(&conn)
-            && let Some(d) = c.deadline
-        {
-            self.timers.remove(&d);
-        }
+        self.conns.remove(&conn);
         self.actions.push_back(Action::Close { conn });
     }
 
@@ -566,29 +613,28 @@ impl Broker {
         }
     }
 
-    fn connect_timeout(&mut self, conn: ConnId) {
-        if let Some(c) = self.conns.get(&conn)
-            && c.session.is_none()
-        {
-            self.close_unconnected(conn);
-        }
-    }
-
-    fn keep_alive_check(&mut self, now: Instant, conn: ConnId) {
+    fn keep_alive_check(&mut self, now: Instant, conn: ConnId, tick: u64) {
         let Some(c) = self.conns.get_mut(&conn) else {
             return;
         };
-        let Some(ka) = c.keep_alive else {
-            return;
-        };
-        let due = c.last_seen + ka;
-        if due > now {
-            let entry = (due, Timer::KeepAlive(conn));
-            c.deadline = Some(entry);
-            self.timers.insert(entry);
+        if c.keep_alive_tick != tick {
+            // A stale entry: the connection was armed again since.
             return;
         }
-        c.deadline = None;
+        c.keep_alive_tick = 0;
+        if c.session.is_none() {
+            // The connect timeout: CONNECT (and its AUTH exchange) did not complete.
+            self.close_unconnected(conn);
+            return;
+        }
+        if c.keep_alive_ms == 0 {
+            return;
+        }
+        let due = c.last_seen + Duration::from_millis(u64::from(c.keep_alive_ms));
+        if due > now {
+            self.arm_keep_alive(conn, due);
+            return;
+        }
         // [MQTT-3.1.2-22]: no packet within 1.5 × Keep Alive.
         self.protocol_violation(
             now,
@@ -626,9 +672,6 @@ impl Broker {
         };
         if c.session.is_some() {
             self.connected = self.connected.saturating_sub(1);
-        }
-        if let Some(d) = c.deadline {
-            self.timers.remove(&d);
         }
         if let Some(reason) = disconnect
             && c.protocol.is_v5()
@@ -956,7 +999,7 @@ impl Broker {
             None if !self
                 .conns
                 .get(&conn)
-                .and_then(|c| c.peer.allow_anonymous)
+                .and_then(|c| c.peer.as_ref().and_then(|p| p.allow_anonymous))
                 .unwrap_or(self.config.allow_anonymous) =>
             {
                 self.stats.auth_failures += 1;
@@ -1242,9 +1285,8 @@ impl Broker {
         let Some(c) = self.conns.get_mut(&conn) else {
             return;
         };
-        if let Some(d) = c.deadline.take() {
-            self.timers.remove(&d);
-        }
+        // The connect timeout no longer applies; the keep-alive (if any) is armed below.
+        c.keep_alive_tick = 0;
         c.state = ConnState::Connected;
         c.session = Some(sid);
         self.connected += 1;
@@ -1272,19 +1314,22 @@ impl Broker {
             keep_alive = max;
             server_keep_alive = Some(max);
         }
-        c.keep_alive =
+        c.keep_alive_ms = u32::from(keep_alive) * 1500;
+        let keep_alive =
             (keep_alive > 0).then(|| Duration::from_millis(u64::from(keep_alive) * 1500));
-        if let Some(ka) = c.keep_alive {
-            let entry = (now + ka, Timer::KeepAlive(conn));
-            c.deadline = Some(entry);
-            self.timers.insert(entry);
+        let peer = c
+            .peer
+            .take()
+            .map(|p| p.addr.to_string())
+            .unwrap_or_default();
+        if let Some(ka) = keep_alive {
+            self.arm_keep_alive(conn, now + ka);
         }
-        let peer = c.peer.addr.to_string();
 
         if let Some(s) = self.session_mut(sid) {
             s.conn = Some(conn);
             s.protocol = connect.protocol;
-            s.username.clone_from(&username);
+            s.username = username.as_deref().map(Box::from);
             s.expiry_interval = expiry;
             s.will = connect.will.as_ref().map(|w| Box::new(w.detach()));
         }

@@ -118,7 +118,7 @@ pub(crate) struct Session {
     /// The protocol of the client that last owned it.
     pub(crate) protocol: ProtocolVersion,
     /// The user of the client that last owned it.
-    pub(crate) username: Option<String>,
+    pub(crate) username: Option<Box<str>>,
     /// The connection, while one is attached.
     pub(crate) conn: Option<ConnId>,
     /// Session Expiry Interval in seconds (`u32::MAX`: never).
