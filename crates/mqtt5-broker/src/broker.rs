@@ -161,7 +161,7 @@ pub struct Broker {
     /// The instant and wall-clock time (ms since the epoch) the broker started at.
     pub(crate) epoch: (Instant, u64),
     /// Connections, boxed: the table's empty slots then cost a pointer, not a `Conn`.
-    pub(crate) conns: HashMap<ConnId, Box<Conn>>,
+    pub(crate) conns: HashMap<ConnId, Box<Conn>, crate::topic_tree::IdHash>,
     pub(crate) sessions: Vec<Option<Session>>,
     pub(crate) free_sessions: Vec<SessionId>,
     pub(crate) by_client: HashMap<Arc<str>, SessionId>,
@@ -231,7 +231,7 @@ impl Broker {
             enhanced: services.enhanced,
             random: services.random,
             epoch: (now, wall_clock_ms),
-            conns: HashMap::new(),
+            conns: HashMap::default(),
             sessions: Vec::new(),
             free_sessions: Vec::new(),
             by_client: HashMap::new(),
