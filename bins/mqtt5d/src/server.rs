@@ -33,7 +33,9 @@ use mio::net::{TcpListener, TcpStream};
 use mio::{Events, Interest, Poll, Token, Waker};
 use mqtt5_broker::{Action, AllowAll, Authorizer, Broker, ConnId, Credentials, PeerInfo, Services};
 use mqtt5_codec::{Decoder, ProtocolVersion};
-use mqtt5_store::{BatchId, Completion, Durability, MemoryStore, Store, Writer, WriterConfig};
+use mqtt5_store::{
+    BatchId, Completion, Durability, MemoryStore, Store, StoreOp, Writer, WriterConfig,
+};
 use slab::Slab;
 use tracing::{debug, error, info, warn};
 
@@ -400,6 +402,9 @@ struct Server<S: Store + Send + 'static> {
     /// Batches that failed, while actions held behind them remain.
     failed: Vec<BatchId>,
     wait_for_commits: bool,
+    /// `durability = "memory"`: the store keeps no client records, so their ops are dropped
+    /// here rather than sent to the writer thread (a connect then costs no thread hop).
+    memory_only: bool,
     max_connections: usize,
     open_connections: usize,
     write_buffer_limit: usize,
@@ -593,6 +598,7 @@ fn serve<S: Store + Send + 'static>(
         committed: None,
         failed: Vec::new(),
         wait_for_commits: matches!(settings.storage.durability, settings::Durability::Sync),
+        memory_only: matches!(settings.storage.durability, settings::Durability::Memory),
         max_connections: settings.max_connections,
         open_connections: 0,
         write_buffer_limit: settings.write_buffer_limit,
@@ -927,7 +933,18 @@ impl<S: Store + Send + 'static> Server<S> {
     /// Drains the core's actions, holding them behind an uncommitted batch in sync mode.
     fn run_actions(&mut self) {
         while let Some(action) = self.broker.poll_action() {
-            if let Action::Persist(ops) = action {
+            if let Action::Persist(mut ops) = action {
+                if self.memory_only {
+                    ops.retain(|op| {
+                        !matches!(
+                            op,
+                            StoreOp::ClientConnected(_) | StoreOp::ClientDisconnected { .. }
+                        )
+                    });
+                    if ops.is_empty() {
+                        continue;
+                    }
+                }
                 match self.writer_handle.submit(ops) {
                     Ok(batch) => {
                         if self.wait_for_commits {
