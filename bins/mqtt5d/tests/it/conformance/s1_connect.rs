@@ -815,28 +815,18 @@ pub(super) const CASES: &[Case] = &[
     )
     .config("[broker]\nmax_keep_alive_secs = 1\n"),
     // [MQTT-3.1.2-22] Nothing within 1.5 x Keep Alive: the Server closes the connection
-    // (DISCONNECT 0x8D Keep Alive timeout first). It stays open for at least Keep Alive.
+    // (DISCONNECT 0x8D Keep Alive timeout first). It stays open for at least Keep Alive; how
+    // soon after 1.5 x it closes is not asserted (no timed assertions: the wait is bounded by
+    // the framework's step limit only).
     Case::new(
         "connect_keep_alive_timeout_closes",
         &["MQTT-3.1.2-22"],
         |s| {
             let mut c = connect("c23");
             c.keep_alive = 1;
-            // The script is built just before the connection opens.
-            let start = Instant::now();
             s.connect_with(0, c)
                 .expect_quiet(0, 1000)
-                .expect_that(0, "DISCONNECT 0x8D within 1.5 s (+0.5 s slack)", move |p| {
-                    let waited = start.elapsed();
-                    if reason_of(p) != Some(0x8d) || p.packet_type() != PacketType::Disconnect {
-                        return Err("another packet".to_owned());
-                    }
-                    if waited > Duration::from_millis(2000) {
-                        return Err(format!("only after {waited:?}"));
-                    }
-                    Ok(())
-                })
-                .expect_closed(0)
+                .expect_disconnect(0, DisconnectReason::KeepAliveTimeout)
         },
     ),
     // [MQTT-3.1.2-24] The Server MUST NOT send a packet above the client's Maximum Packet Size;
