@@ -299,9 +299,11 @@ fn silent_socket_is_closed_at_the_connect_timeout() {
         sent.is_empty(),
         "the broker sent {sent:?} to a silent socket"
     );
+    // Not before the 1 s connect timeout. How late is not asserted (no timed assertions):
+    // the read above is bounded by STEP.
     assert!(
-        took >= Duration::from_millis(900) && took < Duration::from_secs(5),
-        "closed after {took:?}, not at the 1 s connect timeout"
+        took >= Duration::from_millis(900),
+        "closed after {took:?}, before the 1 s connect timeout"
     );
     assert_up_then_stop(broker, "after-idle");
 }

@@ -7,7 +7,7 @@
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::thread;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use crossbeam_channel::{Receiver, Sender};
 use mqtt5_store::{
@@ -517,18 +517,18 @@ fn shutdown_releases_a_submitter_waiting_for_room() {
 }
 
 #[test]
-fn periodic_mode_commits_within_about_the_period() {
+fn periodic_mode_commits_without_further_submissions() {
     let (store, probe) = TestStore::new();
     let config = WriterConfig {
         durability: Durability::Periodic(Duration::from_millis(50)),
         ..sync_config()
     };
     let (writer, handle, done, wakes) = spawn(store, config);
-    let started = Instant::now();
     let first = handle.submit(batch("a")).unwrap();
     let second = handle.submit(batch("b")).unwrap();
+    // Nothing else is submitted: the group closes at its period on its own (the wait is only
+    // a liveness bound, not a timing assertion).
     let got = completions_upto(&done, second);
-    assert!(started.elapsed() < PATIENCE);
     // Usually one commit for both; two if this thread was descheduled for a whole period.
     assert!(
         got.iter()
