@@ -508,6 +508,45 @@ pub(crate) fn publish(topic_name: &str, payload: &'static [u8], qos: QoS, id: u1
     p
 }
 
+/// An MQTT 5 CONNECT with Clean Start `clean` and a Session Expiry Interval of `expiry`
+/// seconds.
+pub(crate) fn connect_session(client_id: &str, clean: bool, expiry: u32) -> Connect {
+    let mut c = connect(client_id);
+    c.clean_start = clean;
+    c.properties.session_expiry_interval = Some(expiry);
+    c
+}
+
+/// A CONNECT for a persistent session (expiry 300 s), Clean Start `clean`.
+pub(crate) fn persistent(client_id: &str, clean: bool) -> Connect {
+    connect_session(client_id, clean, 300)
+}
+
+/// A DISCONNECT with reason 0x00 (Normal disconnection).
+pub(crate) fn normal_disconnect() -> mqtt5_codec::Disconnect {
+    mqtt5_codec::Disconnect::new(DisconnectReason::NormalDisconnection)
+}
+
+/// A packet from its first byte and body, for what the codec will not build: the Remaining
+/// Length is computed.
+pub(crate) fn frame(first: u8, body: &[u8]) -> Vec<u8> {
+    let mut out = vec![first];
+    let mut len = body.len();
+    loop {
+        let mut byte = u8::try_from(len % 128).expect("a 7-bit digit");
+        len /= 128;
+        if len > 0 {
+            byte |= 0x80;
+        }
+        out.push(byte);
+        if len == 0 {
+            break;
+        }
+    }
+    out.extend_from_slice(body);
+    out
+}
+
 /// A SUBSCRIBE to one filter at `qos`, other options default.
 pub(crate) fn subscribe(id: u16, filter: &str, qos: QoS) -> Subscribe {
     Subscribe {

@@ -4,32 +4,13 @@ use std::num::{NonZeroU16, NonZeroU32};
 use std::sync::{Arc, Mutex};
 
 use mqtt5_codec::{
-    Disconnect, DisconnectReason, PubAck, PubAckReason, PubComp, PubRec, PubRecReason, PubRel, QoS,
+    DisconnectReason, PubAck, PubAckReason, PubComp, PubRec, PubRecReason, PubRel, QoS,
     Unsubscribe, UserProperty, Will, WillProperties,
 };
 
 use super::*;
 
 // ---- Raw packets ------------------------------------------------------------------------------
-
-/// A packet from its first byte and body: the Remaining Length is computed.
-fn frame(first: u8, body: &[u8]) -> Vec<u8> {
-    let mut out = vec![first];
-    let mut len = body.len();
-    loop {
-        let mut byte = u8::try_from(len % 128).expect("a 7-bit digit");
-        len /= 128;
-        if len > 0 {
-            byte |= 0x80;
-        }
-        out.push(byte);
-        if len == 0 {
-            break;
-        }
-    }
-    out.extend_from_slice(body);
-    out
-}
 
 /// A length-prefixed string (or binary data) of raw bytes.
 fn lp(bytes: &[u8]) -> Vec<u8> {
@@ -68,14 +49,6 @@ fn raw_publish(topic_name: &[u8], props: &[u8], payload: &[u8]) -> Vec<u8> {
 
 // ---- Packet builders ----------------------------------------------------------------------------
 
-/// A CONNECT with Clean Start `clean` and a Session Expiry Interval of `expiry` seconds.
-fn connect_session(client_id: &str, clean: bool, expiry: u32) -> Connect {
-    let mut c = connect(client_id);
-    c.clean_start = clean;
-    c.properties.session_expiry_interval = Some(expiry);
-    c
-}
-
 /// A Will Message of `payload` to `topic_name`.
 fn will(topic_name: &str, payload: &'static [u8], qos: QoS, retain: bool) -> Will {
     Will {
@@ -92,11 +65,6 @@ fn connect_will(client_id: &str, w: Will) -> Connect {
     let mut c = connect(client_id);
     c.will = Some(w);
     c
-}
-
-/// A DISCONNECT with reason 0x00 (Normal disconnection).
-fn normal_disconnect() -> Disconnect {
-    Disconnect::new(DisconnectReason::NormalDisconnection)
 }
 
 /// Script steps of this section.

@@ -12,14 +12,6 @@ use super::*;
 
 // ---- Helpers ----------------------------------------------------------------------------------
 
-/// A CONNECT for `client_id` with Clean Start `clean` and this Session Expiry Interval.
-fn connect_session(client_id: &str, clean: bool, expiry: u32) -> Connect {
-    let mut c = connect(client_id);
-    c.clean_start = clean;
-    c.properties.session_expiry_interval = Some(expiry);
-    c
-}
-
 /// A CONNECT with a will on `will_topic` at `qos`, retained or not.
 fn connect_will(client_id: &str, will_topic: &str, qos: QoS, retain: bool) -> Connect {
     let mut c = connect(client_id);

@@ -4,22 +4,14 @@
 use std::num::{NonZeroU16, NonZeroU32};
 
 use mqtt5_codec::{
-    Disconnect, DisconnectReason, PayloadFormat, PingReq, PingResp, PubAck, PubComp, PubRec,
-    PubRecReason, PubRel, PublishProperties, QoS, RetainHandling, UnsubAck, UnsubAckReason,
-    Unsubscribe, UserProperty,
+    DisconnectReason, PayloadFormat, PingReq, PingResp, PubAck, PubComp, PubRec, PubRecReason,
+    PubRel, PublishProperties, QoS, RetainHandling, UnsubAck, UnsubAckReason, Unsubscribe,
+    UserProperty,
 };
 
 use super::*;
 
 // ---- Helpers --------------------------------------------------------------------------------
-
-/// A CONNECT whose session outlives the connection (Session Expiry Interval 300 s).
-fn persistent(client_id: &str, clean_start: bool) -> Connect {
-    let mut c = connect(client_id);
-    c.clean_start = clean_start;
-    c.properties.session_expiry_interval = Some(300);
-    c
-}
 
 /// A CONNECT with a Receive Maximum.
 fn with_receive_maximum(client_id: &str, max: u16) -> Connect {
@@ -100,11 +92,6 @@ fn pubrec(id: u16, reason: u8) -> PubRec {
     let mut a = PubRec::new(pid(id));
     a.reason = PubRecReason::from_u8(reason).expect("a PUBREC reason code");
     a
-}
-
-/// A normal DISCONNECT.
-fn normal_disconnect() -> Disconnect {
-    Disconnect::new(DisconnectReason::NormalDisconnection)
 }
 
 /// A PUBLISH check: the Subscription Identifiers it carries, sorted.

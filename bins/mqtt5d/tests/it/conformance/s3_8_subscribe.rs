@@ -18,7 +18,7 @@ pub(super) const CASES: &[Case] = &[
             s.connect(0, "sub-flags")
                 .send_bytes(
                     0,
-                    raw(0x80, &sub_body(1, &[(b"a/b", 0)])),
+                    frame(0x80, &sub_body(1, &[(b"a/b", 0)])),
                     "SUBSCRIBE flags 0000",
                 )
                 .expect_disconnect(0, DisconnectReason::MalformedPacket)
@@ -32,7 +32,7 @@ pub(super) const CASES: &[Case] = &[
             s.connect(0, "sub-flags3")
                 .send_bytes(
                     0,
-                    raw(0x83, &sub_body(1, &[(b"a/b", 0)])),
+                    frame(0x83, &sub_body(1, &[(b"a/b", 0)])),
                     "SUBSCRIBE flags 0011",
                 )
                 .expect_disconnect(0, DisconnectReason::MalformedPacket)
@@ -46,7 +46,7 @@ pub(super) const CASES: &[Case] = &[
             s.connect(0, "sub-utf8")
                 .send_bytes(
                     0,
-                    raw(0x82, &sub_body(1, &[(b"a/\xff", 0)])),
+                    frame(0x82, &sub_body(1, &[(b"a/\xff", 0)])),
                     "SUBSCRIBE a/\\xff",
                 )
                 .expect_disconnect(0, DisconnectReason::MalformedPacket)
@@ -60,7 +60,7 @@ pub(super) const CASES: &[Case] = &[
             s.connect(0, "sub-surrogate")
                 .send_bytes(
                     0,
-                    raw(0x82, &sub_body(1, &[(b"a/\xed\xa0\x80", 0)])),
+                    frame(0x82, &sub_body(1, &[(b"a/\xed\xa0\x80", 0)])),
                     "SUBSCRIBE with U+D800",
                 )
                 .expect_disconnect(0, DisconnectReason::MalformedPacket)
@@ -72,7 +72,11 @@ pub(super) const CASES: &[Case] = &[
         &["MQTT-3.8.3-2"],
         |s| {
             s.connect(0, "sub-empty")
-                .send_bytes(0, raw(0x82, &sub_body(1, &[])), "SUBSCRIBE with no payload")
+                .send_bytes(
+                    0,
+                    frame(0x82, &sub_body(1, &[])),
+                    "SUBSCRIBE with no payload",
+                )
                 .expect_disconnect(0, DisconnectReason::ProtocolError)
         },
     ),
@@ -86,7 +90,7 @@ pub(super) const CASES: &[Case] = &[
                 .connect(1, "nl-other")
                 .send_bytes(
                     0,
-                    raw(0x82, &sub_body(1, &[(b"nl/t", 0x04)])),
+                    frame(0x82, &sub_body(1, &[(b"nl/t", 0x04)])),
                     "SUBSCRIBE nl/t no local",
                 )
                 .expect_suback(0, 1, &[0x00])
@@ -109,7 +113,7 @@ pub(super) const CASES: &[Case] = &[
             s.connect_with(0, persistent("nl-again", true))
                 .send_bytes(
                     0,
-                    raw(0x82, &sub_body(1, &[(b"nl2/t", 0x04), (b"nl2/m", 0)])),
+                    frame(0x82, &sub_body(1, &[(b"nl2/t", 0x04), (b"nl2/m", 0)])),
                     "SUBSCRIBE nl2/t no local",
                 )
                 .expect_suback(0, 1, &[0x00, 0x00])
@@ -129,7 +133,7 @@ pub(super) const CASES: &[Case] = &[
             s.connect(0, "nl-shared")
                 .send_bytes(
                     0,
-                    raw(0x82, &sub_body(1, &[(b"$share/g/t", 0x04)])),
+                    frame(0x82, &sub_body(1, &[(b"$share/g/t", 0x04)])),
                     "SUBSCRIBE $share/g/t no local",
                 )
                 .expect_disconnect(0, DisconnectReason::ProtocolError)
@@ -143,7 +147,7 @@ pub(super) const CASES: &[Case] = &[
             s.connect(0, "sub-reserved")
                 .send_bytes(
                     0,
-                    raw(0x82, &sub_body(1, &[(b"a/b", 0x40)])),
+                    frame(0x82, &sub_body(1, &[(b"a/b", 0x40)])),
                     "SUBSCRIBE options 0x40",
                 )
                 .expect_disconnect(0, DisconnectReason::MalformedPacket)
@@ -158,7 +162,7 @@ pub(super) const CASES: &[Case] = &[
             s.connect(0, "sub-reserved7")
                 .send_bytes(
                     0,
-                    raw(0x82, &sub_body(1, &[(b"a/b", 0x01), (b"c/d", 0x81)])),
+                    frame(0x82, &sub_body(1, &[(b"a/b", 0x01), (b"c/d", 0x81)])),
                     "SUBSCRIBE second options 0x81",
                 )
                 .expect_disconnect(0, DisconnectReason::MalformedPacket)
@@ -173,13 +177,13 @@ pub(super) const CASES: &[Case] = &[
             s.connect(0, "suback-pid")
                 .send_bytes(
                     0,
-                    raw(0x82, &sub_body(0xBEEF, &[(b"a/b", 0x01)])),
+                    frame(0x82, &sub_body(0xBEEF, &[(b"a/b", 0x01)])),
                     "SUBSCRIBE pid 0xBEEF",
                 )
                 .expect_hex(0, "90 04 be ef 00 01")
                 .send_bytes(
                     0,
-                    raw(0x82, &sub_body(0x0102, &[(b"a/c", 0x02)])),
+                    frame(0x82, &sub_body(0x0102, &[(b"a/c", 0x02)])),
                     "SUBSCRIBE pid 0x0102",
                 )
                 .expect_hex(0, "90 04 01 02 00 02")
@@ -194,7 +198,7 @@ pub(super) const CASES: &[Case] = &[
             s.connect(0, "suback-refused")
                 .send_bytes(
                     0,
-                    raw(0x82, &sub_body(77, &[(b"w/#", 0x01)])),
+                    frame(0x82, &sub_body(77, &[(b"w/#", 0x01)])),
                     "SUBSCRIBE w/#",
                 )
                 .expect_suback(0, 77, &[0xA2])
@@ -229,7 +233,7 @@ pub(super) const CASES: &[Case] = &[
                 .subscribe(0, 1, "ro/t", QoS::AtMostOnce)
                 .send_bytes(
                     0,
-                    raw(0x82, &sub_body(2, &[(b"ro/t", 0x04), (b"ro/m", 0)])),
+                    frame(0x82, &sub_body(2, &[(b"ro/t", 0x04), (b"ro/m", 0)])),
                     "SUBSCRIBE ro/t no local",
                 )
                 .expect_suback(0, 2, &[0x00, 0x00])
@@ -281,7 +285,7 @@ pub(super) const CASES: &[Case] = &[
                 .expect_pub(0, "kp/t", b"first", QoS::AtLeastOnce)
                 .send_bytes(
                     0,
-                    raw(0x82, &sub_body(2, &[(b"kp/t", 0x21)])),
+                    frame(0x82, &sub_body(2, &[(b"kp/t", 0x21)])),
                     "SUBSCRIBE kp/t again",
                 )
                 .expect_suback(0, 2, &[0x01])
@@ -301,7 +305,7 @@ pub(super) const CASES: &[Case] = &[
                 .connect(1, "multi-pub")
                 .send_bytes(
                     0,
-                    raw(
+                    frame(
                         0x82,
                         &sub_body(9, &[(b"ms/t", 0x00), (b"ms/u", 0x02), (b"ms/t", 0x01)]),
                     ),
@@ -330,7 +334,7 @@ pub(super) const CASES: &[Case] = &[
             s.connect(0, "suback-order")
                 .send_bytes(
                     0,
-                    raw(
+                    frame(
                         0x82,
                         &sub_body(
                             5,
@@ -359,7 +363,7 @@ pub(super) const CASES: &[Case] = &[
             s.connect(0, "suback-maxqos")
                 .send_bytes(
                     0,
-                    raw(
+                    frame(
                         0x82,
                         &sub_body(3, &[(b"q/2", 0x02), (b"q/1", 0x01), (b"q/0", 0x00)]),
                     ),
@@ -378,14 +382,14 @@ pub(super) const CASES: &[Case] = &[
             s.connect(0, "suback-off")
                 .send_bytes(
                     0,
-                    raw(0x82, &sub_body(1, &[(b"$share/g/f", 0x01), (b"f/x", 0x01)])),
+                    frame(0x82, &sub_body(1, &[(b"$share/g/f", 0x01), (b"f/x", 0x01)])),
                     "SUBSCRIBE shared",
                 )
                 .expect_suback(0, 1, &[0x9E, 0x01])
                 // Subscription Identifier 7 (property 0x0B).
                 .send_bytes(
                     0,
-                    raw(0x82, &sub_body_props(2, &[0x0B, 0x07], &[(b"f/y", 0x01)])),
+                    frame(0x82, &sub_body_props(2, &[0x0B, 0x07], &[(b"f/y", 0x01)])),
                     "SUBSCRIBE with identifier",
                 )
                 .expect_suback(0, 2, &[0xA1])
@@ -402,7 +406,7 @@ pub(super) const CASES: &[Case] = &[
                 .expect_reason(0, PacketType::ConnAck, 0)
                 .send_bytes(
                     0,
-                    raw(
+                    frame(
                         0x82,
                         &sub_body(4, &[(b"secret/x", 0x01), (b"open/x", 0x01)]),
                     ),
@@ -454,7 +458,7 @@ pub(super) const CASES: &[Case] = &[
                 .connect(1, "capqos-pub")
                 .send_bytes(
                     0,
-                    raw(0x82, &sub_body(1, &[(b"cq/t", 0x02)])),
+                    frame(0x82, &sub_body(1, &[(b"cq/t", 0x02)])),
                     "SUBSCRIBE cq/t q2",
                 )
                 .expect_suback(0, 1, &[0x01])
@@ -479,13 +483,13 @@ pub(super) const CASES: &[Case] = &[
                 .expect_reason(0, PacketType::ConnAck, 0)
                 .send_bytes(
                     0,
-                    raw(0x82, &sub_body(1, &[(b"w/+", 0x01)])),
+                    frame(0x82, &sub_body(1, &[(b"w/+", 0x01)])),
                     "SUBSCRIBE w/+",
                 )
                 .expect_hex(0, "90 04 00 01 00 a2")
                 .send_bytes(
                     0,
-                    raw(0x82, &sub_body(2, &[(b"secret/x", 0x01)])),
+                    frame(0x82, &sub_body(2, &[(b"secret/x", 0x01)])),
                     "SUBSCRIBE secret/x",
                 )
                 .expect_hex(0, "90 04 00 02 00 87")
@@ -502,7 +506,7 @@ pub(super) const CASES: &[Case] = &[
                 .subscribe(0, 1, "a/b", QoS::AtMostOnce)
                 .send_bytes(
                     0,
-                    raw(0xA0, &unsub_body(2, &[b"a/b"])),
+                    frame(0xA0, &unsub_body(2, &[b"a/b"])),
                     "UNSUBSCRIBE flags 0000",
                 )
                 .expect_disconnect(0, DisconnectReason::MalformedPacket)
@@ -516,7 +520,7 @@ pub(super) const CASES: &[Case] = &[
             s.connect(0, "unsub-flags2")
                 .send_bytes(
                     0,
-                    raw(0xAA, &unsub_body(2, &[b"a/b"])),
+                    frame(0xAA, &unsub_body(2, &[b"a/b"])),
                     "UNSUBSCRIBE flags 1010",
                 )
                 .expect_disconnect(0, DisconnectReason::MalformedPacket)
@@ -530,7 +534,7 @@ pub(super) const CASES: &[Case] = &[
             s.connect(0, "unsub-utf8")
                 .send_bytes(
                     0,
-                    raw(0xA2, &unsub_body(2, &[b"a/\xc3"])),
+                    frame(0xA2, &unsub_body(2, &[b"a/\xc3"])),
                     "UNSUBSCRIBE a/\\xc3",
                 )
                 .expect_disconnect(0, DisconnectReason::MalformedPacket)
@@ -544,7 +548,7 @@ pub(super) const CASES: &[Case] = &[
             s.connect(0, "unsub-empty")
                 .send_bytes(
                     0,
-                    raw(0xA2, &unsub_body(2, &[])),
+                    frame(0xA2, &unsub_body(2, &[])),
                     "UNSUBSCRIBE with no payload",
                 )
                 .expect_disconnect(0, DisconnectReason::ProtocolError)
@@ -666,14 +670,14 @@ pub(super) const CASES: &[Case] = &[
             s.connect(0, "unsuback-pid")
                 .send_bytes(
                     0,
-                    raw(0xA2, &unsub_body(0xCAFE, &[b"never/subscribed"])),
+                    frame(0xA2, &unsub_body(0xCAFE, &[b"never/subscribed"])),
                     "UNSUBSCRIBE pid 0xCAFE",
                 )
                 .expect_hex(0, "b0 04 ca fe 00 11")
                 .subscribe(0, 1, "x/y", QoS::AtMostOnce)
                 .send_bytes(
                     0,
-                    raw(0xA2, &unsub_body(0x0203, &[b"x/y"])),
+                    frame(0xA2, &unsub_body(0x0203, &[b"x/y"])),
                     "UNSUBSCRIBE pid 0x0203",
                 )
                 .expect_hex(0, "b0 04 02 03 00 00")
@@ -690,7 +694,7 @@ pub(super) const CASES: &[Case] = &[
                 .subscribe(0, 2, "um/b", QoS::AtMostOnce)
                 .send_bytes(
                     0,
-                    raw(0xA2, &unsub_body(3, &[b"um/x", b"um/a", b"um/a", b"um/b"])),
+                    frame(0xA2, &unsub_body(3, &[b"um/x", b"um/a", b"um/a", b"um/b"])),
                     "UNSUBSCRIBE um/x, um/a, um/a, um/b",
                 )
                 .expect_hex(0, "b0 07 00 03 00 11 00 11 00")
@@ -707,7 +711,7 @@ pub(super) const CASES: &[Case] = &[
                 .connect(1, "unsub-all-pub")
                 .send_bytes(
                     0,
-                    raw(
+                    frame(
                         0x82,
                         &sub_body(1, &[(b"ua/+", 0), (b"ua/b", 0), (b"ua/m", 0)]),
                     ),
@@ -736,7 +740,7 @@ pub(super) const CASES: &[Case] = &[
                 .expect_reason(0, PacketType::ConnAck, 0)
                 .send_bytes(
                     0,
-                    raw(0xA2, &unsub_body(1, &[b"nothing/here"])),
+                    frame(0xA2, &unsub_body(1, &[b"nothing/here"])),
                     "UNSUBSCRIBE nothing/here",
                 )
                 .expect_hex(0, "b0 04 00 01 00 11")
@@ -747,7 +751,7 @@ pub(super) const CASES: &[Case] = &[
     // refused with DISCONNECT Topic Name invalid.
     Case::new("topic_name_with_plus_is_invalid", &["MQTT-4.7.0-1"], |s| {
         s.connect(0, "name-plus")
-            .send_bytes(0, raw(0x30, &pub_body(b"a/+", b"x")), "PUBLISH a/+")
+            .send_bytes(0, frame(0x30, &pub_body(b"a/+", b"x")), "PUBLISH a/+")
             .expect_disconnect(0, DisconnectReason::TopicNameInvalid)
     }),
     // [MQTT-4.7.0-1] The same for `#`, at QoS 1: no PUBACK, DISCONNECT Topic Name invalid.
@@ -755,7 +759,7 @@ pub(super) const CASES: &[Case] = &[
         s.connect(0, "name-hash")
             .send_bytes(
                 0,
-                raw(0x32, &pub_body_qos(b"sport/#", 1, b"x")),
+                frame(0x32, &pub_body_qos(b"sport/#", 1, b"x")),
                 "PUBLISH sport/# QoS 1",
             )
             .expect_disconnect(0, DisconnectReason::TopicNameInvalid)
@@ -783,7 +787,7 @@ pub(super) const CASES: &[Case] = &[
             s.connect(0, "hash-mid")
                 .send_bytes(
                     0,
-                    raw(0x82, &sub_body(1, &[(b"sport/#/ranking", 0)])),
+                    frame(0x82, &sub_body(1, &[(b"sport/#/ranking", 0)])),
                     "SUBSCRIBE sport/#/ranking",
                 )
                 .expect_disconnect(0, DisconnectReason::TopicFilterInvalid)
@@ -797,7 +801,7 @@ pub(super) const CASES: &[Case] = &[
             s.connect(0, "hash-inside")
                 .send_bytes(
                     0,
-                    raw(0x82, &sub_body(1, &[(b"sport/tennis#", 0)])),
+                    frame(0x82, &sub_body(1, &[(b"sport/tennis#", 0)])),
                     "SUBSCRIBE sport/tennis#",
                 )
                 .expect_disconnect(0, DisconnectReason::TopicFilterInvalid)
@@ -809,7 +813,7 @@ pub(super) const CASES: &[Case] = &[
         &["MQTT-4.7.1-1"],
         |s| {
             s.connect(0, "hash-slash")
-                .send_bytes(0, raw(0xA2, &unsub_body(1, &[b"#/"])), "UNSUBSCRIBE #/")
+                .send_bytes(0, frame(0xA2, &unsub_body(1, &[b"#/"])), "UNSUBSCRIBE #/")
                 .expect_disconnect(0, DisconnectReason::TopicFilterInvalid)
         },
     ),
@@ -843,7 +847,7 @@ pub(super) const CASES: &[Case] = &[
             s.connect(0, "plus-inside")
                 .send_bytes(
                     0,
-                    raw(0x82, &sub_body(1, &[(b"sport+", 0)])),
+                    frame(0x82, &sub_body(1, &[(b"sport+", 0)])),
                     "SUBSCRIBE sport+",
                 )
                 .expect_disconnect(0, DisconnectReason::TopicFilterInvalid)
@@ -857,7 +861,7 @@ pub(super) const CASES: &[Case] = &[
             s.connect(0, "plus-prefix")
                 .send_bytes(
                     0,
-                    raw(0xA2, &unsub_body(1, &[b"sport/+tennis"])),
+                    frame(0xA2, &unsub_body(1, &[b"sport/+tennis"])),
                     "UNSUBSCRIBE sport/+tennis",
                 )
                 .expect_disconnect(0, DisconnectReason::TopicFilterInvalid)
@@ -872,7 +876,7 @@ pub(super) const CASES: &[Case] = &[
                 .connect(1, "plus-match-pub")
                 .send_bytes(
                     0,
-                    raw(
+                    frame(
                         0x82,
                         &sub_body(1, &[(b"+/+", 0), (b"sport/+", 0), (b"+", 0)]),
                     ),
@@ -902,7 +906,7 @@ pub(super) const CASES: &[Case] = &[
                 .connect(2, "dollar-pub")
                 .send_bytes(
                     0,
-                    raw(
+                    frame(
                         0x82,
                         &sub_body(1, &[(b"#", 0), (b"+/monitor/Clients", 0), (b"+/#", 0)]),
                     ),
@@ -946,7 +950,7 @@ pub(super) const CASES: &[Case] = &[
     // [MQTT-4.7.3-1] Topic Filters are at least one character: an empty filter is refused.
     Case::new("topic_filter_empty_is_invalid", &["MQTT-4.7.3-1"], |s| {
         s.connect(0, "filter-empty")
-            .send_bytes(0, raw(0x82, &sub_body(1, &[(b"", 0)])), "SUBSCRIBE \"\"")
+            .send_bytes(0, frame(0x82, &sub_body(1, &[(b"", 0)])), "SUBSCRIBE \"\"")
             .expect_disconnect(0, DisconnectReason::TopicFilterInvalid)
     }),
     // [MQTT-4.7.3-1] An empty filter in UNSUBSCRIBE is refused the same way.
@@ -955,7 +959,7 @@ pub(super) const CASES: &[Case] = &[
         &["MQTT-4.7.3-1"],
         |s| {
             s.connect(0, "unfilter-empty")
-                .send_bytes(0, raw(0xA2, &unsub_body(1, &[b""])), "UNSUBSCRIBE \"\"")
+                .send_bytes(0, frame(0xA2, &unsub_body(1, &[b""])), "UNSUBSCRIBE \"\"")
                 .expect_disconnect(0, DisconnectReason::TopicFilterInvalid)
         },
     ),
@@ -966,7 +970,7 @@ pub(super) const CASES: &[Case] = &[
         &["MQTT-4.7.3-1"],
         |s| {
             s.connect(0, "name-empty")
-                .send_bytes(0, raw(0x30, &pub_body(b"", b"x")), "PUBLISH \"\"")
+                .send_bytes(0, frame(0x30, &pub_body(b"", b"x")), "PUBLISH \"\"")
                 .expect_disconnect(0, DisconnectReason::ProtocolError)
         },
     ),
@@ -978,7 +982,7 @@ pub(super) const CASES: &[Case] = &[
             s.connect(0, "filter-nul")
                 .send_bytes(
                     0,
-                    raw(0x82, &sub_body(1, &[(b"a/\x00/b", 0)])),
+                    frame(0x82, &sub_body(1, &[(b"a/\x00/b", 0)])),
                     "SUBSCRIBE a/NUL/b",
                 )
                 .expect_disconnect(0, DisconnectReason::MalformedPacket)
@@ -990,7 +994,11 @@ pub(super) const CASES: &[Case] = &[
         &["MQTT-4.7.3-2"],
         |s| {
             s.connect(0, "name-nul")
-                .send_bytes(0, raw(0x30, &pub_body(b"a\x00b", b"x")), "PUBLISH a NUL b")
+                .send_bytes(
+                    0,
+                    frame(0x30, &pub_body(b"a\x00b", b"x")),
+                    "PUBLISH a NUL b",
+                )
                 .expect_disconnect(0, DisconnectReason::MalformedPacket)
         },
     ),
@@ -1029,7 +1037,7 @@ pub(super) const CASES: &[Case] = &[
                 .connect(1, "norm-pub")
                 .send_bytes(
                     0,
-                    raw(
+                    frame(
                         0x82,
                         &sub_body(
                             1,
@@ -1063,7 +1071,7 @@ pub(super) const CASES: &[Case] = &[
                 .subscribe(0, 1, "odd/+", QoS::AtMostOnce)
                 .send_bytes(
                     1,
-                    raw(0x30, &pub_body("odd/\u{ffff}\u{1f600}".as_bytes(), b"x")),
+                    frame(0x30, &pub_body("odd/\u{ffff}\u{1f600}".as_bytes(), b"x")),
                     "PUBLISH odd/U+FFFF U+1F600",
                 )
                 .expect_pub(0, "odd/\u{ffff}\u{1f600}", b"x", QoS::AtMostOnce)
@@ -1078,7 +1086,7 @@ pub(super) const CASES: &[Case] = &[
             s.connect(0, "share-empty")
                 .send_bytes(
                     0,
-                    raw(0x82, &sub_body(1, &[(b"$share//t", 0)])),
+                    frame(0x82, &sub_body(1, &[(b"$share//t", 0)])),
                     "SUBSCRIBE $share//t",
                 )
                 .expect_disconnect(0, DisconnectReason::TopicFilterInvalid)
@@ -1105,7 +1113,7 @@ pub(super) const CASES: &[Case] = &[
             s.connect(0, "share-plus")
                 .send_bytes(
                     0,
-                    raw(0x82, &sub_body(1, &[(b"$share/g+/t", 0)])),
+                    frame(0x82, &sub_body(1, &[(b"$share/g+/t", 0)])),
                     "SUBSCRIBE $share/g+/t",
                 )
                 .expect_disconnect(0, DisconnectReason::TopicFilterInvalid)
@@ -1119,7 +1127,7 @@ pub(super) const CASES: &[Case] = &[
             s.connect(0, "share-hash")
                 .send_bytes(
                     0,
-                    raw(0x82, &sub_body(1, &[(b"$share/#/t", 0)])),
+                    frame(0x82, &sub_body(1, &[(b"$share/#/t", 0)])),
                     "SUBSCRIBE $share/#/t",
                 )
                 .expect_disconnect(0, DisconnectReason::TopicFilterInvalid)
@@ -1133,7 +1141,7 @@ pub(super) const CASES: &[Case] = &[
             s.connect(0, "share-nofilter")
                 .send_bytes(
                     0,
-                    raw(0x82, &sub_body(1, &[(b"$share/grp", 0)])),
+                    frame(0x82, &sub_body(1, &[(b"$share/grp", 0)])),
                     "SUBSCRIBE $share/grp",
                 )
                 .expect_disconnect(0, DisconnectReason::TopicFilterInvalid)
@@ -1147,7 +1155,7 @@ pub(super) const CASES: &[Case] = &[
             s.connect(0, "share-emptyfilter")
                 .send_bytes(
                     0,
-                    raw(0x82, &sub_body(1, &[(b"$share/grp/", 0)])),
+                    frame(0x82, &sub_body(1, &[(b"$share/grp/", 0)])),
                     "SUBSCRIBE $share/grp/",
                 )
                 .expect_disconnect(0, DisconnectReason::TopicFilterInvalid)
@@ -1162,7 +1170,7 @@ pub(super) const CASES: &[Case] = &[
             s.connect(0, "share-badinner")
                 .send_bytes(
                     0,
-                    raw(0x82, &sub_body(1, &[(b"$share/g/a#", 0)])),
+                    frame(0x82, &sub_body(1, &[(b"$share/g/a#", 0)])),
                     "SUBSCRIBE $share/g/a#",
                 )
                 .expect_disconnect(0, DisconnectReason::TopicFilterInvalid)
@@ -1188,7 +1196,7 @@ pub(super) const CASES: &[Case] = &[
                 .connect(1, "share-qos1-pub")
                 .send_bytes(
                     0,
-                    raw(0x82, &sub_body(1, &[(b"$share/q/sq1/t", 0x02)])),
+                    frame(0x82, &sub_body(1, &[(b"$share/q/sq1/t", 0x02)])),
                     "SUBSCRIBE $share/q/sq1/t q2",
                 )
                 .expect_suback(0, 1, &[0x01])
@@ -1436,14 +1444,6 @@ impl Script {
     }
 }
 
-/// A CONNECT with a Session Expiry Interval of 300 s.
-fn persistent(client_id: &str, clean_start: bool) -> Connect {
-    let mut c = connect(client_id);
-    c.clean_start = clean_start;
-    c.properties.session_expiry_interval = Some(300);
-    c
-}
-
 /// A CONNECT with a user name and password.
 fn login(user: &str, password: &'static str) -> Connect {
     let mut c = connect(user);
@@ -1483,25 +1483,6 @@ fn pubrec(id: u16, reason: PubRecReason) -> PubRec {
     let mut a = PubRec::new(pid(id));
     a.reason = reason;
     a
-}
-
-/// A packet: `first` byte, the Remaining Length, then `body`.
-fn raw(first: u8, body: &[u8]) -> Vec<u8> {
-    let mut out = vec![first];
-    let mut len = body.len();
-    loop {
-        let mut b = (len % 128) as u8;
-        len /= 128;
-        if len > 0 {
-            b |= 0x80;
-        }
-        out.push(b);
-        if len == 0 {
-            break;
-        }
-    }
-    out.extend_from_slice(body);
-    out
 }
 
 /// A two-byte length and the bytes.

@@ -17,17 +17,9 @@ use super::*;
 
 // ---- Helpers ----------------------------------------------------------------------------------
 
-/// A CONNECT for `client_id` with this Clean Start and Session Expiry Interval.
-fn session(client_id: &str, clean_start: bool, expiry: u32) -> Connect {
-    let mut c = connect(client_id);
-    c.clean_start = clean_start;
-    c.properties.session_expiry_interval = Some(expiry);
-    c
-}
-
 /// A CONNECT with Clean Start, session expiry 60 s and this Receive Maximum.
 fn receive_max(client_id: &str, max: u16) -> Connect {
-    let mut c = session(client_id, true, 60);
+    let mut c = connect_session(client_id, true, 60);
     c.properties.receive_maximum = Some(NonZeroU16::new(max).expect("non-zero"));
     c
 }
@@ -161,7 +153,7 @@ pub(super) const CASES: &[Case] = &[
         "session_kept_while_connected_past_expiry",
         &["MQTT-4.1.0-1"],
         |s| {
-            s.resume(0, session("s410-1", true, 1), false)
+            s.resume(0, connect_session("s410-1", true, 1), false)
                 .subscribe(0, 1, "s410/1", QoS::AtLeastOnce)
                 .sleep(2200)
                 .connect(1, "s410-1p")
@@ -169,20 +161,20 @@ pub(super) const CASES: &[Case] = &[
                 .expect(0, publish("s410/1", b"still", QoS::AtLeastOnce, 1))
                 .send(0, puback(1))
                 .bye(0)
-                .resume(2, session("s410-1", false, 1), true)
+                .resume(2, connect_session("s410-1", false, 1), true)
         },
     ),
     // [MQTT-4.1.0-2]: the Server MUST discard the Session State when the Network Connection
     // is closed and the Session Expiry Interval has passed: no subscriber matches any more,
     // nothing was queued, and a resume finds no session.
     Case::new("session_discarded_after_expiry", &["MQTT-4.1.0-2"], |s| {
-        s.resume(0, session("s410-2", true, 1), false)
+        s.resume(0, connect_session("s410-2", true, 1), false)
             .subscribe(0, 1, "s410/2", QoS::AtLeastOnce)
             .bye(0)
             .sleep(2500)
             .connect(1, "s410-2p")
             .pub1(1, "s410/2", b"late", 1, PubAckReason::NoMatchingSubscribers)
-            .resume(2, session("s410-2", false, 60), false)
+            .resume(2, connect_session("s410-2", false, 60), false)
             .expect_quiet(2, 500)
     }),
     // [MQTT-4.1.0-2] (before expiry) and [MQTT-4.5.0-1]: within the expiry interval the
@@ -192,12 +184,12 @@ pub(super) const CASES: &[Case] = &[
         "session_kept_until_expiry_and_queues",
         &["MQTT-4.1.0-2", "MQTT-4.5.0-1"],
         |s| {
-            s.resume(0, session("s410-3", true, 10), false)
+            s.resume(0, connect_session("s410-3", true, 10), false)
                 .subscribe(0, 1, "s410/3", QoS::AtLeastOnce)
                 .bye(0)
                 .connect(1, "s410-3p")
                 .pub1(1, "s410/3", b"queued", 1, PubAckReason::Success)
-                .resume(2, session("s410-3", false, 10), true)
+                .resume(2, connect_session("s410-3", false, 10), true)
                 .expect(2, publish("s410/3", b"queued", QoS::AtLeastOnce, 1))
                 .send(2, puback(1))
                 .expect_quiet(2, 300)
@@ -274,19 +266,19 @@ pub(super) const CASES: &[Case] = &[
         "qos_1_unacked_resent_only_on_resume",
         &["MQTT-4.3.2-3", "MQTT-4.4.0-1"],
         |s| {
-            s.resume(0, session("q432-3", true, 60), false)
+            s.resume(0, connect_session("q432-3", true, 60), false)
                 .subscribe(0, 1, "q432/3", QoS::AtLeastOnce)
                 .connect(1, "q432-3p")
                 .pub1(1, "q432/3", b"one", 1, PubAckReason::Success)
                 .expect(0, publish("q432/3", b"one", QoS::AtLeastOnce, 1))
                 .expect_quiet(0, 1500)
                 .hangup(0)
-                .resume(2, session("q432-3", false, 60), true)
+                .resume(2, connect_session("q432-3", false, 60), true)
                 .expect(2, out("q432/3", b"one", QoS::AtLeastOnce, 1, true))
                 .expect_quiet(2, 500)
                 .send(2, puback(1))
                 .hangup(2)
-                .resume(3, session("q432-3", false, 60), true)
+                .resume(3, connect_session("q432-3", false, 60), true)
                 .expect_quiet(3, 700)
         },
     ),
@@ -354,14 +346,14 @@ pub(super) const CASES: &[Case] = &[
         "qos_2_unreceived_publish_resent_on_resume",
         &["MQTT-4.3.3-3", "MQTT-4.4.0-1"],
         |s| {
-            s.resume(0, session("q433-3", true, 60), false)
+            s.resume(0, connect_session("q433-3", true, 60), false)
                 .subscribe(0, 1, "q433/3", QoS::ExactlyOnce)
                 .connect(1, "q433-3p")
                 .pub2(1, "q433/3", b"x", 1)
                 .expect(0, publish("q433/3", b"x", QoS::ExactlyOnce, 1))
                 .expect_quiet(0, 1200)
                 .hangup(0)
-                .resume(2, session("q433-3", false, 60), true)
+                .resume(2, connect_session("q433-3", false, 60), true)
                 .expect(2, out("q433/3", b"x", QoS::ExactlyOnce, 1, true))
                 .send(2, pubrec(1))
                 .expect(2, pubrel(1))
@@ -375,7 +367,7 @@ pub(super) const CASES: &[Case] = &[
         "qos_2_pubrel_resent_not_publish",
         &["MQTT-4.3.3-5", "MQTT-4.3.3-6", "MQTT-4.4.0-1"],
         |s| {
-            s.resume(0, session("q433-5", true, 60), false)
+            s.resume(0, connect_session("q433-5", true, 60), false)
                 .subscribe(0, 1, "q433/5", QoS::ExactlyOnce)
                 .connect(1, "q433-5p")
                 .pub2(1, "q433/5", b"x", 1)
@@ -384,12 +376,12 @@ pub(super) const CASES: &[Case] = &[
                 .expect(0, pubrel(1))
                 .expect_quiet(0, 1200)
                 .hangup(0)
-                .resume(2, session("q433-5", false, 60), true)
+                .resume(2, connect_session("q433-5", false, 60), true)
                 .expect(2, pubrel(1))
                 .expect_quiet(2, 500)
                 .send(2, pubcomp(1))
                 .hangup(2)
-                .resume(3, session("q433-5", false, 60), true)
+                .resume(3, connect_session("q433-5", false, 60), true)
                 .expect_quiet(3, 500)
         },
     ),
@@ -399,7 +391,7 @@ pub(super) const CASES: &[Case] = &[
         "qos_2_sent_message_does_not_expire",
         &["MQTT-4.3.3-7"],
         |s| {
-            s.resume(0, session("q433-7", true, 60), false)
+            s.resume(0, connect_session("q433-7", true, 60), false)
                 .subscribe(0, 1, "q433/7", QoS::ExactlyOnce)
                 .connect(1, "q433-7p")
                 .send(1, expiring("q433/7", b"brief", QoS::ExactlyOnce, 1, 1))
@@ -409,7 +401,7 @@ pub(super) const CASES: &[Case] = &[
                 .expect_pub_any_props(0, "q433/7", b"brief", QoS::ExactlyOnce, 1, false)
                 .hangup(0)
                 .sleep(2200)
-                .resume(2, session("q433-7", false, 60), true)
+                .resume(2, connect_session("q433-7", false, 60), true)
                 .expect_pub_any_props(2, "q433/7", b"brief", QoS::ExactlyOnce, 1, true)
                 .send(2, pubrec(1))
                 .expect(2, pubrel(1))
@@ -478,12 +470,12 @@ pub(super) const CASES: &[Case] = &[
         |s| {
             s.connect(0, "q433-10rs")
                 .subscribe(0, 1, "q433/10r", QoS::AtMostOnce)
-                .resume(1, session("q433-10rp", true, 60), false)
+                .resume(1, connect_session("q433-10rp", true, 60), false)
                 .send(1, publish("q433/10r", b"once", QoS::ExactlyOnce, 42))
                 .expect(1, pubrec(42))
                 .expect(0, publish("q433/10r", b"once", QoS::AtMostOnce, 0))
                 .hangup(1)
-                .resume(2, session("q433-10rp", false, 60), true)
+                .resume(2, connect_session("q433-10rp", false, 60), true)
                 .send(2, resent("q433/10r", b"once", QoS::ExactlyOnce, 42))
                 .expect(2, pubrec(42))
                 .send(2, pubrel(42))
@@ -526,7 +518,7 @@ pub(super) const CASES: &[Case] = &[
         "qos_2_ack_sequence_survives_expiry",
         &["MQTT-4.3.3-13"],
         |s| {
-            s.resume(0, session("q433-13s", true, 60), false)
+            s.resume(0, connect_session("q433-13s", true, 60), false)
                 .subscribe(0, 1, "q433/13", QoS::ExactlyOnce)
                 .bye(0)
                 .connect(1, "q433-13p")
@@ -535,7 +527,7 @@ pub(super) const CASES: &[Case] = &[
                 .sleep(2200)
                 .send(1, pubrel(13))
                 .expect(1, pubcomp(13))
-                .resume(2, session("q433-13s", false, 60), true)
+                .resume(2, connect_session("q433-13s", false, 60), true)
                 .expect_quiet(2, 500)
         },
     ),
@@ -545,7 +537,7 @@ pub(super) const CASES: &[Case] = &[
         "qos_1_failed_puback_not_retransmitted",
         &["MQTT-4.4.0-2"],
         |s| {
-            s.resume(0, session("q440-2a", true, 60), false)
+            s.resume(0, connect_session("q440-2a", true, 60), false)
                 .subscribe(0, 1, "q440/2a", QoS::AtLeastOnce)
                 .connect(1, "q440-2ap")
                 .pub1(1, "q440/2a", b"x", 1, PubAckReason::Success)
@@ -553,7 +545,7 @@ pub(super) const CASES: &[Case] = &[
                 .send(0, puback_with(1, PubAckReason::UnspecifiedError))
                 .expect_quiet(0, 500)
                 .hangup(0)
-                .resume(2, session("q440-2a", false, 60), true)
+                .resume(2, connect_session("q440-2a", false, 60), true)
                 .expect_quiet(2, 700)
         },
     ),
@@ -562,7 +554,7 @@ pub(super) const CASES: &[Case] = &[
         "qos_2_failed_pubrec_not_retransmitted",
         &["MQTT-4.4.0-2"],
         |s| {
-            s.resume(0, session("q440-2b", true, 60), false)
+            s.resume(0, connect_session("q440-2b", true, 60), false)
                 .subscribe(0, 1, "q440/2b", QoS::ExactlyOnce)
                 .connect(1, "q440-2bp")
                 .pub2(1, "q440/2b", b"x", 1)
@@ -570,7 +562,7 @@ pub(super) const CASES: &[Case] = &[
                 .send(0, pubrec_with(1, PubRecReason::QuotaExceeded))
                 .expect_quiet(0, 500)
                 .hangup(0)
-                .resume(2, session("q440-2b", false, 60), true)
+                .resume(2, connect_session("q440-2b", false, 60), true)
                 .expect_quiet(2, 700)
         },
     ),
@@ -580,7 +572,7 @@ pub(super) const CASES: &[Case] = &[
         "qos_message_added_to_matching_sessions",
         &["MQTT-4.5.0-1"],
         |s| {
-            s.resume(0, session("q450-off", true, 60), false)
+            s.resume(0, connect_session("q450-off", true, 60), false)
                 .subscribe(0, 1, "q450/+", QoS::AtLeastOnce)
                 .bye(0)
                 .connect(1, "q450-on")
@@ -590,7 +582,7 @@ pub(super) const CASES: &[Case] = &[
                 .connect(3, "q450-p")
                 .pub1(3, "q450/a", b"m", 1, PubAckReason::Success)
                 .expect(1, publish("q450/a", b"m", QoS::AtLeastOnce, 1))
-                .resume(4, session("q450-off", false, 60), true)
+                .resume(4, connect_session("q450-off", false, 60), true)
                 .expect(4, publish("q450/a", b"m", QoS::AtLeastOnce, 1))
                 .expect_quiet(2, 300)
         },
@@ -598,7 +590,7 @@ pub(super) const CASES: &[Case] = &[
     // §4.6 [MQTT-4.6.0-1] binds the Client; the Server's resends (§4.4) follow the same rule:
     // on resume, unacknowledged PUBLISH packets go out again in their original order.
     Case::new("order_resend_in_original_order", &["MQTT-4.6.0-1"], |s| {
-        s.resume(0, session("o460-1", true, 60), false)
+        s.resume(0, connect_session("o460-1", true, 60), false)
             .subscribe(0, 1, "o460/1", QoS::AtLeastOnce)
             .connect(1, "o460-1p")
             .pub1(1, "o460/1", b"1", 1, PubAckReason::Success)
@@ -609,7 +601,7 @@ pub(super) const CASES: &[Case] = &[
             .expect(0, publish("o460/1", b"3", QoS::AtLeastOnce, 3))
             .send(0, puback(2))
             .hangup(0)
-            .resume(2, session("o460-1", false, 60), true)
+            .resume(2, connect_session("o460-1", false, 60), true)
             .expect(2, out("o460/1", b"1", QoS::AtLeastOnce, 1, true))
             .expect(2, out("o460/1", b"3", QoS::AtLeastOnce, 3, true))
             .expect_quiet(2, 300)
@@ -685,7 +677,7 @@ pub(super) const CASES: &[Case] = &[
     ),
     // [MQTT-4.6.0-5]: also when the messages wait in an offline session's queue.
     Case::new("order_queued_in_publish_order", &["MQTT-4.6.0-5"], |s| {
-        s.resume(0, session("o460-5q", true, 60), false)
+        s.resume(0, connect_session("o460-5q", true, 60), false)
             .subscribe(0, 1, "o460/5q", QoS::AtLeastOnce)
             .bye(0)
             .connect(1, "o460-5qp")
@@ -693,7 +685,7 @@ pub(super) const CASES: &[Case] = &[
             .pub1(1, "o460/5q", b"2", 2, PubAckReason::Success)
             .pub1(1, "o460/5q", b"3", 3, PubAckReason::Success)
             .pub1(1, "o460/5q", b"4", 4, PubAckReason::Success)
-            .resume(2, session("o460-5q", false, 60), true)
+            .resume(2, connect_session("o460-5q", false, 60), true)
             .expect(2, publish("o460/5q", b"1", QoS::AtLeastOnce, 1))
             .expect(2, publish("o460/5q", b"2", QoS::AtLeastOnce, 2))
             .expect(2, publish("o460/5q", b"3", QoS::AtLeastOnce, 3))
@@ -806,20 +798,20 @@ pub(super) const CASES: &[Case] = &[
                 .sleep(200)
                 .connect(1, "s410-0p")
                 .pub1(1, "s410/0", b"x", 1, PubAckReason::NoMatchingSubscribers)
-                .resume(2, session("s410-0", false, 0), false)
+                .resume(2, connect_session("s410-0", false, 0), false)
                 .expect_quiet(2, 300)
         },
     ),
     // [MQTT-4.4.0-1]: resends happen only on a resume with Clean Start 0: a reconnection with
     // Clean Start 1 discards the session and nothing is resent.
     Case::new("qos_no_resend_on_clean_start", &["MQTT-4.4.0-1"], |s| {
-        s.resume(0, session("q440-1c", true, 60), false)
+        s.resume(0, connect_session("q440-1c", true, 60), false)
             .subscribe(0, 1, "q440/1c", QoS::AtLeastOnce)
             .connect(1, "q440-1cp")
             .pub1(1, "q440/1c", b"x", 1, PubAckReason::Success)
             .expect(0, publish("q440/1c", b"x", QoS::AtLeastOnce, 1))
             .hangup(0)
-            .resume(2, session("q440-1c", true, 60), false)
+            .resume(2, connect_session("q440-1c", true, 60), false)
             .expect_quiet(2, 700)
     }),
     // [MQTT-4.4.0-1], [MQTT-4.1.0-2]: the Session State (an unacknowledged QoS 1 PUBLISH
@@ -829,7 +821,7 @@ pub(super) const CASES: &[Case] = &[
         "qos_unacked_resent_after_broker_restart",
         &["MQTT-4.4.0-1", "MQTT-4.1.0-2"],
         |s| {
-            s.resume(0, session("q440-1r", true, 60), false)
+            s.resume(0, connect_session("q440-1r", true, 60), false)
                 .subscribe(0, 1, "q440/1r/#", QoS::ExactlyOnce)
                 .connect(1, "q440-1rp")
                 .pub2(1, "q440/1r/a", b"two", 1)
@@ -839,7 +831,7 @@ pub(super) const CASES: &[Case] = &[
                 .send(0, pubrec(1))
                 .expect(0, pubrel(1))
                 .restart()
-                .resume(2, session("q440-1r", false, 60), true)
+                .resume(2, connect_session("q440-1r", false, 60), true)
                 .expect(2, pubrel(1))
                 .expect(2, out("q440/1r/b", b"one", QoS::AtLeastOnce, 2, true))
                 .send(2, pubcomp(1))
@@ -854,17 +846,17 @@ pub(super) const CASES: &[Case] = &[
         "qos_2_inbound_state_survives_restart",
         &["MQTT-4.3.3-10"],
         |s| {
-            s.resume(0, session("q433-10x", true, 60), false)
+            s.resume(0, connect_session("q433-10x", true, 60), false)
                 .subscribe(0, 1, "q433/10x", QoS::AtLeastOnce)
-                .resume(1, session("q433-10xp", true, 60), false)
+                .resume(1, connect_session("q433-10xp", true, 60), false)
                 .send(1, publish("q433/10x", b"once", QoS::ExactlyOnce, 5))
                 .expect(1, pubrec(5))
                 .expect(0, publish("q433/10x", b"once", QoS::AtLeastOnce, 1))
                 .send(0, puback(1))
                 .sleep(200)
                 .restart()
-                .resume(2, session("q433-10x", false, 60), true)
-                .resume(3, session("q433-10xp", false, 60), true)
+                .resume(2, connect_session("q433-10x", false, 60), true)
+                .resume(3, connect_session("q433-10xp", false, 60), true)
                 .send(3, resent("q433/10x", b"once", QoS::ExactlyOnce, 5))
                 .expect(3, pubrec(5))
                 .send(3, pubrel(5))
@@ -878,7 +870,7 @@ pub(super) const CASES: &[Case] = &[
         "order_resend_publish_and_pubrel_in_original_order",
         &["MQTT-4.6.0-1", "MQTT-4.4.0-1"],
         |s| {
-            s.resume(0, session("o460-1m", true, 60), false)
+            s.resume(0, connect_session("o460-1m", true, 60), false)
                 .subscribe(0, 1, "o460/1m", QoS::ExactlyOnce)
                 .connect(1, "o460-1mp")
                 .pub2(1, "o460/1m", b"a", 1)
@@ -890,7 +882,7 @@ pub(super) const CASES: &[Case] = &[
                 .send(0, pubrec(1))
                 .expect(0, pubrel(1))
                 .hangup(0)
-                .resume(2, session("o460-1m", false, 60), true)
+                .resume(2, connect_session("o460-1m", false, 60), true)
                 .expect(2, pubrel(1))
                 .expect(2, out("o460/1m", b"b", QoS::AtLeastOnce, 2, true))
                 .expect(2, out("o460/1m", b"c", QoS::ExactlyOnce, 3, true))
@@ -978,14 +970,14 @@ pub(super) const CASES: &[Case] = &[
         "session_expiry_counts_across_restart",
         &["MQTT-4.1.0-2"],
         |s| {
-            s.resume(0, session("s410-r", true, 2), false)
+            s.resume(0, connect_session("s410-r", true, 2), false)
                 .subscribe(0, 1, "s410/r", QoS::AtLeastOnce)
                 .bye(0)
                 .restart()
                 .sleep(3000)
                 .connect(1, "s410-rp")
                 .pub1(1, "s410/r", b"late", 1, PubAckReason::NoMatchingSubscribers)
-                .resume(2, session("s410-r", false, 60), false)
+                .resume(2, connect_session("s410-r", false, 60), false)
                 .expect_quiet(2, 300)
         },
     ),
@@ -995,15 +987,15 @@ pub(super) const CASES: &[Case] = &[
         "qos_2_completed_id_is_new_after_restart",
         &["MQTT-4.3.3-12"],
         |s| {
-            s.resume(0, session("q433-12r", true, 60), false)
+            s.resume(0, connect_session("q433-12r", true, 60), false)
                 .subscribe(0, 1, "q433/12r", QoS::AtMostOnce)
-                .resume(1, session("q433-12rp", true, 60), false)
+                .resume(1, connect_session("q433-12rp", true, 60), false)
                 .pub2(1, "q433/12r", b"first", 5)
                 .expect(0, publish("q433/12r", b"first", QoS::AtMostOnce, 0))
                 .sleep(200)
                 .restart()
-                .resume(2, session("q433-12r", false, 60), true)
-                .resume(3, session("q433-12rp", false, 60), true)
+                .resume(2, connect_session("q433-12r", false, 60), true)
+                .resume(3, connect_session("q433-12rp", false, 60), true)
                 .send(3, publish("q433/12r", b"second", QoS::ExactlyOnce, 5))
                 .expect(3, pubrec(5))
                 .expect(2, publish("q433/12r", b"second", QoS::AtMostOnce, 0))
@@ -1017,7 +1009,7 @@ pub(super) const CASES: &[Case] = &[
         "qos_failed_puback_not_resent_after_restart",
         &["MQTT-4.4.0-2"],
         |s| {
-            s.resume(0, session("q440-2r", true, 60), false)
+            s.resume(0, connect_session("q440-2r", true, 60), false)
                 .subscribe(0, 1, "q440/2r", QoS::AtLeastOnce)
                 .connect(1, "q440-2rp")
                 .pub1(1, "q440/2r", b"x", 1, PubAckReason::Success)
@@ -1025,7 +1017,7 @@ pub(super) const CASES: &[Case] = &[
                 .send(0, puback_with(1, PubAckReason::ImplementationSpecificError))
                 .sleep(200)
                 .restart()
-                .resume(2, session("q440-2r", false, 60), true)
+                .resume(2, connect_session("q440-2r", false, 60), true)
                 .expect_quiet(2, 700)
         },
     ),
@@ -1147,12 +1139,12 @@ pub(super) const CASES: &[Case] = &[
     ),
     // [MQTT-4.4.0-1]: a resume that takes over a still-open connection gets the resends too.
     Case::new("qos_unacked_resent_on_takeover", &["MQTT-4.4.0-1"], |s| {
-        s.resume(0, session("q440-1t", true, 60), false)
+        s.resume(0, connect_session("q440-1t", true, 60), false)
             .subscribe(0, 1, "q440/1t", QoS::AtLeastOnce)
             .connect(1, "q440-1tp")
             .pub1(1, "q440/1t", b"x", 1, PubAckReason::Success)
             .expect(0, publish("q440/1t", b"x", QoS::AtLeastOnce, 1))
-            .resume(2, session("q440-1t", false, 60), true)
+            .resume(2, connect_session("q440-1t", false, 60), true)
             .expect(2, out("q440/1t", b"x", QoS::AtLeastOnce, 1, true))
             .expect_disconnect(0, DisconnectReason::SessionTakenOver)
     }),
@@ -1162,7 +1154,7 @@ pub(super) const CASES: &[Case] = &[
         "qos_resend_does_not_reuse_old_topic_alias",
         &["MQTT-4.4.0-1"],
         |s| {
-            let mut first = session("q440-1a", true, 60);
+            let mut first = connect_session("q440-1a", true, 60);
             first.properties.topic_alias_maximum = Some(5);
             let mut again = first.clone();
             again.clean_start = false;
