@@ -33,9 +33,7 @@ use mio::net::{TcpListener, TcpStream};
 use mio::{Events, Interest, Poll, Token, Waker};
 use mqtt5_broker::{Action, AllowAll, Authorizer, Broker, ConnId, Credentials, PeerInfo, Services};
 use mqtt5_codec::{Decoder, ProtocolVersion};
-use mqtt5_store::{
-    BatchId, Completion, Durability, MemoryStore, Store, StoreOp, Writer, WriterConfig,
-};
+use mqtt5_store::{BatchId, Completion, Durability, MemoryStore, Store, Writer, WriterConfig};
 use slab::Slab;
 use tracing::{debug, error, info, warn};
 
@@ -64,12 +62,14 @@ const READ_BUDGET: usize = 256 * 1024;
 ///
 /// # Errors
 /// When the store cannot be opened or recovered, or a listener cannot bind.
-pub(crate) fn run(settings: Settings) -> Result<(), ServerError> {
+pub(crate) fn run(mut settings: Settings) -> Result<(), ServerError> {
     raise_fd_limit();
     match settings.storage.durability {
         settings::Durability::Memory => {
             info!("storage: memory only, nothing is written to disk (and no client records)");
-            serve(settings, MemoryStore::without_client_records(), None)
+            // Client records are a history for the database's readers; there is none.
+            settings.broker.client_records = false;
+            serve(settings, MemoryStore::new(), None)
         }
         settings::Durability::Sync | settings::Durability::Periodic(_) => {
             std::fs::create_dir_all(&settings.storage.data_dir).map_err(|e| {
@@ -402,9 +402,6 @@ struct Server<S: Store + Send + 'static> {
     /// Batches that failed, while actions held behind them remain.
     failed: Vec<BatchId>,
     wait_for_commits: bool,
-    /// `durability = "memory"`: the store keeps no client records, so their ops are dropped
-    /// here rather than sent to the writer thread (a connect then costs no thread hop).
-    memory_only: bool,
     max_connections: usize,
     open_connections: usize,
     write_buffer_limit: usize,
@@ -598,7 +595,6 @@ fn serve<S: Store + Send + 'static>(
         committed: None,
         failed: Vec::new(),
         wait_for_commits: matches!(settings.storage.durability, settings::Durability::Sync),
-        memory_only: matches!(settings.storage.durability, settings::Durability::Memory),
         max_connections: settings.max_connections,
         open_connections: 0,
         write_buffer_limit: settings.write_buffer_limit,
@@ -933,18 +929,7 @@ impl<S: Store + Send + 'static> Server<S> {
     /// Drains the core's actions, holding them behind an uncommitted batch in sync mode.
     fn run_actions(&mut self) {
         while let Some(action) = self.broker.poll_action() {
-            if let Action::Persist(mut ops) = action {
-                if self.memory_only {
-                    ops.retain(|op| {
-                        !matches!(
-                            op,
-                            StoreOp::ClientConnected(_) | StoreOp::ClientDisconnected { .. }
-                        )
-                    });
-                    if ops.is_empty() {
-                        continue;
-                    }
-                }
+            if let Action::Persist(ops) = action {
                 match self.writer_handle.submit(ops) {
                     Ok(batch) => {
                         if self.wait_for_commits {

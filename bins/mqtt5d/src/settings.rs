@@ -952,6 +952,8 @@ impl Loader<'_> {
             },
             assigned_id_prefix,
             version,
+            // Cleared in `server::run` for `durability = "memory"`, which has no database.
+            client_records: d.client_records,
         }
     }
 

@@ -690,7 +690,7 @@ impl Broker {
         let Some(sid) = c.session else {
             return;
         };
-        let wall = self.wall_ms(now);
+        let wall = self.config.client_records.then(|| self.wall_ms(now));
         let Some(s) = self.session_mut(sid) else {
             return;
         };
@@ -698,12 +698,14 @@ impl Broker {
             return;
         }
         s.conn = None;
-        let client_id = s.client_id.to_string();
-        self.persist(StoreOp::ClientDisconnected {
-            client_id,
-            at_ms: wall,
-            reason: why.to_owned(),
-        });
+        if let Some(wall) = wall {
+            let client_id = s.client_id.to_string();
+            self.persist(StoreOp::ClientDisconnected {
+                client_id,
+                at_ms: wall,
+                reason: why.to_owned(),
+            });
+        }
         // The will: discarded on a normal disconnect, otherwise due after its delay.
         let mut will_now = false;
         if let Some(s) = self.session_mut(sid) {
@@ -1317,11 +1319,8 @@ impl Broker {
         c.keep_alive_ms = u32::from(keep_alive) * 1500;
         let keep_alive =
             (keep_alive > 0).then(|| Duration::from_millis(u64::from(keep_alive) * 1500));
-        let peer = c
-            .peer
-            .take()
-            .map(|p| p.addr.to_string())
-            .unwrap_or_default();
+        // Only the client record needs the peer from here on.
+        let peer = c.peer.take();
         if let Some(ka) = keep_alive {
             self.arm_keep_alive(conn, now + ka);
         }
@@ -1366,14 +1365,16 @@ impl Broker {
                 p.authentication_data = auth_data.map(Into::into);
             }
         }
-        let wall = self.wall_ms(now);
-        self.persist(StoreOp::ClientConnected(ClientRecord {
-            client_id: client_id.to_string(),
-            username,
-            protocol: connect.protocol,
-            peer,
-            at_ms: wall,
-        }));
+        if self.config.client_records {
+            let wall = self.wall_ms(now);
+            self.persist(StoreOp::ClientConnected(ClientRecord {
+                client_id: client_id.to_string(),
+                username,
+                protocol: connect.protocol,
+                peer: peer.map(|p| p.addr.to_string()).unwrap_or_default(),
+                at_ms: wall,
+            }));
+        }
         self.save_session(sid, None);
         self.stats.connects += 1;
         self.send(conn, Packet::ConnAck(Box::new(ack)));

@@ -75,6 +75,11 @@ pub struct Config {
     pub assigned_id_prefix: String,
     /// The broker's version, published in `$SYS/broker/version`.
     pub version: String,
+    /// Whether each connect and disconnect is persisted as a client record
+    /// (`StoreOp::ClientConnected`, `StoreOp::ClientDisconnected`). They are a history for the
+    /// database's readers: a broker without a database has no reader for them, and one record
+    /// per client that ever connected would only cost memory. Default true.
+    pub client_records: bool,
 }
 
 impl Default for Config {
@@ -102,6 +107,7 @@ impl Default for Config {
             sys_interval: Some(Duration::from_secs(10)),
             assigned_id_prefix: "mqtt5-".to_owned(),
             version: concat!("mqtt5 ", env!("CARGO_PKG_VERSION")).to_owned(),
+            client_records: true,
         }
     }
 }

@@ -11,27 +11,12 @@ use crate::{
 #[derive(Debug, Default, Clone)]
 pub struct MemoryStore {
     state: Recovered,
-    /// Client records are not kept ([`MemoryStore::without_client_records`]).
-    no_client_records: bool,
 }
 
 impl MemoryStore {
     /// An empty store.
     pub fn new() -> Self {
         Self::default()
-    }
-
-    /// An empty store that ignores client records (`ClientConnected`, `ClientDisconnected`).
-    ///
-    /// For a process whose only store is this one (a broker with no database): client
-    /// records are a history for the database's readers, nothing reads them back from memory,
-    /// and keeping one per client that ever connected would cost memory without bound.
-    /// Everything else is kept as [`MemoryStore::new`] keeps it.
-    pub fn without_client_records() -> Self {
-        Self {
-            no_client_records: true,
-            ..Self::default()
-        }
     }
 
     /// The current state, for inspection.
@@ -51,14 +36,6 @@ impl Store for MemoryStore {
         // costs what its ops touch, not the size of the state.
         let mut journal = Vec::with_capacity(ops.len());
         for op in ops {
-            if self.no_client_records
-                && matches!(
-                    op,
-                    StoreOp::ClientConnected(_) | StoreOp::ClientDisconnected { .. }
-                )
-            {
-                continue;
-            }
             match apply_one(&mut self.state, op) {
                 Ok(undo) => journal.push(undo),
                 Err(e) => {
@@ -462,31 +439,6 @@ mod tests {
         ]);
         assert!(matches!(err, Err(Error::NoMessage(99))));
         assert_eq!(store.recover().unwrap(), before);
-    }
-
-    #[test]
-    fn client_records_can_be_left_out() {
-        let mut store = MemoryStore::without_client_records();
-        store
-            .apply(&[
-                StoreOp::ClientConnected(ClientRecord {
-                    client_id: "c".into(),
-                    username: None,
-                    protocol: ProtocolVersion::V5,
-                    peer: "127.0.0.1:1".into(),
-                    at_ms: 1,
-                }),
-                StoreOp::SessionSaved(record("c")),
-                StoreOp::ClientDisconnected {
-                    client_id: "c".into(),
-                    at_ms: 2,
-                    reason: "normal".into(),
-                },
-            ])
-            .unwrap();
-        let state = store.recover().unwrap();
-        assert!(state.clients.is_empty());
-        assert!(state.sessions.contains_key("c"));
     }
 
     #[test]

@@ -37,6 +37,39 @@ fn disconnect_reason(p: Packet) -> DisconnectReason {
 // ---- CONNECT ----
 
 #[test]
+fn client_records_are_persisted_unless_turned_off() {
+    for records in [true, false] {
+        let mut sim = Sim::new(Config {
+            client_records: records,
+            ..quiet_config()
+        });
+        let conn = sim.connect(ProtocolVersion::V5, "c1", true);
+        sim.lose(conn);
+        let ops = sim
+            .persisted
+            .iter()
+            .filter(|op| {
+                matches!(
+                    op,
+                    mqtt5_store::StoreOp::ClientConnected(_)
+                        | mqtt5_store::StoreOp::ClientDisconnected { .. }
+                )
+            })
+            .count();
+        assert_eq!(
+            ops,
+            if records { 2 } else { 0 },
+            "client_records = {records}"
+        );
+        assert_eq!(
+            sim.store.state().clients.contains_key("c1"),
+            records,
+            "client_records = {records}"
+        );
+    }
+}
+
+#[test]
 fn connack_carries_every_server_property_mqtt_3_2_2() {
     let mut sim = Sim::new(Config {
         max_keep_alive: Some(30),
