@@ -1302,9 +1302,6 @@ impl Broker {
             .receive_maximum
             .map_or(u16::MAX, NonZeroU16::get)
             .min(self.config.max_inflight);
-        c.max_packet_size = props
-            .maximum_packet_size
-            .map_or(mqtt5_codec::MAX_PACKET_SIZE, |m| m.get());
         c.alias_max = props.topic_alias_maximum.unwrap_or(0);
         // Keep alive: MQTT 5 clients get the server's value when it differs.
         let mut keep_alive = connect.keep_alive;
@@ -1317,12 +1314,11 @@ impl Broker {
             server_keep_alive = Some(max);
         }
         c.keep_alive_ms = u32::from(keep_alive) * 1500;
-        let keep_alive =
-            (keep_alive > 0).then(|| Duration::from_millis(u64::from(keep_alive) * 1500));
+        let keep_alive_ms = c.keep_alive_ms;
         // Only the client record needs the peer from here on.
         let peer = c.peer.take();
-        if let Some(ka) = keep_alive {
-            self.arm_keep_alive(conn, now + ka);
+        if keep_alive_ms > 0 {
+            self.arm_keep_alive(conn, now + Duration::from_millis(u64::from(keep_alive_ms)));
         }
 
         if let Some(s) = self.session_mut(sid) {
