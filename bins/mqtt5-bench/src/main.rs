@@ -567,18 +567,13 @@ fn run_flows_at(args: &FlowArgs, cases: &[Case], latency_rate: f64) -> ExitCode 
     println!("Load average after: {}.", load_average());
     println!();
     let mut table = FlowResult::table();
+    let names = broker_names(results.iter().map(|r| &r.broker));
     for case in cases {
-        let mut names: Vec<String> = Vec::new();
-        for r in &results {
-            if !names.contains(&r.broker) {
-                names.push(r.broker.clone());
-            }
-        }
-        for name in names {
+        for name in &names {
             let runs: Vec<&FlowResult> = results
                 .iter()
                 .filter(|r| {
-                    r.broker == name
+                    r.broker == *name
                         && r.case.to_string() == case.to_string()
                         && r.case.kind == case.kind
                 })
@@ -589,11 +584,7 @@ fn run_flows_at(args: &FlowArgs, cases: &[Case], latency_rate: f64) -> ExitCode 
         }
     }
     print!("{table}");
-    if failed {
-        ExitCode::FAILURE
-    } else {
-        ExitCode::SUCCESS
-    }
+    exit_code(failed)
 }
 
 fn run_conns(args: &ConnsArgs) -> ExitCode {
@@ -631,22 +622,12 @@ fn run_conns(args: &ConnsArgs) -> ExitCode {
     );
     println!();
     let mut table = ConnsResult::table();
-    let mut names: Vec<String> = Vec::new();
-    for r in &results {
-        if !names.contains(&r.broker) {
-            names.push(r.broker.clone());
-        }
-    }
-    for name in names {
+    for name in broker_names(results.iter().map(|r| &r.broker)) {
         let runs: Vec<&ConnsResult> = results.iter().filter(|r| r.broker == name).collect();
         table.row(ConnsResult::summary_row(&runs));
     }
     print!("{table}");
-    if failed {
-        ExitCode::FAILURE
-    } else {
-        ExitCode::SUCCESS
-    }
+    exit_code(failed)
 }
 
 fn run_persist(args: &PersistArgs) -> ExitCode {
@@ -715,11 +696,7 @@ fn run_persist(args: &PersistArgs) -> ExitCode {
     }
 
     print_persist_report(args, &specs, &results, &load_before);
-    if failed {
-        ExitCode::FAILURE
-    } else {
-        ExitCode::SUCCESS
-    }
+    exit_code(failed)
 }
 
 /// Starts the broker, runs the scenario once, stops the broker.
@@ -836,5 +813,25 @@ fn print_persist_report(
                 b / a
             );
         }
+    }
+}
+
+/// The broker names of `results`, each once, in the order they first ran.
+fn broker_names<'a>(results: impl Iterator<Item = &'a String>) -> Vec<String> {
+    let mut names: Vec<String> = Vec::new();
+    for name in results {
+        if !names.contains(name) {
+            names.push(name.clone());
+        }
+    }
+    names
+}
+
+/// The exit status: 1 when a run failed its verification.
+fn exit_code(failed: bool) -> ExitCode {
+    if failed {
+        ExitCode::FAILURE
+    } else {
+        ExitCode::SUCCESS
     }
 }
