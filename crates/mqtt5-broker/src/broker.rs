@@ -770,6 +770,7 @@ impl Broker {
             expiry_interval: s.expiry_interval,
             expires_at_ms,
             will: s.will.as_deref().cloned(),
+            owner: None,
         };
         self.persist(StoreOp::SessionSaved(record));
     }

@@ -113,6 +113,7 @@ fn session_ops(session: usize, ops: &mut Vec<StoreOp>) {
         expiry_interval: 86_400,
         expires_at_ms: Some(NOW_MS + 86_400_000),
         will: None,
+        owner: Some(format!("user:{id}")),
     }));
     ops.push(StoreOp::Subscribed {
         client_id: id.clone(),

@@ -171,6 +171,11 @@ pub struct SessionRecord {
     pub client_id: String,
     /// The protocol version of the client that owns it.
     pub protocol: ProtocolVersion,
+    /// The identity that owns the session (the broker's rendering of a user name, a
+    /// certificate subject, or anonymous). A client of another identity may not take it over.
+    /// `None` for sessions stored before owners were recorded: the next client to resume the
+    /// session claims it.
+    pub owner: Option<String>,
     /// The Session Expiry Interval in seconds; `u32::MAX` never expires.
     pub expiry_interval: u32,
     /// When the session ends if no client takes it over; `None` while a client is connected.

@@ -334,6 +334,7 @@ mod tests {
             expiry_interval: 60,
             expires_at_ms: None,
             will: None,
+            owner: None,
         }
     }
 

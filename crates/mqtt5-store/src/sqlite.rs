@@ -32,7 +32,7 @@
 //! `user_version` up to [`SqliteStore::SCHEMA_VERSION`] run in one transaction, which also sets
 //! `user_version` and `application_id`.
 //!
-//! # Schema (version 2)
+//! # Schema (version 3)
 //!
 //! Integers are SQLite's 64-bit signed integers. `u64` values (message ids, sequence numbers,
 //! times in milliseconds, counts) are stored bit for bit: values above `i64::MAX` read as
@@ -43,7 +43,7 @@
 //! | `clients` | `client_id` PK, `username`, `protocol` (level 3, 4, 5), `peer`, `first_seen_ms`, `last_connect_ms`, `last_disconnect_ms`, `last_disconnect_reason`, `connect_count` | one row per client ever seen |
 //! | `users` | `username` PK, `password_hash`, `scram` | a PHC string, never a password; `scram`: SCRAM-SHA-256 credentials or NULL (added in version 2) |
 //! | `acl` | `id` INTEGER PK AUTOINCREMENT, `scope`, `access`, `topic`, UNIQUE(`scope`, `access`, `topic`) | `id` keeps insertion order, and is never reused |
-//! | `sessions` | `client_id` PK, `protocol`, `expiry_interval`, `expires_at_ms`, `will` BLOB | the will is a CONNECT blob, below |
+//! | `sessions` | `client_id` PK, `protocol`, `expiry_interval`, `expires_at_ms`, `will` BLOB, `owner` | the will is a CONNECT blob, below; `owner`: the identity that owns the session, NULL when unknown (added in version 3) |
 //! | `subscriptions` | `client_id` FK→`sessions` ON DELETE CASCADE, `filter`, `options`, `identifier`, PK(`client_id`, `filter`) | `options` is the Subscription Options byte of MQTT 5 §3.8.3.1 |
 //! | `retained` | `topic` PK, `message` BLOB, `dup`, `expires_at_ms` | a PUBLISH blob, below |
 //! | `messages` | `id` PK, `message` BLOB, `dup`, `expires_at_ms` | each message stored once; queues refer to it |
@@ -175,7 +175,17 @@ struct Migration {
 
 /// The schema's history: step `i` takes version `i` to version `i + 1`. Add version 2 by
 /// appending a step; never edit a released one.
-const MIGRATIONS: &[Migration] = &[Migration { up: schema_v1 }, Migration { up: schema_v2 }];
+const MIGRATIONS: &[Migration] = &[
+    Migration { up: schema_v1 },
+    Migration { up: schema_v2 },
+    Migration { up: schema_v3 },
+];
+
+/// Version 3: the identity that owns each session (`sessions.owner`, NULL for sessions
+/// stored before it was recorded).
+fn schema_v3(tx: &Transaction<'_>) -> rusqlite::Result<()> {
+    tx.execute_batch("ALTER TABLE sessions ADD COLUMN owner TEXT;")
+}
 
 /// Version 2: SCRAM-SHA-256 credentials for users (`users.scram`, NULL when the user has
 /// none).
@@ -858,13 +868,14 @@ fn apply_op(tx: &Transaction<'_>, op: &StoreOp) -> Result<(), Failure> {
             // An upsert, not `INSERT OR REPLACE`: replacing the row would cascade away the
             // session's subscriptions and deliveries.
             tx.prepare_cached(
-                "INSERT INTO sessions (client_id, protocol, expiry_interval, expires_at_ms, will)
-                 VALUES (?1, ?2, ?3, ?4, ?5)
+                "INSERT INTO sessions (client_id, protocol, expiry_interval, expires_at_ms, will, owner)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6)
                  ON CONFLICT (client_id) DO UPDATE SET
                      protocol = excluded.protocol,
                      expiry_interval = excluded.expiry_interval,
                      expires_at_ms = excluded.expires_at_ms,
-                     will = excluded.will",
+                     will = excluded.will,
+                     owner = excluded.owner",
             )?
             .execute(params![
                 record.client_id,
@@ -872,6 +883,7 @@ fn apply_op(tx: &Transaction<'_>, op: &StoreOp) -> Result<(), Failure> {
                 record.expiry_interval,
                 record.expires_at_ms.map(to_sql_u64),
                 will.as_ref().map(AsRef::as_ref),
+                record.owner,
             ])?;
         }
         StoreOp::SessionDeleted { client_id } => {
@@ -1086,7 +1098,7 @@ fn read_all(conn: &mut Connection) -> Result<Recovered, Failure> {
     drop(stmt);
 
     let mut stmt = tx.prepare_cached(
-        "SELECT client_id, protocol, expiry_interval, expires_at_ms, will FROM sessions",
+        "SELECT client_id, protocol, expiry_interval, expires_at_ms, will, owner FROM sessions",
     )?;
     let mut rows = stmt.query([])?;
     while let Some(row) = rows.next()? {
@@ -1101,6 +1113,7 @@ fn read_all(conn: &mut Connection) -> Result<Recovered, Failure> {
             expiry_interval: row.get(2)?,
             expires_at_ms: row.get::<_, Option<i64>>(3)?.map(from_sql_u64),
             will,
+            owner: row.get(5)?,
         };
         out.sessions.insert(
             client_id,

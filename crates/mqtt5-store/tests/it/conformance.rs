@@ -179,6 +179,7 @@ fn session_saved_replaces_the_record_and_keeps_what_hangs_off_it<F: Fixture>(f: 
         expiry_interval: u32::MAX,
         expires_at_ms: Some(123_456),
         will: Some(full_will()),
+        owner: Some("user:alice".into()),
     };
     store
         .apply(&[StoreOp::SessionSaved(replaced.clone())])
@@ -475,6 +476,7 @@ fn wills_round_trip_exactly<F: Fixture>(f: &mut F) {
             expiry_interval: 0,
             expires_at_ms: Some(5),
             will: Some(will),
+            owner: None,
         })
     };
     store
@@ -826,6 +828,7 @@ fn extreme_values_round_trip<F: Fixture>(f: &mut F) {
         expiry_interval: u32::MAX,
         expires_at_ms: Some(u64::MAX),
         will: None,
+        owner: Some("cert:CN=ünïcode, O=x".into()),
     })];
     for (i, &v) in big.iter().enumerate() {
         let at = format!("client-{i}");

@@ -191,7 +191,7 @@ fn new_database_has_the_schema_version_wal_and_the_tables() {
         .pragma_query_value(None, "user_version", |r| r.get(0))
         .unwrap();
     assert_eq!(version, SqliteStore::SCHEMA_VERSION);
-    assert_eq!(version, 2);
+    assert_eq!(version, 3);
     let mode: String = conn
         .pragma_query_value(None, "journal_mode", |r| r.get(0))
         .unwrap();
@@ -230,14 +230,18 @@ fn version_1_database_is_migrated_keeping_its_users() {
     // Take the file back to version 1: the users table without its `scram` column.
     {
         let conn = Connection::open(&path).unwrap();
-        conn.execute_batch("ALTER TABLE users DROP COLUMN scram; PRAGMA user_version = 1;")
-            .unwrap();
+        conn.execute_batch(
+            "ALTER TABLE users DROP COLUMN scram; ALTER TABLE sessions DROP COLUMN owner;
+             PRAGMA user_version = 1;",
+        )
+        .unwrap();
     }
     let mut store = open(&path).unwrap();
     let state = store.recover().unwrap();
     assert_eq!(state.users["alice"], "h");
     assert!(state.scram.is_empty());
-    assert!(state.sessions.contains_key("a"));
+    // A session stored before owners were recorded has none.
+    assert_eq!(state.sessions["a"].record.owner, None);
     store
         .apply(&[StoreOp::UserScramSet {
             username: "alice".into(),

@@ -140,6 +140,7 @@ pub(crate) fn session(id: &str) -> SessionRecord {
         expiry_interval: 60,
         expires_at_ms: None,
         will: None,
+        owner: None,
     }
 }
 

@@ -215,17 +215,21 @@ fn op() -> impl Strategy<Value = StoreOp> {
             protocol(),
             any::<u32>(),
             proptest::option::of(time()),
-            proptest::option::of(will())
+            proptest::option::of(will()),
+            proptest::option::of("(user:[a-c]{1,3})|anonymous"),
         )
-            .prop_map(|(client_id, protocol, expiry_interval, expires_at_ms, will)| {
-                StoreOp::SessionSaved(SessionRecord {
-                    client_id,
-                    protocol,
-                    expiry_interval,
-                    expires_at_ms,
-                    will,
-                })
-            }),
+            .prop_map(
+                |(client_id, protocol, expiry_interval, expires_at_ms, will, owner)| {
+                    StoreOp::SessionSaved(SessionRecord {
+                        client_id,
+                        protocol,
+                        expiry_interval,
+                        expires_at_ms,
+                        will,
+                        owner,
+                    })
+                }
+            ),
         1 => client_id().prop_map(|client_id| StoreOp::SessionDeleted { client_id }),
         3 => (
             client_id(),
