@@ -262,6 +262,25 @@ impl Broker {
         &self.config
     }
 
+    /// Replaces the authorizer, for example after the access rules were reloaded. It applies
+    /// from the next check on: the next PUBLISH, SUBSCRIBE and delivery, messages already
+    /// queued for a session included (they are checked again when they leave the queue).
+    pub fn set_authorizer(&mut self, authorizer: Box<dyn Authorizer>) {
+        self.authorizer = authorizer;
+    }
+
+    /// Replaces the password authenticator, for example after the users were reloaded. It
+    /// applies to the next CONNECT; connected clients stay connected.
+    pub fn set_authenticator(&mut self, authenticator: Option<Box<dyn Authenticator>>) {
+        self.authenticator = authenticator;
+    }
+
+    /// Replaces the enhanced authentication methods (MQTT 5 §4.12). Exchanges already under
+    /// way finish with the method they started with.
+    pub fn set_enhanced(&mut self, enhanced: Vec<Box<dyn EnhancedAuthenticator>>) {
+        self.enhanced = enhanced;
+    }
+
     /// Counters since start-up.
     pub const fn stats(&self) -> &Stats {
         &self.stats
