@@ -15,6 +15,20 @@ use crate::settings::{LogFormat, LogSettings};
 /// The environment variable that overrides the configured level.
 const ENV_VAR: &str = "RUST_LOG";
 
+/// The WebSocket library logs every frame at `trace`, payloads (and so passwords) included.
+/// Its events below `debug` are left out unless the filter names its target.
+const WEBSOCKET_TARGET: &str = "tungstenite";
+
+/// Whether the WebSocket library's `trace` events are left out: unless the filter in force
+/// names its target.
+fn quiet_websocket(settings: &LogSettings, rust_log: Option<&str>) -> bool {
+    let directives = rust_log
+        .map(str::trim)
+        .filter(|v| !v.is_empty())
+        .unwrap_or(&settings.level);
+    !directives.contains(WEBSOCKET_TARGET)
+}
+
 /// Logging could not be set up.
 #[derive(Debug, thiserror::Error)]
 pub(crate) enum LoggingError {
@@ -98,16 +112,38 @@ pub(crate) fn filter(
 ///
 /// An invalid filter, or a subscriber already installed.
 pub(crate) fn init(settings: &LogSettings) -> Result<(), LoggingError> {
+    use tracing_subscriber::Layer as _;
+    use tracing_subscriber::layer::SubscriberExt as _;
+    use tracing_subscriber::util::SubscriberInitExt as _;
+
     let rust_log = std::env::var(ENV_VAR).ok();
     let filter = filter(settings, rust_log.as_deref())?;
-    let builder = tracing_subscriber::fmt()
-        .with_env_filter(filter)
-        .with_writer(std::io::stderr);
+    let quiet = quiet_websocket(settings, rust_log.as_deref());
+    let frames = tracing_subscriber::filter::filter_fn(move |meta| {
+        !(quiet
+            && *meta.level() == tracing::Level::TRACE
+            && meta.target().starts_with(WEBSOCKET_TARGET))
+    });
+    let layer = tracing_subscriber::fmt::layer().with_writer(std::io::stderr);
+    let registry = tracing_subscriber::registry();
     let result = match settings.format {
-        LogFormat::Text => builder
-            .with_ansi(std::io::stderr().is_terminal())
+        LogFormat::Text => registry
+            .with(
+                layer
+                    .with_ansi(std::io::stderr().is_terminal())
+                    .with_filter(filter)
+                    .with_filter(frames),
+            )
             .try_init(),
-        LogFormat::Json => builder.json().with_ansi(false).try_init(),
+        LogFormat::Json => registry
+            .with(
+                layer
+                    .json()
+                    .with_ansi(false)
+                    .with_filter(filter)
+                    .with_filter(frames),
+            )
+            .try_init(),
     };
     result.map_err(|e| LoggingError::Install(e.to_string()))
 }
@@ -156,6 +192,17 @@ mod tests {
 
     fn filter_for(level: &str, rust_log: Option<&str>) -> EnvFilter {
         filter(&settings(level), rust_log).unwrap()
+    }
+
+    #[test]
+    fn websocket_frames_stay_out_of_trace_logs_unless_asked_for() {
+        assert!(quiet_websocket(&settings("trace"), None));
+        assert!(quiet_websocket(&settings("info"), Some("trace")));
+        assert!(!quiet_websocket(&settings("trace,tungstenite=trace"), None));
+        assert!(!quiet_websocket(
+            &settings("info"),
+            Some("tungstenite=trace")
+        ));
     }
 
     #[test]

@@ -13,7 +13,9 @@
 mod admin;
 mod cli;
 mod logging;
+mod logs;
 mod metrics;
+mod passwords;
 mod server;
 mod settings;
 mod tls;

@@ -116,6 +116,24 @@ pub(crate) fn render(m: &Snapshot) -> String {
         "QoS 1 and 2 messages in flight to clients.",
         m.inflight.to_string(),
     );
+    metric(
+        "mqtt5_queued_bytes",
+        "gauge",
+        "Bytes of queued and in-flight messages, each message once (limit: [broker] max_queued_bytes_total).",
+        m.queued_bytes.to_string(),
+    );
+    metric(
+        "mqtt5_queue_memory_full",
+        "gauge",
+        "1 while queued messages hold [broker] max_queued_bytes_total: new persistent work is refused.",
+        u8::from(m.queue_memory_full).to_string(),
+    );
+    metric(
+        "mqtt5_retained_bytes",
+        "gauge",
+        "Bytes of retained messages (limit: [broker] max_retained_bytes).",
+        m.retained_bytes.to_string(),
+    );
     let s = &m.stats;
     metric(
         "mqtt5_connects_total",
@@ -166,6 +184,30 @@ pub(crate) fn render(m: &Snapshot) -> String {
         s.auth_failures.to_string(),
     );
     metric(
+        "mqtt5_ownership_refusals_total",
+        "counter",
+        "CONNECTs refused because the session of their client identifier belongs to another identity.",
+        s.ownership_refusals.to_string(),
+    );
+    metric(
+        "mqtt5_messages_denied_total",
+        "counter",
+        "Deliveries the access rules refused at delivery time (retained, resumed, queued, shared).",
+        s.denied_deliveries.to_string(),
+    );
+    metric(
+        "mqtt5_queue_memory_drops_total",
+        "counter",
+        "Messages dropped because the queues held [broker] max_queued_bytes_total.",
+        s.queue_memory_drops.to_string(),
+    );
+    metric(
+        "mqtt5_retained_refused_total",
+        "counter",
+        "Retained messages not kept: the retained store was at its limits.",
+        s.retained_refused.to_string(),
+    );
+    metric(
         "mqtt5_protocol_errors_total",
         "counter",
         "Connections ended for a protocol violation.",
@@ -213,6 +255,9 @@ pub(crate) struct Snapshot {
     pub(crate) retained: usize,
     pub(crate) queued: usize,
     pub(crate) inflight: usize,
+    pub(crate) queued_bytes: usize,
+    pub(crate) queue_memory_full: bool,
+    pub(crate) retained_bytes: usize,
     pub(crate) stats: mqtt5_broker::Stats,
     pub(crate) store_commits: u64,
     pub(crate) store_failures: u64,

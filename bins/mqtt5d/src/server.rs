@@ -31,12 +31,17 @@ use bytes::BytesMut;
 use crossbeam_channel::{Receiver, TryRecvError};
 use mio::net::{TcpListener, TcpStream};
 use mio::{Events, Interest, Poll, Token, Waker};
-use mqtt5_broker::{Action, AllowAll, Authorizer, Broker, ConnId, Credentials, PeerInfo, Services};
+use mqtt5_broker::{
+    Action, AllowAll, AuthVerdict, Authorizer, Broker, ConnId, Credentials, Notice, Passwords,
+    PeerInfo, Services,
+};
 use mqtt5_codec::{Decoder, ProtocolVersion};
 use mqtt5_store::{BatchId, Completion, Durability, MemoryStore, Store, Writer, WriterConfig};
 use slab::Slab;
 use tracing::{debug, error, info, warn};
 
+use crate::logs::{Clipped, RateLimit, Verdict};
+use crate::passwords::PasswordCheckers;
 use crate::settings::{self, Settings};
 
 /// Errors that end the server.
@@ -123,6 +128,12 @@ struct Listener {
     max_connections: usize,
     open: usize,
     allow_anonymous: Option<bool>,
+    /// Whether it ignores user names and passwords.
+    ignore_credentials: bool,
+    /// Whether it replaces client identifiers by user names.
+    use_username_as_client_id: bool,
+    /// Whether its TLS clients present certificates (`tls_client_ca`).
+    client_certificates: bool,
     /// The TLS configuration of a TLS listener.
     tls: Option<std::sync::Arc<rustls::ServerConfig>>,
     /// The HTTP path of a WebSocket listener.
@@ -159,6 +170,13 @@ struct Connection {
     ws: Option<Box<WsConn>>,
     /// The core was told that this connection's buffer is congested.
     congested: bool,
+    /// The core takes no packets from it for now (its CONNECT waits for a password check
+    /// or for its refusal): its input stays unread.
+    paused: bool,
+    /// It counts against its address's connections that have not completed CONNECT.
+    connecting: bool,
+    /// Its client certificate was reported to the core (or it has none to report).
+    certificate_done: bool,
 }
 
 /// The WebSocket side of a connection, boxed: most connections have none, and an idle
@@ -186,8 +204,12 @@ impl core::ops::DerefMut for WsConn {
 
 /// Who a connection's client is, for the log.
 enum ClientName {
-    /// CONNECT arrived: the client identifier and user name, until CONNACK is logged.
+    /// CONNECT arrived: the client identifier and user name it presented, until CONNACK is
+    /// logged.
     Connecting(Box<(String, Option<String>)>),
+    /// The core accepted it: the client identifier in force and the identity it
+    /// authenticated as, until CONNACK is logged.
+    Accepted(Box<(String, String)>),
     /// CONNACK was logged: the (possibly assigned) client identifier alone, in one small
     /// allocation, since every idle connection holds it.
     Known(Box<str>),
@@ -415,6 +437,17 @@ struct Server<S: Store + Send + 'static> {
     metrics: Option<(crate::metrics::Shared, Instant)>,
     /// The buffer sockets are read into (64 KiB, zeroed once).
     scratch: Box<[u8]>,
+    /// The threads that check passwords.
+    passwords: PasswordCheckers,
+    /// Connections per address (its [`mqtt5_broker::address_key`]) that have not completed
+    /// CONNECT.
+    connecting: std::collections::HashMap<std::net::IpAddr, usize>,
+    /// The most of those per address.
+    max_connecting_per_address: usize,
+    /// Refusal lines per source.
+    refusal_log: RateLimit,
+    /// Lines about the retained store's limits, and about the queue memory.
+    limit_log: RateLimit,
 }
 
 fn serve<S: Store + Send + 'static>(
@@ -432,17 +465,13 @@ fn serve<S: Store + Send + 'static>(
         ))
     })?;
     // Users and ACL rules from the database, and the ACL file if one is configured.
-    let authenticator = if recovered.users.is_empty() {
-        None
-    } else {
-        let mut users = Credentials::new();
-        for (name, hash) in &recovered.users {
-            if let Err(e) = users.insert(name.clone(), hash.clone()) {
-                warn!(user = %name, error = %e, "ignoring a user whose password hash is invalid");
-            }
+    let mut users = Credentials::new();
+    for (name, hash) in &recovered.users {
+        if let Err(e) = users.insert(name.clone(), hash.clone()) {
+            warn!(user = %name, error = %e, "ignoring a user whose password hash is invalid");
         }
-        Some(Box::new(users) as Box<dyn mqtt5_broker::Authenticator>)
-    };
+    }
+    warn_without_users(&settings, users.len());
     let authorizer: Box<dyn Authorizer> = settings::authorizer(&settings, &recovered.acl)
         .map_err(|e| ServerError::new(format!("access rules: {e}")))?
         .unwrap_or_else(|| Box::new(AllowAll));
@@ -476,8 +505,26 @@ fn serve<S: Store + Send + 'static>(
         );
         enhanced.push(Box::new(scram));
     }
+    let poll = Poll::new().map_err(|e| ServerError::new(format!("cannot create poll: {e}")))?;
+    let waker = std::sync::Arc::new(
+        Waker::new(poll.registry(), WAKER)
+            .map_err(|e| ServerError::new(format!("cannot create waker: {e}")))?,
+    );
+    // Passwords are checked off the event loop (argon2 takes milliseconds per check). The
+    // checkers run even without users: users can be added while the broker runs.
+    let passwords = passwords_for(&users);
+    let wake = {
+        let waker = std::sync::Arc::clone(&waker);
+        std::sync::Arc::new(move || {
+            if let Err(e) = waker.wake() {
+                error!(error = %e, "cannot wake the event loop");
+            }
+        })
+    };
+    let checkers = PasswordCheckers::spawn(settings.auth.password_workers, users, wake)
+        .map_err(|e| ServerError::new(format!("cannot start the password checkers: {e}")))?;
     let services = Services {
-        authenticator,
+        passwords,
         authorizer,
         enhanced,
         random: Box::new(OsRandom),
@@ -495,11 +542,6 @@ fn serve<S: Store + Send + 'static>(
         .map_err(|e| ServerError::new(e.to_string()))?;
     info!(sessions, retained, "state restored");
 
-    let poll = Poll::new().map_err(|e| ServerError::new(format!("cannot create poll: {e}")))?;
-    let waker = std::sync::Arc::new(
-        Waker::new(poll.registry(), WAKER)
-            .map_err(|e| ServerError::new(format!("cannot create waker: {e}")))?,
-    );
     let (tx, completions) = crossbeam_channel::unbounded();
     let durability = match settings.storage.durability {
         settings::Durability::Periodic(period) => Durability::Periodic(period),
@@ -544,19 +586,30 @@ fn serve<S: Store + Send + 'static>(
             .register(&mut socket, Token(i), Interest::READABLE)
             .map_err(|e| ServerError::new(format!("cannot register listener: {e}")))?;
         let allow_anonymous = Some(settings.allows_anonymous(l));
+        let ignore_credentials = settings.ignores_credentials(l);
+        let use_username_as_client_id = settings.uses_username_as_client_id(l);
         let kind = match (tls.is_some(), websocket.is_some()) {
             (false, false) => "MQTT over TCP",
             (true, false) => "MQTT over TLS",
             (false, true) => "MQTT over WebSocket",
             (true, true) => "MQTT over secure WebSocket",
         };
-        info!(%addr, anonymous = ?allow_anonymous, "listening ({kind})");
+        info!(
+            %addr,
+            anonymous = settings.allows_anonymous(l),
+            ignore_credentials,
+            use_username_as_client_id,
+            "listening ({kind})"
+        );
         listeners.push(Listener {
             socket,
             addr,
             max_connections: l.max_connections.unwrap_or(usize::MAX),
             open: 0,
             allow_anonymous,
+            ignore_credentials,
+            use_username_as_client_id,
+            client_certificates: l.tls.as_ref().is_some_and(|t| t.client_ca.is_some()),
             tls,
             websocket,
         });
@@ -603,9 +656,58 @@ fn serve<S: Store + Send + 'static>(
         shutting_down: false,
         metrics,
         scratch: vec![0; 64 * 1024].into_boxed_slice(),
+        passwords: checkers,
+        connecting: std::collections::HashMap::new(),
+        max_connecting_per_address: settings.max_connecting_per_address,
+        refusal_log: RateLimit::new(Duration::from_secs(60), 10),
+        limit_log: RateLimit::new(Duration::from_secs(60), 10),
     };
     server.event_loop(&mut signals)?;
     server.finish()
+}
+
+/// How the core checks passwords for these users: off the loop, or (without users) not at
+/// all, refusing every client that presents a user name.
+fn passwords_for(users: &Credentials) -> Passwords {
+    if users.is_empty() {
+        Passwords::NoUsers
+    } else {
+        Passwords::Deferred
+    }
+}
+
+/// Says, at start-up, what a broker without users does with clients that present a user
+/// name: it refuses them (authentication fails closed).
+fn warn_without_users(settings: &Settings, users: usize) {
+    if users > 0 {
+        info!(users, "password authentication");
+        return;
+    }
+    let checked: Vec<String> = settings
+        .listeners
+        .iter()
+        .filter(|l| !settings.ignores_credentials(l))
+        .map(|l| l.bind.to_string())
+        .collect();
+    if checked.is_empty() {
+        return;
+    }
+    let anonymous_everywhere = settings
+        .listeners
+        .iter()
+        .all(|l| settings.allows_anonymous(l));
+    if anonymous_everywhere {
+        info!(
+            listeners = %checked.join(", "),
+            "no users: clients that present a user name are refused (mqtt5d user add)"
+        );
+    } else {
+        warn!(
+            listeners = %checked.join(", "),
+            "password authentication is configured but there are no users: every client that \
+             presents a user name is refused (mqtt5d user add)"
+        );
+    }
 }
 
 /// Random bytes from the operating system.
@@ -679,6 +781,7 @@ impl<S: Store + Send + 'static> Server<S> {
                 self.read(now, key);
             }
             self.take_completions();
+            self.take_verdicts(now);
             if self.broker.poll_timeout().is_some_and(|at| at <= now) {
                 self.broker.handle_timeout(now);
             }
@@ -710,6 +813,9 @@ impl<S: Store + Send + 'static> Server<S> {
             retained: self.broker.retained_count(),
             queued,
             inflight,
+            queued_bytes: self.broker.queued_bytes(),
+            queue_memory_full: self.broker.queue_memory_full(),
+            retained_bytes: self.broker.retained_bytes(),
             stats: self.broker.stats().clone(),
             store_commits: store.commits,
             store_failures: store.failures,
@@ -738,10 +844,22 @@ impl<S: Store + Send + 'static> Server<S> {
                     return;
                 }
             };
-            if self.open_connections >= self.max_connections
+            let source = mqtt5_broker::address_key(peer.ip());
+            let connecting = self.connecting.get(&source).copied().unwrap_or(0);
+            let refusal = if self.open_connections >= self.max_connections
                 || listener.open >= listener.max_connections
             {
-                warn!(%peer, listener = %listener.addr, "connection limit reached; refusing");
+                Some("connection limit reached; refusing")
+            } else if connecting >= self.max_connecting_per_address {
+                Some("too many connections from this address have not completed CONNECT; refusing")
+            } else {
+                None
+            };
+            if let Some(why) = refusal {
+                let listener_addr = listener.addr;
+                if let Verdict::Write { suppressed } = self.refusal_log.check(now, peer.ip()) {
+                    warn!(%peer, listener = %listener_addr, suppressed, "{why}");
+                }
                 drop(stream);
                 continue;
             }
@@ -782,7 +900,14 @@ impl<S: Store + Send + 'static> Server<S> {
                 })
             });
             listener.open += 1;
-            let allow_anonymous = listener.allow_anonymous;
+            let info = PeerInfo {
+                addr: peer,
+                allow_anonymous: listener.allow_anonymous,
+                ignore_credentials: Some(listener.ignore_credentials),
+                use_username_as_client_id: Some(listener.use_username_as_client_id),
+                certificate: None,
+            };
+            let certificate_done = !listener.client_certificates;
             entry.insert(Connection {
                 id,
                 stream,
@@ -804,13 +929,13 @@ impl<S: Store + Send + 'static> Server<S> {
                 tls,
                 ws,
                 congested: false,
+                paused: false,
+                connecting: true,
+                certificate_done,
             });
             self.open_connections += 1;
+            *self.connecting.entry(source).or_insert(0) += 1;
             debug!(%peer, conn = id.0, "accepted");
-            let info = PeerInfo {
-                addr: peer,
-                allow_anonymous,
-            };
             if let Err(e) = self.broker.handle_connection(now, id, info) {
                 error!(error = %e, "the core refused a new connection id");
             }
@@ -824,7 +949,7 @@ impl<S: Store + Send + 'static> Server<S> {
         let Some(c) = self.conns.get_mut(key) else {
             return;
         };
-        if c.closing {
+        if c.closing || c.paused {
             return;
         }
         c.more_to_read = false;
@@ -852,13 +977,29 @@ impl<S: Store + Send + 'static> Server<S> {
             // Handshake messages or alerts to send.
             self.dirty.push(key);
         }
+        if !c.certificate_done
+            && let Some(tls) = c.tls.as_ref()
+            && !tls.is_handshaking()
+        {
+            // The handshake is over: the client's verified certificate, if any, is its
+            // identity when it presents no user name.
+            c.certificate_done = true;
+            let subject = tls
+                .peer_certificates()
+                .and_then(|certs| certs.first())
+                .and_then(|cert| crate::tls::certificate_subject(cert));
+            if let Some(subject) = subject {
+                let id = c.id;
+                self.broker.handle_client_certificate(id, subject);
+            }
+        }
         self.broker.record_traffic(read_total as u64, 0);
         // Decode every whole packet.
         loop {
             let Some(c) = self.conns.get_mut(key) else {
                 return;
             };
-            if c.closing {
+            if c.closing || c.paused {
                 break;
             }
             let id = c.id;
@@ -868,9 +1009,13 @@ impl<S: Store + Send + 'static> Server<S> {
                         mqtt5_codec::Packet::Connect(connect) => {
                             c.decoder.set_version(connect.protocol);
                             c.version = connect.protocol;
+                            // Clipped now: a refused CONNECT's strings go to the log as such.
                             c.client = Some(ClientName::Connecting(Box::new((
-                                connect.client_id.to_string(),
-                                connect.username.as_ref().map(ToString::to_string),
+                                Clipped(&connect.client_id).to_string(),
+                                connect
+                                    .username
+                                    .as_ref()
+                                    .map(|u| Clipped(u.as_str()).to_string()),
                             ))));
                         }
                         mqtt5_codec::Packet::Disconnect(d) => {
@@ -882,6 +1027,13 @@ impl<S: Store + Send + 'static> Server<S> {
                     }
                     self.broker.handle_packet(now, id, packet);
                     self.run_actions();
+                    if !self.broker.accepts_packets(id)
+                        && let Some(c) = self.conns.get_mut(key)
+                    {
+                        // Its CONNECT waits (a password check, or a delayed refusal): the
+                        // rest of its input waits too ([MQTT-3.1.4-6]).
+                        c.paused = true;
+                    }
                 }
                 Ok(None) => break,
                 Err(e) => {
@@ -928,24 +1080,158 @@ impl<S: Store + Send + 'static> Server<S> {
 
     /// Drains the core's actions, holding them behind an uncommitted batch in sync mode.
     fn run_actions(&mut self) {
+        let mut busy = Vec::new();
         while let Some(action) = self.broker.poll_action() {
-            if let Action::Persist(ops) = action {
-                match self.writer_handle.submit(ops) {
-                    Ok(batch) => {
-                        if self.wait_for_commits {
-                            self.barrier = Some(batch);
+            let action = match action {
+                Action::Persist(ops) => {
+                    match self.writer_handle.submit(ops) {
+                        Ok(batch) => {
+                            if self.wait_for_commits {
+                                self.barrier = Some(batch);
+                            }
+                        }
+                        Err(e) => {
+                            error!(error = %e, "the store writer is gone; data is not persisted");
                         }
                     }
-                    Err(e) => error!(error = %e, "the store writer is gone; data is not persisted"),
+                    continue;
                 }
-                continue;
-            }
+                // Neither waits for a commit: a check promises nothing to the client, and a
+                // notice only logs.
+                Action::CheckPassword(check) => {
+                    if let Err(check) = self.passwords.submit(check) {
+                        busy.push(check.conn);
+                    }
+                    continue;
+                }
+                Action::Notice(notice) => {
+                    self.log_notice(notice);
+                    continue;
+                }
+                action => action,
+            };
             match self.barrier {
                 Some(batch) if self.committed.is_none_or(|c| c < batch) => {
                     self.held.push_back((batch, action));
                 }
                 _ => self.execute(action),
             }
+        }
+        if !busy.is_empty() {
+            // The checkers' queue is full: those logins are answered "server busy" at once.
+            let now = Instant::now();
+            for conn in busy {
+                self.broker
+                    .handle_password_verdict(now, conn, AuthVerdict::Busy);
+            }
+            self.run_actions();
+        }
+    }
+
+    /// Hands the password checkers' verdicts to the core, and lets the connections they
+    /// accepted read again.
+    fn take_verdicts(&mut self, now: Instant) {
+        let mut any = false;
+        while let Some((conn, verdict)) = self.passwords.try_verdict() {
+            any = true;
+            self.broker.handle_password_verdict(now, conn, verdict);
+            if self.broker.accepts_packets(conn)
+                && let Some(key) = self.key_of(conn)
+                && let Some(c) = self.conns.get_mut(key)
+            {
+                c.paused = false;
+                // What it sent after its CONNECT waits in its buffer and its socket.
+                self.pending.push(key);
+            }
+        }
+        if any {
+            self.run_actions();
+        }
+    }
+
+    /// Logs a notice of the core: client-supplied strings clipped, repeated lines about one
+    /// source rate-limited.
+    fn log_notice(&mut self, notice: Notice) {
+        let now = Instant::now();
+        match notice {
+            Notice::Accepted {
+                conn,
+                client_id,
+                identity,
+            } => {
+                if let Some(key) = self.key_of(conn)
+                    && let Some(c) = self.conns.get_mut(key)
+                {
+                    c.client = Some(ClientName::Accepted(Box::new((
+                        Clipped(&client_id).to_string(),
+                        Clipped(&identity.to_string()).to_string(),
+                    ))));
+                }
+            }
+            Notice::SessionOwnedByOther {
+                conn,
+                client_id,
+                identity,
+                owner,
+            } => {
+                let Some(peer) = self
+                    .key_of(conn)
+                    .and_then(|k| self.conns.get(k))
+                    .map(|c| c.peer)
+                else {
+                    return;
+                };
+                if let Verdict::Write { suppressed } = self.refusal_log.check(now, peer.ip()) {
+                    warn!(
+                        %peer,
+                        client_id = %Clipped(&client_id),
+                        identity = %Clipped(&identity.to_string()),
+                        owner = %Clipped(&owner.to_string()),
+                        suppressed,
+                        "connection refused: the session of this client identifier belongs to another identity"
+                    );
+                }
+            }
+            Notice::ReauthenticatedAsOther {
+                conn,
+                identity,
+                proved,
+            } => {
+                let peer = self
+                    .key_of(conn)
+                    .and_then(|k| self.conns.get(k))
+                    .map(|c| c.peer);
+                warn!(
+                    peer = %peer.map(|p| p.to_string()).unwrap_or_default(),
+                    identity = %Clipped(&identity.to_string()),
+                    proved = %Clipped(&proved),
+                    "re-authentication proved another identity; disconnecting"
+                );
+            }
+            Notice::RetainedRefused { topic, bytes } => {
+                let any = std::net::IpAddr::from([0, 0, 0, 0]);
+                if let Verdict::Write { suppressed } = self.limit_log.check(now, any) {
+                    warn!(
+                        topic = %Clipped(&topic),
+                        bytes,
+                        suppressed,
+                        "retained message not kept: the retained store is at its limits \
+                         ([broker] max_retained_messages, max_retained_bytes)"
+                    );
+                }
+            }
+            Notice::QueueMemory { full: true, bytes } => warn!(
+                bytes,
+                "queued messages reached [broker] max_queued_bytes_total: new persistent work \
+                 is refused and new queued deliveries are dropped until the queues drain"
+            ),
+            Notice::QueueMemory { full: false, bytes } => {
+                info!(
+                    bytes,
+                    "queued messages below [broker] max_queued_bytes_total again"
+                );
+            }
+            other => debug!(notice = ?other, "core notice"),
         }
     }
 
@@ -1000,9 +1286,62 @@ impl<S: Store + Send + 'static> Server<S> {
         self.failed.retain(|b| oldest.is_some_and(|o| *b >= o));
     }
 
+    /// The connection completed CONNECT: it no longer counts against its address's
+    /// connections that have not.
+    fn done_connecting(&mut self, key: usize) {
+        if let Some(c) = self.conns.get_mut(key)
+            && c.connecting
+        {
+            c.connecting = false;
+            release_connecting(&mut self.connecting, c.peer);
+        }
+    }
+
     fn key_of(&self, id: ConnId) -> Option<usize> {
         let key = (id.0 & 0xFFFF_FFFF) as usize;
         self.conns.get(key).filter(|c| c.id == id).map(|_| key)
+    }
+
+    /// Logs a CONNACK as it leaves: the client connected, or was refused (rate-limited per
+    /// source).
+    fn log_connack(&mut self, key: usize, ack: &mqtt5_codec::ConnAck) {
+        let Some(c) = self.conns.get_mut(key) else {
+            return;
+        };
+        let (client_id, who) = match c.client.take() {
+            Some(ClientName::Connecting(b)) => (b.0, b.1),
+            Some(ClientName::Accepted(b)) => (b.0, Some(b.1)),
+            Some(ClientName::Known(id)) => (id.into_string(), None),
+            None => (String::new(), None),
+        };
+        let peer = c.peer;
+        if ack.reason.is_error() {
+            if let Verdict::Write { suppressed } = self.refusal_log.check(Instant::now(), peer.ip())
+            {
+                info!(
+                    %peer,
+                    client_id,
+                    username = who.unwrap_or_default(),
+                    reason = format!("0x{:02X}", ack.reason.as_u8()),
+                    suppressed,
+                    "connection refused"
+                );
+            }
+        } else {
+            c.connected = true;
+            info!(
+                %peer,
+                client_id,
+                identity = who.unwrap_or_default(),
+                protocol = c.version.level(),
+                session_present = ack.session_present,
+                "client connected"
+            );
+            self.done_connecting(key);
+        }
+        if let Some(c) = self.conns.get_mut(key) {
+            c.client = Some(ClientName::Known(client_id.into_boxed_str()));
+        }
     }
 
     fn execute(&mut self, action: Action) {
@@ -1012,48 +1351,24 @@ impl<S: Store + Send + 'static> Server<S> {
                     return;
                 };
                 let limit = self.write_buffer_limit;
-                let Some(c) = self.conns.get_mut(key) else {
-                    return;
-                };
-                if c.closing && !matches!(packet, mqtt5_codec::Packet::Disconnect(_)) {
+                let closing = self.conns.get(key).is_none_or(|c| c.closing);
+                if closing && !matches!(packet, mqtt5_codec::Packet::Disconnect(_)) {
                     return;
                 }
                 match &packet {
-                    mqtt5_codec::Packet::ConnAck(ack) => {
-                        let (client_id, username) = match c.client.take() {
-                            Some(ClientName::Connecting(b)) => *b,
-                            Some(ClientName::Known(id)) => (id.into_string(), None),
-                            None => (String::new(), None),
-                        };
-                        let client_id = ack
-                            .properties
-                            .assigned_client_identifier
-                            .as_ref()
-                            .map_or(client_id, ToString::to_string);
-                        if ack.reason.is_error() {
-                            info!(
-                                peer = %c.peer, client_id, username,
-                                reason = format!("0x{:02X}", ack.reason.as_u8()),
-                                "connection refused"
-                            );
-                        } else {
-                            c.connected = true;
-                            info!(
-                                peer = %c.peer, client_id, username,
-                                protocol = c.version.level(),
-                                session_present = ack.session_present,
-                                "client connected"
+                    mqtt5_codec::Packet::ConnAck(ack) => self.log_connack(key, ack),
+                    mqtt5_codec::Packet::Disconnect(d) => {
+                        if let Some(c) = self.conns.get_mut(key) {
+                            c.close_reason = Some(
+                                format!("broker sent DISCONNECT 0x{:02X}", d.reason.as_u8()).into(),
                             );
                         }
-                        c.client = Some(ClientName::Known(client_id.into_boxed_str()));
-                    }
-                    mqtt5_codec::Packet::Disconnect(d) => {
-                        c.close_reason = Some(
-                            format!("broker sent DISCONNECT 0x{:02X}", d.reason.as_u8()).into(),
-                        );
                     }
                     _ => {}
                 }
+                let Some(c) = self.conns.get_mut(key) else {
+                    return;
+                };
                 packet.encode(c.version, &mut c.wbuf);
                 let buffered = c.buffered();
                 if buffered > limit / 2 && !c.congested {
@@ -1091,7 +1406,8 @@ impl<S: Store + Send + 'static> Server<S> {
                     self.dirty.push(key);
                 }
             }
-            Action::Persist(_) => {}
+            // Handled where the actions are drained; never held.
+            Action::Persist(_) | Action::CheckPassword(_) | Action::Notice(_) => {}
         }
     }
 
@@ -1187,9 +1503,13 @@ impl<S: Store + Send + 'static> Server<S> {
             .map_or_else(|| "closed by the broker".to_owned(), String::from);
         let client_id = match c.client.take() {
             Some(ClientName::Connecting(b)) => b.0,
+            Some(ClientName::Accepted(b)) => b.0,
             Some(ClientName::Known(id)) => id.into_string(),
             None => String::new(),
         };
+        if c.connecting {
+            release_connecting(&mut self.connecting, c.peer);
+        }
         if c.connected {
             info!(peer = %c.peer, client_id, reason, "client disconnected");
         } else {
@@ -1230,6 +1550,20 @@ impl<S: Store + Send + 'static> Server<S> {
         }
         info!("stopped");
         Ok(())
+    }
+}
+
+/// One connection of `peer`'s address no longer waits for CONNECT to complete.
+fn release_connecting(
+    connecting: &mut std::collections::HashMap<std::net::IpAddr, usize>,
+    peer: SocketAddr,
+) {
+    let source = mqtt5_broker::address_key(peer.ip());
+    if let Some(n) = connecting.get_mut(&source) {
+        *n = n.saturating_sub(1);
+        if *n == 0 {
+            connecting.remove(&source);
+        }
     }
 }
 

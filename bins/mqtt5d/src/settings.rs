@@ -36,6 +36,9 @@ pub(crate) const DATABASE_FILE: &str = "mqtt5.db";
 /// The default global connection cap.
 pub(crate) const DEFAULT_MAX_CONNECTIONS: usize = 100_000;
 
+/// The default cap on connections from one address that have not completed CONNECT.
+pub(crate) const DEFAULT_MAX_CONNECTING_PER_ADDRESS: usize = 64;
+
 /// The default per-connection write buffer limit: 1 MiB.
 pub(crate) const DEFAULT_WRITE_BUFFER_LIMIT: usize = 1 << 20;
 
@@ -67,6 +70,9 @@ pub(crate) struct Settings {
     pub(crate) listeners: Vec<ListenerSettings>,
     /// The most client connections at once over all listeners. Default 100,000.
     pub(crate) max_connections: usize,
+    /// The most connections from one address (an IPv6 /64) that have not completed CONNECT;
+    /// past it new ones from that address are closed at once. Default 64.
+    pub(crate) max_connecting_per_address: usize,
     /// The broker core's configuration (`[broker]`). Its `allow_anonymous` is true when any
     /// listener lets anonymous clients in ([`Settings::allows_anonymous`]); the driver must
     /// still refuse them on the other listeners.
@@ -98,6 +104,12 @@ pub(crate) struct ListenerSettings {
     /// Whether clients without a User Name may connect here; `None`: as `[auth]` says
     /// ([`Settings::allows_anonymous`]).
     pub(crate) allow_anonymous: Option<bool>,
+    /// Whether this listener ignores user names and passwords (every client is anonymous);
+    /// `None`: as `[auth] ignore_credentials` says.
+    pub(crate) ignore_credentials: Option<bool>,
+    /// Whether the client identifier is replaced by the user name here; `None`: as
+    /// `[auth] use_username_as_client_id` says.
+    pub(crate) use_username_as_client_id: Option<bool>,
 }
 
 impl ListenerSettings {
@@ -109,6 +121,8 @@ impl ListenerSettings {
             tls: None,
             max_connections: None,
             allow_anonymous: None,
+            ignore_credentials: None,
+            use_username_as_client_id: None,
         }
     }
 }
@@ -183,6 +197,9 @@ pub(crate) struct AuthSettings {
     /// Whether MQTT 5 clients may authenticate with the enhanced method SCRAM-SHA-256
     /// (§4.12), against the credentials `mqtt5d user add` stores. Default false.
     pub(crate) scram_sha_256: bool,
+    /// How many threads check passwords (argon2), off the event loop. Default: one less than
+    /// the processors, at least one.
+    pub(crate) password_workers: usize,
 }
 
 /// `[log]`.
@@ -247,6 +264,7 @@ impl Default for Settings {
         let mut settings = Self {
             listeners: vec![ListenerSettings::plain(DEFAULT_BIND)],
             max_connections: DEFAULT_MAX_CONNECTIONS,
+            max_connecting_per_address: DEFAULT_MAX_CONNECTING_PER_ADDRESS,
             broker: Config::default(),
             storage: StorageSettings {
                 data_dir: PathBuf::from(DEFAULT_DATA_DIR),
@@ -259,6 +277,7 @@ impl Default for Settings {
                 acl_rules: None,
                 use_database_acl: false,
                 scram_sha_256: false,
+                password_workers: default_password_workers(),
             },
             log: LogSettings {
                 level: DEFAULT_LOG_LEVEL.to_owned(),
@@ -307,6 +326,7 @@ impl Settings {
             text,
             name,
             problems: Vec::new(),
+            listener_ignore: Vec::new(),
         };
         let file: FileSettings = match toml::from_str(text) {
             Ok(file) => file,
@@ -336,6 +356,29 @@ impl Settings {
     fn any_listener_allows_anonymous(&self) -> bool {
         self.listeners.iter().any(|l| self.allows_anonymous(l))
     }
+
+    /// Whether `listener` ignores user names and passwords: its own `ignore_credentials` if
+    /// set, else `[auth] ignore_credentials`.
+    pub(crate) fn ignores_credentials(&self, listener: &ListenerSettings) -> bool {
+        listener
+            .ignore_credentials
+            .unwrap_or(self.broker.ignore_credentials)
+    }
+
+    /// Whether `listener` replaces client identifiers by user names.
+    pub(crate) fn uses_username_as_client_id(&self, listener: &ListenerSettings) -> bool {
+        listener
+            .use_username_as_client_id
+            .unwrap_or(self.broker.use_username_as_client_id)
+    }
+}
+
+/// The default number of password-checking threads: one less than the processors (the event
+/// loop keeps a core), at least one.
+fn default_password_workers() -> usize {
+    std::thread::available_parallelism()
+        .map_or(1, |n| n.get().saturating_sub(1))
+        .max(1)
 }
 
 /// The authorizer the settings call for: the rules of `[auth] acl_file` and, with
@@ -419,6 +462,7 @@ impl fmt::Display for ProblemList<'_> {
 #[serde(deny_unknown_fields)]
 struct FileSettings {
     max_connections: Option<Spanned<usize>>,
+    max_connecting_per_address: Option<Spanned<usize>>,
     write_buffer_limit: Option<Spanned<usize>>,
     listener: Option<Spanned<Vec<FileListener>>>,
     #[serde(default)]
@@ -443,6 +487,8 @@ struct FileListener {
     tls_client_ca: Option<Spanned<PathBuf>>,
     max_connections: Option<Spanned<usize>>,
     allow_anonymous: Option<bool>,
+    ignore_credentials: Option<Spanned<bool>>,
+    use_username_as_client_id: Option<bool>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
@@ -466,6 +512,12 @@ struct FileBroker {
     receive_maximum: Option<Spanned<u16>>,
     max_inflight: Option<Spanned<u16>>,
     max_queued_messages: Option<usize>,
+    max_queued_bytes: Option<Spanned<usize>>,
+    max_queued_bytes_total: Option<Spanned<usize>>,
+    max_retained_messages: Option<usize>,
+    max_retained_bytes: Option<usize>,
+    max_topic_filter_length: Option<Spanned<usize>>,
+    max_subscription_bytes_per_client: Option<Spanned<usize>>,
     queue_policy: Option<QueuePolicyName>,
     disconnect_slow_consumers: Option<bool>,
     queue_qos0_offline: Option<bool>,
@@ -501,6 +553,11 @@ struct FileAuth {
     acl_file: Option<Spanned<PathBuf>>,
     use_database_acl: Option<bool>,
     scram_sha_256: Option<bool>,
+    ignore_credentials: Option<Spanned<bool>>,
+    use_username_as_client_id: Option<bool>,
+    allow_cross_user_takeover: Option<bool>,
+    failed_login_delay_max_ms: Option<u64>,
+    password_workers: Option<Spanned<usize>>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -523,6 +580,9 @@ struct Loader<'a> {
     text: &'a str,
     name: &'a str,
     problems: Vec<Problem>,
+    /// Each file listener's `ignore_credentials`, with its position, for the check that
+    /// needs every setting.
+    listener_ignore: Vec<Option<Spanned<bool>>>,
 }
 
 impl Loader<'_> {
@@ -582,6 +642,7 @@ impl Loader<'_> {
         let defaults = Settings::default();
         let FileSettings {
             max_connections,
+            max_connecting_per_address,
             write_buffer_limit,
             listener,
             broker,
@@ -607,6 +668,12 @@ impl Loader<'_> {
             Some(n) => n,
             None => max_connections,
         };
+        let max_connecting_per_address = self.at_least_one(
+            "max_connecting_per_address",
+            max_connecting_per_address,
+            defaults.max_connecting_per_address,
+            "",
+        );
         let write_buffer_limit = self.at_least_one(
             "write_buffer_limit",
             write_buffer_limit,
@@ -616,6 +683,8 @@ impl Loader<'_> {
         let mut listeners = self.listeners(listener, overrides);
         let mut broker = self.broker(broker);
         let storage = self.storage(storage, overrides);
+        let auth_ignore = auth.ignore_credentials.clone();
+        self.auth_policies(&auth, &mut broker);
         let mut auth = self.auth(auth);
         if let Some(allow) = overrides.allow_anonymous {
             auth.allow_anonymous = Some(allow);
@@ -644,6 +713,7 @@ impl Loader<'_> {
         let mut settings = Settings {
             listeners,
             max_connections,
+            max_connecting_per_address,
             broker: Config::default(),
             storage,
             auth,
@@ -653,7 +723,42 @@ impl Loader<'_> {
         };
         broker.allow_anonymous = settings.any_listener_allows_anonymous();
         settings.broker = broker;
+        self.check_ignore_credentials(&settings, auth_ignore.as_ref());
         settings
+    }
+
+    /// The session and credential policies of `[auth]` that the core applies.
+    fn auth_policies(&mut self, file: &FileAuth, broker: &mut Config) {
+        broker.ignore_credentials = file
+            .ignore_credentials
+            .as_ref()
+            .is_some_and(|v| *v.get_ref());
+        broker.use_username_as_client_id = file.use_username_as_client_id.unwrap_or(false);
+        broker.allow_cross_user_takeover = file.allow_cross_user_takeover.unwrap_or(false);
+        if let Some(ms) = file.failed_login_delay_max_ms {
+            broker.failed_login_delay_max = Duration::from_millis(ms);
+        }
+    }
+
+    /// A listener that ignores credentials admits everyone as anonymous: anonymous access must
+    /// be allowed there.
+    fn check_ignore_credentials(&mut self, settings: &Settings, auth: Option<&Spanned<bool>>) {
+        let positions = core::mem::take(&mut self.listener_ignore);
+        for (i, listener) in settings.listeners.iter().enumerate() {
+            let file = positions.get(i).and_then(Option::as_ref);
+            if settings.ignores_credentials(listener) && !settings.allows_anonymous(listener) {
+                let span = file.or(auth).map(Spanned::span);
+                self.problem(
+                    span,
+                    format!(
+                        "`ignore_credentials` admits every client of listener {} as \
+                         anonymous, but anonymous clients may not connect there (set \
+                         `allow_anonymous = true` for it)",
+                        listener.bind
+                    ),
+                );
+            }
+        }
     }
 
     fn listeners(
@@ -746,12 +851,15 @@ impl Loader<'_> {
                 }
                 n => n.map(Spanned::into_inner),
             };
+            self.listener_ignore.push(entry.ignore_credentials.clone());
             listeners.push(ListenerSettings {
                 bind,
                 protocol,
                 tls,
                 max_connections,
                 allow_anonymous: entry.allow_anonymous,
+                ignore_credentials: entry.ignore_credentials.map(Spanned::into_inner),
+                use_username_as_client_id: entry.use_username_as_client_id,
             });
         }
         listeners
@@ -871,6 +979,30 @@ impl Loader<'_> {
             d.max_subscriptions_per_client,
             "",
         );
+        let max_queued_bytes = self.at_least_one(
+            "max_queued_bytes",
+            file.max_queued_bytes,
+            d.max_queued_bytes,
+            "",
+        );
+        let max_queued_bytes_total = self.at_least_one(
+            "max_queued_bytes_total",
+            file.max_queued_bytes_total,
+            d.max_queued_bytes_total,
+            "",
+        );
+        let max_topic_filter_length = self.at_least_one(
+            "max_topic_filter_length",
+            file.max_topic_filter_length,
+            d.max_topic_filter_length,
+            "",
+        );
+        let max_subscription_bytes_per_client = self.at_least_one(
+            "max_subscription_bytes_per_client",
+            file.max_subscription_bytes_per_client,
+            d.max_subscription_bytes_per_client,
+            "",
+        );
         let max_topic_levels = self.at_least_one(
             "max_topic_levels",
             file.max_topic_levels,
@@ -915,6 +1047,8 @@ impl Loader<'_> {
             receive_maximum,
             max_inflight,
             max_queued_messages: file.max_queued_messages.unwrap_or(d.max_queued_messages),
+            max_queued_bytes,
+            max_queued_bytes_total,
             queue_policy: match file.queue_policy {
                 None => d.queue_policy,
                 Some(QueuePolicyName::DropOldest) => QueuePolicy::DropOldest,
@@ -926,6 +1060,10 @@ impl Loader<'_> {
                 .unwrap_or(d.disconnect_slow_consumers),
             maximum_qos,
             retain_available: file.retain_available.unwrap_or(d.retain_available),
+            max_retained_messages: file
+                .max_retained_messages
+                .unwrap_or(d.max_retained_messages),
+            max_retained_bytes: file.max_retained_bytes.unwrap_or(d.max_retained_bytes),
             wildcard_subscriptions: file
                 .wildcard_subscriptions
                 .unwrap_or(d.wildcard_subscriptions),
@@ -944,7 +1082,14 @@ impl Loader<'_> {
             // Set from the listeners and `[auth]` in `build`.
             allow_anonymous: d.allow_anonymous,
             max_subscriptions_per_client,
+            max_subscription_bytes_per_client,
+            max_topic_filter_length,
             max_topic_levels,
+            // Set from `[auth]` in `build`.
+            ignore_credentials: d.ignore_credentials,
+            use_username_as_client_id: d.use_username_as_client_id,
+            allow_cross_user_takeover: d.allow_cross_user_takeover,
+            failed_login_delay_max: d.failed_login_delay_max,
             sys_interval: match file.sys_interval_secs {
                 None => d.sys_interval,
                 Some(0) => None,
@@ -1034,6 +1179,12 @@ impl Loader<'_> {
             acl_rules,
             use_database_acl: file.use_database_acl.unwrap_or(false),
             scram_sha_256: file.scram_sha_256.unwrap_or(false),
+            password_workers: self.at_least_one(
+                "password_workers",
+                file.password_workers,
+                default_password_workers(),
+                "",
+            ),
         }
     }
 
@@ -1721,6 +1872,7 @@ allow_anonymous = true
             text: "a = \"é\"\nbé = 1\n",
             name: "f",
             problems: Vec::new(),
+            listener_ignore: Vec::new(),
         };
         assert_eq!(loader.position(0), (1, 1));
         assert_eq!(loader.position(12), (2, 3));

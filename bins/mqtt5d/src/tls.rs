@@ -56,3 +56,11 @@ pub(crate) fn server_config(tls: &TlsSettings) -> Result<Arc<ServerConfig>, Stri
         .map_err(|e| format!("{} / {}: {e}", tls.cert.display(), tls.key.display()))?;
     Ok(Arc::new(config))
 }
+
+/// The subject of a DER certificate, as RFC 4514 writes a distinguished name
+/// (`CN=sensor-1,O=Example`); `None` when the certificate does not parse.
+pub(crate) fn certificate_subject(der: &[u8]) -> Option<String> {
+    use x509_cert::der::Decode;
+    let cert = x509_cert::Certificate::from_der(der).ok()?;
+    Some(cert.tbs_certificate.subject.to_string())
+}

@@ -22,6 +22,34 @@ pub enum AuthVerdict {
     /// The client is known but may not connect (anonymous access disabled, a banned user):
     /// CONNACK 0x87 (MQTT 5) or return code 5 (3.1.1).
     NotAuthorized,
+    /// The password could not be checked now (the checkers are overloaded): CONNACK 0x89
+    /// (MQTT 5) or return code 3 (3.1.1). Not counted as a failed login.
+    Busy,
+}
+
+/// How the core checks the User Name and Password of a CONNECT.
+pub enum Passwords {
+    /// No users are configured: a client that presents a User Name is refused with 0x86
+    /// (3.1.1: return code 4), unless its listener ignores credentials. Authentication fails
+    /// closed.
+    NoUsers,
+    /// The core asks this authenticator itself, on the caller's thread (fine for cheap
+    /// checks and for tests; an argon2 check takes milliseconds).
+    Inline(Box<dyn Authenticator>),
+    /// The driver checks passwords off the core's thread: the core emits
+    /// [`crate::Action::CheckPassword`] and waits for
+    /// [`crate::Broker::handle_password_verdict`] before it answers the CONNECT.
+    Deferred,
+}
+
+impl core::fmt::Debug for Passwords {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        f.write_str(match self {
+            Self::NoUsers => "NoUsers",
+            Self::Inline(_) => "Inline",
+            Self::Deferred => "Deferred",
+        })
+    }
 }
 
 /// Checks the User Name and Password of a CONNECT (MQTT 5 §3.1.3.5, §3.1.3.6).

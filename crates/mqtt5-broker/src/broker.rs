@@ -1,34 +1,35 @@
 //! The [`Broker`] state machine: inputs, outputs, connections and timers.
 
 use std::collections::{BTreeMap, BTreeSet, HashMap, VecDeque};
-use std::num::{NonZeroU16, NonZeroU32};
+use std::num::NonZeroU16;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use mqtt5_codec::properties::ConnAckProperties;
 use mqtt5_codec::{
-    Auth, AuthReason, ConnAck, ConnAckReason, Connect, Disconnect, DisconnectReason, MqttString,
-    Packet, PingResp, ProtocolVersion, QoS,
+    ConnAckReason, Connect, Disconnect, DisconnectReason, MqttString, Packet, PingResp,
+    ProtocolVersion,
 };
-use mqtt5_store::{ClientRecord, SessionRecord, StoreOp};
+use mqtt5_store::{SessionRecord, StoreOp};
 
 use crate::acl::Authorizer;
 use crate::auth::{
-    AuthExchange, AuthStep, AuthVerdict, Authenticator, ClientInfo, EnhancedAuthenticator,
-    RandomSource,
+    AuthExchange, AuthVerdict, ClientInfo, EnhancedAuthenticator, Passwords, RandomSource,
 };
 use crate::config::Config;
 use crate::retained::RetainedTree;
 use crate::session::{Message, Session, SubEntry};
 use crate::stats::Stats;
+use crate::throttle::LoginThrottle;
 use crate::topic_tree::{SessionId, TopicTree};
-use crate::types::{Action, ConnId, Error, PeerInfo};
+use crate::types::{Action, ConnId, Error, Notice, PeerInfo};
 
 /// The services the core calls out to, handed in at construction.
 pub struct Services {
-    /// Checks User Name and Password. `None`: any User Name is accepted (anonymous access is
-    /// still governed by [`Config::allow_anonymous`]).
-    pub authenticator: Option<Box<dyn Authenticator>>,
+    /// How User Names and Passwords are checked. [`Passwords::NoUsers`] refuses every client
+    /// that presents a User Name (anonymous access is governed by
+    /// [`Config::allow_anonymous`]).
+    pub passwords: Passwords,
     /// Decides who may publish, subscribe and receive what.
     pub authorizer: Box<dyn Authorizer>,
     /// Enhanced authentication methods, by method name (MQTT 5 §4.12).
@@ -40,7 +41,7 @@ pub struct Services {
 impl core::fmt::Debug for Services {
     fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
         f.debug_struct("Services")
-            .field("authenticator", &self.authenticator.is_some())
+            .field("passwords", &self.passwords)
             .field("enhanced", &self.enhanced.len())
             .finish_non_exhaustive()
     }
@@ -58,6 +59,19 @@ pub(crate) enum ConnState {
         exchange: Box<dyn AuthExchange>,
         /// The Authentication Method (boxed: it is rare, and every `Conn` holds a state).
         method: Box<MqttString>,
+    },
+    /// The driver is checking the CONNECT's password ([`Passwords::Deferred`]).
+    AwaitingVerdict {
+        /// The CONNECT, completed when the password is good.
+        connect: Box<Connect>,
+    },
+    /// The credentials failed: the refusal waits for the login delay
+    /// ([`Timer::Refusal`]).
+    Refusing {
+        /// The CONNACK reason.
+        reason: ConnAckReason,
+        /// The Reason String.
+        why: &'static str,
     },
     /// CONNACK sent; the session is attached.
     Connected,
@@ -133,6 +147,8 @@ pub(crate) enum Timer {
     Sys,
     /// Expired messages are dropped from offline queues and the retained store.
     ExpirySweep,
+    /// A connection's refused CONNECT gets its CONNACK, after the login delay.
+    Refusal(ConnId),
 }
 
 /// How a connection ends, as far as its session and will are concerned.
@@ -154,7 +170,8 @@ pub(crate) enum Ending {
 /// takes `now`.
 pub struct Broker {
     pub(crate) config: Config,
-    pub(crate) authenticator: Option<Box<dyn Authenticator>>,
+    pub(crate) passwords: Passwords,
+    pub(crate) throttle: LoginThrottle,
     pub(crate) authorizer: Box<dyn Authorizer>,
     pub(crate) enhanced: Vec<Box<dyn EnhancedAuthenticator>>,
     pub(crate) random: Box<dyn RandomSource>,
@@ -191,6 +208,16 @@ pub struct Broker {
     pub(crate) storage_full: bool,
     /// Connections that completed CONNECT.
     pub(crate) connected: usize,
+    /// The bytes of messages held in session queues and windows, each message once, plus the
+    /// per-delivery overhead: against [`Config::max_queued_bytes_total`].
+    pub(crate) queued_bytes: usize,
+    /// Whether the last [`Notice::QueueMemory`] said the limit was reached.
+    pub(crate) queue_memory_full: bool,
+    /// The bytes of the retained messages (`$SYS` excluded), against
+    /// [`Config::max_retained_bytes`].
+    pub(crate) retained_bytes: usize,
+    /// How many retained messages are `$SYS` ones (not counted against the limits).
+    pub(crate) retained_sys: usize,
 }
 
 impl core::fmt::Debug for Broker {
@@ -226,7 +253,8 @@ impl Broker {
         }
         let mut broker = Self {
             config,
-            authenticator: services.authenticator,
+            passwords: services.passwords,
+            throttle: LoginThrottle::default(),
             authorizer: services.authorizer,
             enhanced: services.enhanced,
             random: services.random,
@@ -250,6 +278,10 @@ impl Broker {
             retained_expiring: false,
             storage_full: false,
             connected: 0,
+            queued_bytes: 0,
+            queue_memory_full: false,
+            retained_bytes: 0,
+            retained_sys: 0,
         };
         if let Some(every) = broker.config.sys_interval {
             broker.timers.insert((now + every, Timer::Sys));
@@ -269,10 +301,10 @@ impl Broker {
         self.authorizer = authorizer;
     }
 
-    /// Replaces the password authenticator, for example after the users were reloaded. It
+    /// Replaces how passwords are checked, for example after the users were reloaded. It
     /// applies to the next CONNECT; connected clients stay connected.
-    pub fn set_authenticator(&mut self, authenticator: Option<Box<dyn Authenticator>>) {
-        self.authenticator = authenticator;
+    pub fn set_passwords(&mut self, passwords: Passwords) {
+        self.passwords = passwords;
     }
 
     /// Replaces the enhanced authentication methods (MQTT 5 §4.12). Exchanges already under
@@ -327,6 +359,36 @@ impl Broker {
         // The connect timeout: CONNECT (and its AUTH exchange) must complete by then.
         self.arm_keep_alive(conn, now + self.config.connect_timeout);
         Ok(())
+    }
+
+    /// The client of `conn` presented a verified certificate with this subject (a TLS
+    /// listener that asks for client certificates). A client without a User Name then has
+    /// the certificate as its identity. Call it before the connection's first packet.
+    pub fn handle_client_certificate(&mut self, conn: ConnId, subject: String) {
+        if let Some(peer) = self.conns.get_mut(&conn).and_then(|c| c.peer.as_mut()) {
+            peer.certificate = Some(subject);
+        }
+    }
+
+    /// The driver's verdict on an [`Action::CheckPassword`]: the CONNECT completes, or is
+    /// refused. A verdict for a connection that is gone, or that is not waiting for one, is
+    /// ignored.
+    pub fn handle_password_verdict(&mut self, now: Instant, conn: ConnId, verdict: AuthVerdict) {
+        self.on_password_verdict(now, conn, verdict);
+        self.flush_ops();
+    }
+
+    /// Whether the core takes packets from `conn` now. While a CONNECT waits for its password
+    /// verdict or for the delay of its refusal, it does not: the driver should leave the
+    /// connection's input unread until this is true again (or the connection is closed), so
+    /// that no packet after a refused CONNECT is processed (`[MQTT-3.1.4-6]`).
+    pub fn accepts_packets(&self, conn: ConnId) -> bool {
+        self.conns.get(&conn).is_some_and(|c| {
+            !matches!(
+                c.state,
+                ConnState::AwaitingVerdict { .. } | ConnState::Refusing { .. }
+            )
+        })
     }
 
     /// A packet decoded on `conn`.
@@ -488,6 +550,7 @@ impl Broker {
                 Timer::Will(sid) => self.will_due(now, sid, at),
                 Timer::SessionExpiry(sid) => self.session_expiry_due(now, sid, at),
                 Timer::ExpirySweep => self.sweep_expired(now),
+                Timer::Refusal(conn) => self.refusal_due(conn),
                 Timer::Sys => {
                     self.publish_sys(now);
                     if let Some(every) = self.config.sys_interval {
@@ -527,7 +590,7 @@ impl Broker {
 
     /// Arms the check of `conn` (connect timeout or keep-alive) for `due`, in the first tick
     /// at or after it; an earlier arming becomes stale.
-    fn arm_keep_alive(&mut self, conn: ConnId, due: Instant) {
+    pub(crate) fn arm_keep_alive(&mut self, conn: ConnId, due: Instant) {
         let since = due.saturating_duration_since(self.epoch.0);
         let millis = u64::try_from(since.as_millis()).unwrap_or(u64::MAX);
         let tick = millis.div_ceil(KEEP_ALIVE_TICK_MS).max(1);
@@ -551,8 +614,31 @@ impl Broker {
     /// sessions. It walks every session: call it for metrics, not per packet.
     pub fn queued_and_inflight(&self) -> (usize, usize) {
         self.sessions.iter().flatten().fold((0, 0), |(q, f), s| {
-            (q + s.queue.len(), f + s.inflight.len())
+            (q + s.queue().len(), f + s.inflight().len())
         })
+    }
+
+    /// The bytes of messages held in session queues and windows, each message counted once,
+    /// plus the per-delivery overhead ([`Config::max_queued_bytes_total`]).
+    pub const fn queued_bytes(&self) -> usize {
+        self.queued_bytes
+    }
+
+    /// The bytes of the retained messages, `$SYS` ones excluded
+    /// ([`Config::max_retained_bytes`]).
+    pub const fn retained_bytes(&self) -> usize {
+        self.retained_bytes
+    }
+
+    /// Whether the queued messages reached [`Config::max_queued_bytes_total`].
+    pub const fn queue_memory_full(&self) -> bool {
+        self.queued_bytes >= self.config.max_queued_bytes_total
+    }
+
+    /// Whether new persistent work is refused: the store is full, or the queues hold as many
+    /// bytes as they may.
+    pub(crate) const fn refusing_persistent(&self) -> bool {
+        self.storage_full || self.queue_memory_full()
     }
 
     /// How many subscriptions exist.
@@ -584,12 +670,27 @@ impl Broker {
         self.pending_ops.push(op);
     }
 
-    /// Turns pending ops into one `Persist` action.
+    /// Turns pending ops into one `Persist` action. Also called at the end of every input:
+    /// a change of the queue memory state is reported then.
     pub(crate) fn flush_ops(&mut self) {
         if !self.pending_ops.is_empty() {
             let ops = core::mem::take(&mut self.pending_ops);
             self.actions.push_back(Action::Persist(ops));
         }
+        let full = self.queue_memory_full();
+        if full != self.queue_memory_full {
+            self.queue_memory_full = full;
+            self.actions.push_back(Action::Notice(Notice::QueueMemory {
+                full,
+                bytes: self.queued_bytes,
+            }));
+        }
+    }
+
+    /// Queues a notice for the operator, after everything queued before it.
+    pub(crate) fn notice(&mut self, notice: Notice) {
+        self.flush_ops();
+        self.actions.push_back(Action::Notice(notice));
     }
     /// A fresh message id.
     pub(crate) const fn next_message_id(&mut self) -> u64 {
@@ -616,7 +717,7 @@ impl Broker {
     // ---- connection lifecycle ----
 
     /// Closes a connection that never completed CONNECT: no CONNACK is owed.
-    fn close_unconnected(&mut self, conn: ConnId) {
+    pub(crate) fn close_unconnected(&mut self, conn: ConnId) {
         self.conns.remove(&conn);
         self.actions.push_back(Action::Close { conn });
     }
@@ -789,7 +890,7 @@ impl Broker {
             expiry_interval: s.expiry_interval,
             expires_at_ms,
             will: s.will.as_deref().cloned(),
-            owner: None,
+            owner: s.owner.as_ref().map(crate::types::Identity::to_stored),
         };
         self.persist(StoreOp::SessionSaved(record));
     }
@@ -878,11 +979,7 @@ impl Broker {
                 client_id: s.client_id.to_string(),
             });
         }
-        let inflight = core::mem::take(&mut s.inflight)
-            .into_values()
-            .map(|f| f.delivery);
-        let queued: Vec<_> = s.queue.drain(..).collect();
-        for mut d in inflight.chain(queued) {
+        for mut d in s.take_all(&mut self.queued_bytes) {
             self.forget_delivery(sid, &mut d, true);
         }
     }
@@ -909,514 +1006,6 @@ impl Broker {
         };
         self.by_client.insert(client_id.clone(), sid);
         (sid, false)
-    }
-
-    // ---- CONNECT and AUTH ----
-
-    fn on_connect(&mut self, now: Instant, conn: ConnId, connect: Box<Connect>) {
-        let Some(c) = self.conns.get_mut(&conn) else {
-            return;
-        };
-        if !matches!(c.state, ConnState::AwaitConnect) {
-            // [MQTT-3.1.0-2]: a second CONNECT is a Protocol Error.
-            self.protocol_violation(
-                now,
-                conn,
-                DisconnectReason::ProtocolError,
-                "[MQTT-3.1.0-2] second CONNECT",
-            );
-            return;
-        }
-        c.protocol = connect.protocol;
-        c.problem_information = connect
-            .properties
-            .request_problem_information
-            .unwrap_or(true);
-        // The client's Maximum Packet Size binds every packet sent from now on, a refusing
-        // CONNACK and the AUTH of an exchange included ([MQTT-3.2.2-19], [MQTT-3.2.2-20]).
-        c.max_packet_size = connect
-            .properties
-            .maximum_packet_size
-            .map_or(mqtt5_codec::MAX_PACKET_SIZE, NonZeroU32::get);
-        // Client identifier rules of 3.1 and 3.1.1.
-        let id_len = connect.client_id.len();
-        let bad_id = match connect.protocol {
-            // MQTT 3.1 §3.1: 1 to 23 characters.
-            ProtocolVersion::V3_1 => id_len == 0 || id_len > 23,
-            // [MQTT-3.1.3-8]: an empty id needs Clean Session.
-            ProtocolVersion::V3_1_1 => id_len == 0 && !connect.clean_start,
-            ProtocolVersion::V5 => false,
-        };
-        if bad_id {
-            self.refuse(
-                conn,
-                ConnAckReason::ClientIdentifierNotValid,
-                Some("client identifier not valid"),
-            );
-            return;
-        }
-        if connect.protocol.is_v5()
-            && let Some(will) = &connect.will
-        {
-            if will.qos > self.config.maximum_qos {
-                // [MQTT-3.2.2-12]
-                self.refuse(
-                    conn,
-                    ConnAckReason::QoSNotSupported,
-                    Some("[MQTT-3.2.2-12] Will QoS above Maximum QoS"),
-                );
-                return;
-            }
-            if will.retain && !self.config.retain_available {
-                // [MQTT-3.2.2-13]
-                self.refuse(
-                    conn,
-                    ConnAckReason::RetainNotSupported,
-                    Some("[MQTT-3.2.2-13] Will Retain without retained messages"),
-                );
-                return;
-            }
-        }
-        if let Some(method) = connect.properties.authentication_method.clone() {
-            let Some(auth) = self.enhanced.iter().find(|a| a.method() == method.as_str()) else {
-                self.refuse(
-                    conn,
-                    ConnAckReason::BadAuthenticationMethod,
-                    Some("unsupported authentication method"),
-                );
-                return;
-            };
-            let data = connect
-                .properties
-                .authentication_data
-                .clone()
-                .unwrap_or_default();
-            let (exchange, step) = auth.begin(&connect.client_id, &data, &mut *self.random);
-            match step {
-                AuthStep::Continue(data) => {
-                    if let Some(c) = self.conns.get_mut(&conn) {
-                        c.state = ConnState::Authenticating {
-                            connect,
-                            exchange,
-                            method: Box::new(method.clone()),
-                        };
-                    }
-                    self.send_auth(conn, AuthReason::ContinueAuthentication, method, data);
-                }
-                AuthStep::Success { data, username } => {
-                    self.accept(now, conn, connect, Some(username), data);
-                }
-                AuthStep::Failure => {
-                    self.refuse(
-                        conn,
-                        ConnAckReason::BadUserNameOrPassword,
-                        Some("authentication failed"),
-                    );
-                }
-            }
-            return;
-        }
-        let username = connect.username.as_ref().map(|u| u.as_str().to_owned());
-        let verdict = match &username {
-            None if !self
-                .conns
-                .get(&conn)
-                .and_then(|c| c.peer.as_ref().and_then(|p| p.allow_anonymous))
-                .unwrap_or(self.config.allow_anonymous) =>
-            {
-                self.stats.auth_failures += 1;
-                self.refuse(
-                    conn,
-                    ConnAckReason::NotAuthorized,
-                    Some("anonymous access is disabled"),
-                );
-                return;
-            }
-            None => AuthVerdict::Allow,
-            Some(name) => self.authenticator.as_ref().map_or(AuthVerdict::Allow, |a| {
-                a.authenticate(
-                    &ClientInfo {
-                        client_id: &connect.client_id,
-                        username: Some(name),
-                    },
-                    connect.password.as_deref(),
-                )
-            }),
-        };
-        match verdict {
-            AuthVerdict::Allow => self.accept(now, conn, connect, username, None),
-            AuthVerdict::BadCredentials => {
-                self.stats.auth_failures += 1;
-                self.refuse(
-                    conn,
-                    ConnAckReason::BadUserNameOrPassword,
-                    Some("bad user name or password"),
-                );
-            }
-            AuthVerdict::NotAuthorized => {
-                self.stats.auth_failures += 1;
-                self.refuse(conn, ConnAckReason::NotAuthorized, Some("not authorized"));
-            }
-        }
-    }
-
-    fn send_auth(&mut self, conn: ConnId, reason: AuthReason, method: MqttString, data: Vec<u8>) {
-        let mut auth = Auth {
-            reason,
-            properties: mqtt5_codec::AuthProperties::default(),
-        };
-        auth.properties.authentication_method = Some(method);
-        auth.properties.authentication_data = Some(data.into());
-        self.send(conn, Packet::Auth(Box::new(auth)));
-    }
-
-    fn on_auth(&mut self, now: Instant, conn: ConnId, auth: Auth) {
-        let Some(c) = self.conns.get_mut(&conn) else {
-            return;
-        };
-        let method = auth.properties.authentication_method.clone();
-        let data = auth
-            .properties
-            .authentication_data
-            .clone()
-            .unwrap_or_default();
-        let state = core::mem::replace(&mut c.state, ConnState::AwaitConnect);
-        match (state, auth.reason) {
-            (
-                ConnState::Authenticating {
-                    connect,
-                    mut exchange,
-                    method: expected,
-                },
-                AuthReason::ContinueAuthentication,
-            ) if method.as_ref() == Some(&expected) => match exchange.step(&data) {
-                AuthStep::Continue(out) => {
-                    if let Some(c) = self.conns.get_mut(&conn) {
-                        c.state = ConnState::Authenticating {
-                            connect,
-                            exchange,
-                            method: expected.clone(),
-                        };
-                    }
-                    self.send_auth(conn, AuthReason::ContinueAuthentication, *expected, out);
-                }
-                AuthStep::Success { data, username } => {
-                    self.accept(now, conn, connect, Some(username), data);
-                }
-                AuthStep::Failure => {
-                    self.stats.auth_failures += 1;
-                    self.refuse(
-                        conn,
-                        ConnAckReason::BadUserNameOrPassword,
-                        Some("authentication failed"),
-                    );
-                }
-            },
-            (ConnState::Connected, AuthReason::ReAuthenticate) => {
-                // MQTT 5 §4.12.1: the method must be the one of the CONNECT.
-                let original = self.conns.get(&conn).and_then(|c| c.auth_method.clone());
-                let Some(method) = method.filter(|m| Some(m) == original.as_deref()) else {
-                    self.set_state(conn, ConnState::Connected);
-                    self.protocol_violation(
-                        now,
-                        conn,
-                        DisconnectReason::ProtocolError,
-                        "[MQTT-4.12.1-1] re-authentication without the connection's method",
-                    );
-                    return;
-                };
-                let client_id = self
-                    .conns
-                    .get(&conn)
-                    .and_then(|c| c.session)
-                    .and_then(|sid| self.session(sid))
-                    .map(|s| s.client_id.to_string())
-                    .unwrap_or_default();
-                let Some(authn) = self.enhanced.iter().find(|a| a.method() == method.as_str())
-                else {
-                    self.set_state(conn, ConnState::Connected);
-                    self.protocol_violation(
-                        now,
-                        conn,
-                        DisconnectReason::ProtocolError,
-                        "[MQTT-4.12.1-1] re-authentication with another method",
-                    );
-                    return;
-                };
-                let (exchange, step) = authn.begin(&client_id, &data, &mut *self.random);
-                self.reauth_step(now, conn, exchange, method, step);
-            }
-            (
-                ConnState::Reauthenticating {
-                    mut exchange,
-                    method: expected,
-                },
-                AuthReason::ContinueAuthentication,
-            ) if method.as_ref() == Some(&expected) => {
-                let step = exchange.step(&data);
-                self.reauth_step(now, conn, exchange, *expected, step);
-            }
-            (state, _) => {
-                let connected = matches!(
-                    state,
-                    ConnState::Connected | ConnState::Reauthenticating { .. }
-                );
-                if connected {
-                    self.set_state(conn, ConnState::Connected);
-                    self.protocol_violation(
-                        now,
-                        conn,
-                        DisconnectReason::ProtocolError,
-                        "[MQTT-4.12.0-2] unexpected AUTH",
-                    );
-                } else {
-                    // Before CONNACK there is no DISCONNECT to send: close.
-                    self.close_unconnected(conn);
-                }
-            }
-        }
-    }
-
-    fn set_state(&mut self, conn: ConnId, state: ConnState) {
-        if let Some(c) = self.conns.get_mut(&conn) {
-            c.state = state;
-        }
-    }
-
-    fn reauth_step(
-        &mut self,
-        now: Instant,
-        conn: ConnId,
-        exchange: Box<dyn AuthExchange>,
-        method: MqttString,
-        step: AuthStep,
-    ) {
-        match step {
-            AuthStep::Continue(out) => {
-                self.set_state(
-                    conn,
-                    ConnState::Reauthenticating {
-                        exchange,
-                        method: Box::new(method.clone()),
-                    },
-                );
-                self.send_auth(conn, AuthReason::ContinueAuthentication, method, out);
-            }
-            AuthStep::Success { data, .. } => {
-                self.set_state(conn, ConnState::Connected);
-                self.send_auth(conn, AuthReason::Success, method, data.unwrap_or_default());
-            }
-            AuthStep::Failure => {
-                self.set_state(conn, ConnState::Connected);
-                self.stats.auth_failures += 1;
-                self.end_connection(
-                    now,
-                    conn,
-                    Ending::Abnormal,
-                    Some(DisconnectReason::NotAuthorized),
-                    "re-authentication failed",
-                );
-            }
-        }
-    }
-
-    /// Refuses a CONNECT with CONNACK `reason` (the encoder maps it to a 3.1.1 return code),
-    /// then closes (`[MQTT-3.2.2-7]`: no Session Present on failure).
-    fn refuse(&mut self, conn: ConnId, reason: ConnAckReason, why: Option<&str>) {
-        let mut ack = ConnAck {
-            session_present: false,
-            reason,
-            ..ConnAck::default()
-        };
-        if let (Some(why), Some(c)) = (why, self.conns.get(&conn))
-            && c.problem_information
-        {
-            ack.properties.reason_string = MqttString::try_from(why).ok();
-        }
-        self.send(conn, Packet::ConnAck(Box::new(ack)));
-        self.close_unconnected(conn);
-    }
-
-    /// Completes a CONNECT: takes over or creates the session, sends CONNACK, resumes delivery.
-    fn accept(
-        &mut self,
-        now: Instant,
-        conn: ConnId,
-        connect: Box<Connect>,
-        username: Option<String>,
-        auth_data: Option<Vec<u8>>,
-    ) {
-        let v5 = connect.protocol.is_v5();
-        let (client_id, assigned): (Arc<str>, bool) = if connect.client_id.is_empty() {
-            (self.assign_client_id().into(), true)
-        } else {
-            (Arc::from(connect.client_id.as_str()), false)
-        };
-        // Session Expiry Interval: 5.0 says it; 3.1.1 Clean Session 0 means "forever".
-        let requested = if v5 {
-            connect.properties.session_expiry_interval.unwrap_or(0)
-        } else if connect.clean_start {
-            0
-        } else {
-            u32::MAX
-        };
-        let expiry = requested.min(self.config.max_session_expiry);
-        let resumes_stored = !connect.clean_start
-            && self
-                .by_client
-                .get(&client_id)
-                .and_then(|&sid| self.session(sid))
-                .is_some_and(|s| s.stored);
-        if self.storage_full && expiry > 0 && !resumes_stored {
-            self.refuse(conn, ConnAckReason::QuotaExceeded, Some("storage full"));
-            return;
-        }
-
-        // Take over: the old connection gets DISCONNECT 0x8E ([MQTT-3.1.4-3]).
-        if let Some(&sid) = self.by_client.get(&client_id)
-            && let Some(old) = self.session(sid).and_then(|s| s.conn)
-        {
-            self.end_connection(
-                now,
-                old,
-                Ending::Abnormal,
-                Some(DisconnectReason::SessionTakenOver),
-                "session taken over",
-            );
-            self.stats.takeovers += 1;
-        }
-        // Clean Start discards any existing session ([MQTT-3.1.2-4]).
-        if connect.clean_start
-            && let Some(&sid) = self.by_client.get(&client_id)
-        {
-            self.end_session(now, sid);
-        }
-        let (sid, present) = self.session_for(&client_id, connect.protocol);
-        // Resuming cancels a pending will ([MQTT-3.1.3-9]) and the expiry.
-        let (old_will_at, old_expires_at) = self
-            .session_mut(sid)
-            .map(|s| (s.will_at.take(), s.expires_at.take()))
-            .unwrap_or_default();
-        if let Some(at) = old_will_at {
-            self.timers.remove(&(at, Timer::Will(sid)));
-        }
-        if let Some(at) = old_expires_at {
-            self.timers.remove(&(at, Timer::SessionExpiry(sid)));
-        }
-
-        let Some(c) = self.conns.get_mut(&conn) else {
-            return;
-        };
-        // The connect timeout no longer applies; the keep-alive (if any) is armed below.
-        c.keep_alive_tick = 0;
-        c.state = ConnState::Connected;
-        c.session = Some(sid);
-        self.connected += 1;
-        c.auth_method = connect
-            .properties
-            .authentication_method
-            .clone()
-            .map(Box::new);
-        let props = &connect.properties;
-        c.window = props
-            .receive_maximum
-            .map_or(u16::MAX, NonZeroU16::get)
-            .min(self.config.max_inflight);
-        c.alias_max = props.topic_alias_maximum.unwrap_or(0);
-        // Keep alive: MQTT 5 clients get the server's value when it differs.
-        let mut keep_alive = connect.keep_alive;
-        let mut server_keep_alive = None;
-        if v5
-            && let Some(max) = self.config.max_keep_alive
-            && (keep_alive == 0 || keep_alive > max)
-        {
-            keep_alive = max;
-            server_keep_alive = Some(max);
-        }
-        c.keep_alive_ms = u32::from(keep_alive) * 1500;
-        let keep_alive_ms = c.keep_alive_ms;
-        // Only the client record needs the peer from here on.
-        let peer = c.peer.take();
-        if keep_alive_ms > 0 {
-            self.arm_keep_alive(conn, now + Duration::from_millis(u64::from(keep_alive_ms)));
-        }
-
-        if let Some(s) = self.session_mut(sid) {
-            s.conn = Some(conn);
-            s.protocol = connect.protocol;
-            s.username = username.as_deref().map(Box::from);
-            s.expiry_interval = expiry;
-            s.will = connect.will.as_ref().map(|w| Box::new(w.detach()));
-        }
-
-        let mut ack = ConnAck {
-            session_present: present,
-            reason: ConnAckReason::Success,
-            properties: ConnAckProperties::default(),
-        };
-        if v5 {
-            let p = &mut ack.properties;
-            let cfg = &self.config;
-            if expiry != requested {
-                p.session_expiry_interval = Some(expiry);
-            }
-            p.receive_maximum = NonZeroU16::new(cfg.receive_maximum);
-            if cfg.maximum_qos != QoS::ExactlyOnce {
-                p.maximum_qos = Some(cfg.maximum_qos);
-            }
-            if !cfg.retain_available {
-                p.retain_available = Some(false);
-            }
-            p.maximum_packet_size = core::num::NonZeroU32::new(cfg.max_packet_size);
-            if assigned {
-                p.assigned_client_identifier = MqttString::try_from(&*client_id).ok();
-            }
-            p.topic_alias_maximum = Some(cfg.topic_alias_maximum);
-            p.wildcard_subscription_available = Some(cfg.wildcard_subscriptions);
-            p.subscription_identifiers_available = Some(cfg.subscription_identifiers);
-            p.shared_subscription_available = Some(cfg.shared_subscriptions);
-            p.server_keep_alive = server_keep_alive;
-            if let Some(method) = &connect.properties.authentication_method {
-                p.authentication_method = Some(method.clone());
-                p.authentication_data = auth_data.map(Into::into);
-            }
-        }
-        if self.config.client_records {
-            let wall = self.wall_ms(now);
-            self.persist(StoreOp::ClientConnected(ClientRecord {
-                client_id: client_id.to_string(),
-                username,
-                protocol: connect.protocol,
-                peer: peer.map(|p| p.addr.to_string()).unwrap_or_default(),
-                at_ms: wall,
-            }));
-        }
-        self.save_session(sid, None);
-        self.stats.connects += 1;
-        self.send(conn, Packet::ConnAck(Box::new(ack)));
-        let connected = self.connected_clients();
-        self.stats.max_connected = self.stats.max_connected.max(connected as u64);
-        if present {
-            self.resume(now, sid);
-        }
-    }
-
-    /// A fresh client identifier: the configured prefix and 16 random alphanumerics.
-    fn assign_client_id(&mut self) -> String {
-        const ALPHABET: &[u8; 62] =
-            b"0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz";
-        loop {
-            let mut raw = [0u8; 16];
-            self.random.fill_bytes(&mut raw);
-            let mut id = self.config.assigned_id_prefix.clone();
-            id.extend(
-                raw.iter()
-                    .map(|b| char::from(ALPHABET[usize::from(*b) % ALPHABET.len()])),
-            );
-            if !self.by_client.contains_key(id.as_str()) {
-                return id;
-            }
-        }
     }
 
     fn on_disconnect(&mut self, now: Instant, conn: ConnId, d: Disconnect) {
@@ -1458,7 +1047,7 @@ impl Broker {
     fn publish_sys(&mut self, now: Instant) {
         let uptime = now.saturating_duration_since(self.epoch.0).as_secs();
         let connected = self.connected_clients() as u64;
-        let entries: [(&str, String); 12] = [
+        let entries: [(&str, String); 19] = [
             ("$SYS/broker/version", self.config.version.clone()),
             ("$SYS/broker/uptime", format!("{uptime} seconds")),
             ("$SYS/broker/clients/connected", connected.to_string()),
@@ -1494,6 +1083,31 @@ impl Broker {
             (
                 "$SYS/broker/retained messages/count",
                 self.retained.len().to_string(),
+            ),
+            (
+                "$SYS/broker/retained messages/bytes",
+                self.retained_bytes.to_string(),
+            ),
+            (
+                "$SYS/broker/retained messages/refused",
+                self.stats.retained_refused.to_string(),
+            ),
+            (
+                "$SYS/broker/messages/denied",
+                self.stats.denied_deliveries.to_string(),
+            ),
+            ("$SYS/broker/queued/bytes", self.queued_bytes.to_string()),
+            (
+                "$SYS/broker/queued/memory drops",
+                self.stats.queue_memory_drops.to_string(),
+            ),
+            (
+                "$SYS/broker/clients/auth failures",
+                self.stats.auth_failures.to_string(),
+            ),
+            (
+                "$SYS/broker/clients/ownership refusals",
+                self.stats.ownership_refusals.to_string(),
             ),
         ];
         for (topic, value) in entries {

@@ -111,13 +111,11 @@ impl Broker {
         let mut next: Option<Instant> = None;
         let mut earliest = |at: Instant| next = Some(next.map_or(at, |n| n.min(at)));
         for sid in core::mem::take(&mut self.expiring_sessions) {
-            let Some(s) = self.session_mut(sid) else {
+            let Some((s, total)) = self.held(sid) else {
                 continue;
             };
-            let (expired, kept): (Vec<Delivery>, Vec<Delivery>) =
-                s.queue.drain(..).partition(|d| d.message.expired(now));
-            s.queue.extend(kept);
-            let pending = s.queue.iter().filter_map(|d| d.message.expires_at).min();
+            let expired = s.take_queued(|d| d.message.expired(now), total);
+            let pending = s.queue().iter().filter_map(|d| d.message.expires_at).min();
             for mut d in expired {
                 self.stats.messages_expired += 1;
                 self.forget_delivery(sid, &mut d, false);
@@ -130,9 +128,11 @@ impl Broker {
         if self.retained_expiring {
             let mut cleared = Vec::new();
             let mut still_expiring = false;
+            let mut freed = 0;
             self.retained.retain(|m| {
                 if m.expired(now) {
                     cleared.push(m.publish.topic().to_owned());
+                    freed += m.size;
                     return false;
                 }
                 if let Some(at) = m.expires_at {
@@ -141,6 +141,8 @@ impl Broker {
                 }
                 true
             });
+            // `$SYS` messages never expire: every one cleared here was counted.
+            self.retained_bytes = self.retained_bytes.saturating_sub(freed);
             self.retained_expiring = still_expiring;
             for topic in cleared {
                 self.persist(StoreOp::RetainCleared { topic });

@@ -26,7 +26,9 @@
 //! # Example
 //! ```
 //! use std::time::{Duration, Instant};
-//! use mqtt5_broker::{Action, AllowAll, Broker, Config, ConnId, PeerInfo, RandomSource, Services};
+//! use mqtt5_broker::{
+//!     Action, AllowAll, Broker, Config, ConnId, Passwords, PeerInfo, RandomSource, Services,
+//! };
 //! use mqtt5_codec::{Connect, MqttString, Packet};
 //!
 //! struct Counter(u8);
@@ -42,7 +44,7 @@
 //! # #[allow(clippy::disallowed_methods)]
 //! let start = Instant::now();
 //! let services = Services {
-//!     authenticator: None,
+//!     passwords: Passwords::NoUsers,
 //!     authorizer: Box::new(AllowAll),
 //!     enhanced: Vec::new(),
 //!     random: Box::new(Counter(0)),
@@ -60,7 +62,7 @@
 //!     match action {
 //!         Action::Send { packet, .. } => sent.push(packet),
 //!         Action::Persist(_ops) => { /* hand to the store, wait until durable */ }
-//!         Action::Close { .. } => {}
+//!         Action::Close { .. } | Action::CheckPassword(_) | Action::Notice(_) => {}
 //!     }
 //! }
 //! assert!(matches!(sent[0], Packet::ConnAck(_)));
@@ -73,6 +75,7 @@ mod acl;
 mod auth;
 mod broker;
 mod config;
+mod connect;
 mod credentials;
 mod durable;
 mod publish;
@@ -81,17 +84,19 @@ mod retained;
 mod scram;
 mod session;
 mod stats;
+mod throttle;
 mod topic_tree;
 mod types;
 
 pub use acl::*;
 pub use auth::{
     AuthExchange, AuthStep, AuthVerdict, Authenticator, ClientInfo, EnhancedAuthenticator,
-    RandomSource,
+    Passwords, RandomSource,
 };
 pub use broker::{Broker, Services};
 pub use config::{Config, QueuePolicy};
 pub use credentials::*;
 pub use scram::*;
 pub use stats::Stats;
-pub use types::{Action, ConnId, Error, PeerInfo};
+pub use throttle::address_key;
+pub use types::{Action, ConnId, Error, Identity, Notice, PasswordCheck, PeerInfo};

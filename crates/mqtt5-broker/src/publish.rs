@@ -10,7 +10,6 @@
 
 use std::num::{NonZeroU16, NonZeroU32};
 use std::sync::Arc;
-use std::sync::atomic::AtomicU32;
 use std::time::{Duration, Instant};
 
 use mqtt5_codec::properties::PublishProperties;
@@ -24,7 +23,7 @@ use mqtt5_store::{DeliveryState, StoreOp};
 use crate::auth::ClientInfo;
 use crate::broker::Broker;
 use crate::config::QueuePolicy;
-use crate::session::{Delivery, InFlight, Message, Stage, SubEntry};
+use crate::session::{DELIVERY_OVERHEAD, Delivery, InFlight, Message, Session, Stage, SubEntry};
 use crate::topic_tree::{Match, SessionId};
 use crate::types::ConnId;
 
@@ -183,9 +182,14 @@ impl Broker {
         let format_ok = !(v5
             && publish.properties.payload_format_indicator == Some(PayloadFormat::Utf8)
             && core::str::from_utf8(publish.payload()).is_err());
-        let storage_full = self.storage_full && v5 && qos != QoS::AtMostOnce;
-        let outcome = if storage_full {
-            // New persistent work is refused while the store is full.
+        let refusable = v5 && qos != QoS::AtMostOnce;
+        let retained_size = (publish.retain && !publish.payload().is_empty())
+            .then(|| crate::session::message_size(&publish));
+        let retained_over =
+            retained_size.filter(|&size| refusable && !self.retained_fits(publish.topic(), size));
+        let outcome = if refusable && self.refusing_persistent() {
+            // New persistent work is refused while the store is full, or while the queues
+            // hold as many bytes as they may.
             Err(PubAckReason::QuotaExceeded)
         } else if too_deep {
             // Valid syntax, but deeper than the broker accepts: 0x90 Topic Name invalid.
@@ -196,6 +200,10 @@ impl Broker {
         } else if !format_ok {
             // [MQTT-3.3.2-4] allows the check; 0x99 Payload format invalid.
             Err(PubAckReason::PayloadFormatInvalid)
+        } else if let Some(size) = retained_over {
+            // The retained store is at its limits: refused, not delivered.
+            self.retained_refused(publish.topic(), size);
+            Err(PubAckReason::QuotaExceeded)
         } else {
             Ok(self.ingest(now, Some(sid), publish))
         };
@@ -283,50 +291,94 @@ impl Broker {
             .map(|s| now + Duration::from_secs(u64::from(s)));
         let retain = publish.retain;
         if retain && !self.storage_full {
-            self.set_retained(now, &publish, expires_at);
+            self.set_retained(&publish, expires_at);
         }
         // The message outlives this call only in queues and windows; a detached copy does not
         // pin the read buffer it came in.
         if publish.qos() != QoS::AtMostOnce {
             publish = publish.detach();
         }
-        let message = Arc::new(Message {
+        let message = Arc::new(Message::new(
             publish,
             expires_at,
             origin,
-            id: self.next_message_id(),
-            stored_refs: AtomicU32::new(0),
-        });
+            self.next_message_id(),
+        ));
         self.route(now, message)
     }
 
     /// `$SYS` messages: retained, routed, never persisted.
     pub(crate) fn ingest_sys(&mut self, now: Instant, publish: Publish) {
         let topic = publish.topic().to_owned();
-        let message = Arc::new(Message {
-            publish,
-            expires_at: None,
-            origin: None,
-            id: self.next_message_id(),
-            stored_refs: AtomicU32::new(0),
-        });
-        self.retained.insert(&topic, message.clone());
+        let id = self.next_message_id();
+        let message = Arc::new(Message::new(publish, None, None, id));
+        self.retained_insert(&topic, message.clone());
         self.route(now, message);
     }
 
-    fn set_retained(&mut self, now: Instant, publish: &Publish, expires_at: Option<Instant>) {
+    /// Whether a retained message of `size` bytes on `topic` fits
+    /// [`crate::Config::max_retained_messages`] and [`crate::Config::max_retained_bytes`],
+    /// in place of what the topic holds.
+    pub(crate) fn retained_fits(&self, topic: &str, size: usize) -> bool {
+        let old = self.retained.get(topic).map(|m| m.size);
+        let count = self.retained.len() - self.retained_sys + usize::from(old.is_none());
+        let bytes = self.retained_bytes - old.unwrap_or(0) + size;
+        count <= self.config.max_retained_messages && bytes <= self.config.max_retained_bytes
+    }
+
+    /// Counts and reports a retained message that was not kept.
+    pub(crate) fn retained_refused(&mut self, topic: &str, size: usize) {
+        self.stats.retained_refused += 1;
+        self.notice(crate::types::Notice::RetainedRefused {
+            topic: topic.to_owned(),
+            bytes: size,
+        });
+    }
+
+    /// Keeps `message` as the retained message of `topic`, counting its bytes.
+    pub(crate) fn retained_insert(&mut self, topic: &str, message: Arc<Message>) {
+        let sys = is_broker_topic(topic);
+        let size = message.size;
+        match self.retained.insert(topic, message) {
+            Some(old) if !sys => self.retained_bytes -= old.size,
+            Some(_) => {}
+            None if sys => self.retained_sys += 1,
+            None => {}
+        }
+        if !sys {
+            self.retained_bytes += size;
+        }
+    }
+
+    /// Forgets the retained message of `topic`, counting its bytes.
+    pub(crate) fn retained_remove(&mut self, topic: &str) -> Option<Arc<Message>> {
+        let old = self.retained.remove(topic)?;
+        if is_broker_topic(topic) {
+            self.retained_sys -= 1;
+        } else {
+            self.retained_bytes -= old.size;
+        }
+        Some(old)
+    }
+
+    fn set_retained(&mut self, publish: &Publish, expires_at: Option<Instant>) {
         let topic = publish.topic().to_owned();
         if publish.payload().is_empty() {
             // [MQTT-3.3.1-6], [MQTT-3.3.1-7]: an empty retained payload clears; it is not stored.
-            if self.retained.remove(&topic).is_some() {
+            if self.retained_remove(&topic).is_some() {
                 self.persist(StoreOp::RetainCleared { topic });
             }
+            return;
+        }
+        let size = crate::session::message_size(publish);
+        if !self.retained_fits(&topic, size) {
+            // Delivered, but not kept: the retained store is at its limits.
+            self.retained_refused(&topic, size);
             return;
         }
         // [MQTT-3.3.1-5]: replaces any earlier retained message on the topic.
         let stored = publish.detach();
         let expires_at_ms = expires_at.map(|at| self.wall_ms(at));
-        let _ = now;
         self.persist(StoreOp::RetainSet {
             message: stored.clone(),
             expires_at_ms,
@@ -336,16 +388,7 @@ impl Broker {
             self.retained_expiring = true;
             self.note_expiry(at);
         }
-        self.retained.insert(
-            &topic,
-            Arc::new(Message {
-                publish: stored,
-                expires_at,
-                origin: None,
-                id,
-                stored_refs: AtomicU32::new(0),
-            }),
-        );
+        self.retained_insert(&topic, Arc::new(Message::new(stored, expires_at, None, id)));
     }
 
     /// Delivers a message to its subscribers. Overlapping subscriptions of one session give
@@ -391,9 +434,10 @@ impl Broker {
             kept.ids.append(&mut later.ids);
             true
         });
+        let topic = message.publish.topic();
         for (filter, members) in shared {
-            if let Some((sid, entry)) = self.pick_member(&members, None) {
-                targets.push((
+            match self.pick_member(&members, None, topic) {
+                Some((sid, entry)) => targets.push((
                     sid,
                     Target {
                         qos: entry.options.qos,
@@ -401,19 +445,14 @@ impl Broker {
                         ids: entry.identifier.into_iter().collect(),
                         shared: Some(filter),
                     },
-                ));
+                )),
+                // No member may read the topic: the group gets nothing.
+                None => self.stats.denied_deliveries += 1,
             }
         }
         let mut delivered = 0;
         for (sid, t) in targets {
-            let Some(s) = self.session(sid) else {
-                continue;
-            };
-            let info = ClientInfo {
-                client_id: &s.client_id,
-                username: s.username.as_deref(),
-            };
-            if !self.authorizer.can_receive(&info, message.publish.topic()) {
+            if !self.may_receive(sid, message.publish.topic()) {
                 continue;
             }
             let delivery = Delivery {
@@ -431,11 +470,24 @@ impl Broker {
         delivered
     }
 
-    /// Picks a shared-group member: round robin, preferring connected members.
+    /// Whether the session's client may receive a message on `topic`.
+    pub(crate) fn may_receive(&self, sid: SessionId, topic: &str) -> bool {
+        self.session(sid).is_some_and(|s| {
+            let info = ClientInfo {
+                client_id: &s.client_id,
+                username: s.username.as_deref(),
+            };
+            self.authorizer.can_receive(&info, topic)
+        })
+    }
+
+    /// Picks a shared-group member for a message on `topic`: round robin among the members
+    /// that may read it, preferring connected ones. `None` when no member may read it.
     fn pick_member(
         &mut self,
         members: &[(SessionId, SubEntry)],
         except: Option<SessionId>,
+        topic: &str,
     ) -> Option<(SessionId, SubEntry)> {
         if members.is_empty() {
             return None;
@@ -450,6 +502,9 @@ impl Broker {
             .filter(|(sid, _)| Some(*sid) != except);
         let mut fallback = None;
         for &(sid, entry) in rotated {
+            if !self.may_receive(sid, topic) {
+                continue;
+            }
             let online = self.session(sid).is_some_and(|s| s.conn.is_some());
             if online {
                 return Some((sid, entry));
@@ -466,12 +521,11 @@ impl Broker {
     /// flight stays: it is completed to this member when it reconnects (`[MQTT-4.8.2-4]`),
     /// and goes to no other member if the session ends first (`[MQTT-4.8.2-5]`).
     pub(crate) fn hand_over_shared(&mut self, now: Instant, sid: SessionId) {
-        let Some(s) = self.session_mut(sid) else {
+        let Some((s, total)) = self.held(sid) else {
             return;
         };
-        let mut moved = Vec::new();
         let ids: Vec<u16> = s
-            .inflight
+            .inflight()
             .iter()
             .filter(|(_, f)| {
                 f.delivery.shared.is_some()
@@ -480,15 +534,12 @@ impl Broker {
             })
             .map(|(&id, _)| id)
             .collect();
-        for id in ids {
-            if let Some(f) = s.inflight.remove(&id) {
-                moved.push(f.delivery);
-            }
-        }
-        let (shared, kept): (Vec<Delivery>, Vec<Delivery>) =
-            s.queue.drain(..).partition(|d| d.shared.is_some());
-        s.queue.extend(kept);
-        moved.extend(shared);
+        let mut moved: Vec<Delivery> = ids
+            .into_iter()
+            .filter_map(|id| s.remove_inflight(id, total))
+            .map(|f| f.delivery)
+            .collect();
+        moved.extend(s.take_queued(|d| d.shared.is_some(), total));
         for mut d in moved {
             let Some(filter) = d.shared.clone() else {
                 continue;
@@ -507,16 +558,27 @@ impl Broker {
             });
             // The delivery leaves this session's stored state; the next owner stores it anew.
             self.forget_delivery(sid, &mut d, false);
-            if let Some((other, entry)) = self.pick_member(&members, Some(sid)) {
-                d.qos = d.message.publish.qos().min(entry.options.qos);
-                d.subscription_ids = entry.identifier.into_iter().collect();
-                self.deliver(now, other, d);
+            let topic = d.message.publish.topic().to_owned();
+            match self.pick_member(&members, Some(sid), &topic) {
+                Some((other, entry)) => {
+                    d.qos = d.message.publish.qos().min(entry.options.qos);
+                    d.subscription_ids = entry.identifier.into_iter().collect();
+                    self.deliver(now, other, d);
+                }
+                None if !members.iter().any(|(m, _)| *m != sid) => {}
+                None => self.stats.denied_deliveries += 1,
             }
         }
     }
 
-    /// Sends a delivery now if its session is connected and has room in its window,
-    /// otherwise queues it (bounded), or drops it.
+    /// The session and the broker-wide queued bytes, for a change of its queue or window.
+    pub(crate) fn held(&mut self, sid: SessionId) -> Option<(&mut Session, &mut usize)> {
+        let s = self.sessions.get_mut(sid.0 as usize)?.as_mut()?;
+        Some((s, &mut self.queued_bytes))
+    }
+
+    /// Sends a delivery now if its session is connected and has room in its window (and its
+    /// byte allowance), otherwise queues it (bounded), or drops it.
     pub(crate) fn deliver(&mut self, now: Instant, sid: SessionId, delivery: Delivery) {
         if delivery.message.expired(now) {
             self.stats.messages_expired += 1;
@@ -538,11 +600,13 @@ impl Broker {
                     return;
                 }
                 let window = self.conns.get(&conn).map_or(0, |c| c.window);
-                let Some(s) = self.session_mut(sid) else {
-                    return;
-                };
-                if s.queue.is_empty() && !s.resend_pending && s.inflight.len() < usize::from(window)
-                {
+                let need = delivery.message.size + DELIVERY_OVERHEAD;
+                let room = s.queue().is_empty()
+                    && !s.resend_pending
+                    && s.inflight().len() < usize::from(window)
+                    && s.held_bytes + need <= self.config.max_queued_bytes
+                    && !self.queue_memory_full();
+                if room {
                     self.send_new(now, sid, conn, delivery);
                 } else {
                     self.enqueue(now, sid, delivery);
@@ -556,16 +620,29 @@ impl Broker {
         }
     }
 
-    /// Puts a delivery in the session's queue, dropping per the queue policy when full.
+    /// Puts a delivery in the session's queue. Past the session's limits (messages and
+    /// bytes) the queue policy drops messages; past the broker-wide byte limit the new one is
+    /// dropped. Every drop is counted.
     fn enqueue(&mut self, now: Instant, sid: SessionId, mut delivery: Delivery) {
-        let max = self.config.max_queued_messages;
-        let policy = self.config.queue_policy;
-        let disconnect_slow = self.config.disconnect_slow_consumers;
-        let Some(s) = self.session_mut(sid) else {
+        if self.queue_memory_full() {
+            self.stats.queue_memory_drops += 1;
+            self.stats.messages_dropped += 1;
+            self.forget_delivery(sid, &mut delivery, false);
             return;
-        };
-        if s.queue.len() >= max {
-            if disconnect_slow && let Some(conn) = s.conn {
+        }
+        let need = delivery.message.size + DELIVERY_OVERHEAD;
+        loop {
+            let Some(s) = self.session(sid) else {
+                return;
+            };
+            let full = s.queue().len() >= self.config.max_queued_messages
+                || s.held_bytes + need > self.config.max_queued_bytes;
+            if !full {
+                break;
+            }
+            if self.config.disconnect_slow_consumers
+                && let Some(conn) = s.conn
+            {
                 // Configured: a client that cannot keep up is disconnected rather than fed
                 // with gaps. Its will and session follow the usual rules.
                 self.stats.messages_dropped += 1;
@@ -579,29 +656,25 @@ impl Broker {
                 self.forget_delivery(sid, &mut delivery, false);
                 return;
             }
-            let Some(s) = self.session_mut(sid) else {
+            self.stats.messages_dropped += 1;
+            let oldest = match self.config.queue_policy {
+                QueuePolicy::DropNewest => None,
+                QueuePolicy::DropOldest => self.held(sid).and_then(|(s, t)| s.pop_queued(t)),
+            };
+            if let Some(s) = self.session_mut(sid) {
+                s.dropped += 1;
+            }
+            let Some(mut oldest) = oldest else {
+                // Nothing older to drop (or the policy keeps the queue): the new one goes.
+                self.forget_delivery(sid, &mut delivery, false);
                 return;
             };
-            s.dropped += 1;
-            self.stats.messages_dropped += 1;
-            match policy {
-                QueuePolicy::DropNewest => {
-                    self.forget_delivery(sid, &mut delivery, false);
-                    return;
-                }
-                QueuePolicy::DropOldest => {
-                    if let Some(mut oldest) =
-                        self.session_mut(sid).and_then(|s| s.queue.pop_front())
-                    {
-                        self.forget_delivery(sid, &mut oldest, false);
-                    }
-                }
-            }
+            self.forget_delivery(sid, &mut oldest, false);
         }
         self.record_delivery(sid, &mut delivery, DeliveryState::Queued);
         let expires_at = delivery.message.expires_at;
-        if let Some(s) = self.session_mut(sid) {
-            s.queue.push_back(delivery);
+        if let Some((s, total)) = self.held(sid) {
+            s.push_queued(delivery, total);
         }
         if let Some(at) = expires_at {
             self.expiring_sessions.insert(sid);
@@ -624,17 +697,15 @@ impl Broker {
             return;
         }
         self.record_delivery(sid, &mut delivery, DeliveryState::Sent(packet_id));
-        if let Some(s) = self.session_mut(sid) {
+        if let Some((s, total)) = self.held(sid) {
             let seq = s.take_seq();
-            s.inflight.insert(
-                packet_id,
-                InFlight {
-                    order: seq,
-                    delivery,
-                    stage: Stage::Sent,
-                    resend: false,
-                },
-            );
+            let f = InFlight {
+                order: seq,
+                delivery,
+                stage: Stage::Sent,
+                resend: false,
+            };
+            s.insert_inflight(packet_id, f, total);
         }
     }
 
@@ -731,12 +802,12 @@ impl Broker {
             };
             if s.resend_pending {
                 // Resends that did not fit the window on resume go first, oldest first.
-                let on_wire = s.inflight.values().filter(|f| !f.resend).count();
+                let on_wire = s.inflight().values().filter(|f| !f.resend).count();
                 if on_wire >= window {
                     return;
                 }
                 let next = s
-                    .inflight
+                    .inflight()
                     .iter()
                     .filter(|(_, f)| f.resend)
                     .min_by_key(|(_, f)| f.order)
@@ -749,14 +820,21 @@ impl Broker {
                     None => s.resend_pending = false,
                 }
             }
-            if s.inflight.len() >= window {
+            if s.inflight().len() >= window {
                 return;
             }
-            let Some(mut d) = s.queue.pop_front() else {
+            let Some(mut d) = self.held(sid).and_then(|(s, t)| s.pop_queued(t)) else {
                 return;
             };
             if d.message.expired(now) {
                 self.stats.messages_expired += 1;
+                self.forget_delivery(sid, &mut d, false);
+                continue;
+            }
+            if !self.may_receive(sid, d.message.publish.topic()) {
+                // The access rules changed while it waited (a reload, or another identity
+                // took the session over): it is dropped, and counted.
+                self.stats.denied_deliveries += 1;
                 self.forget_delivery(sid, &mut d, false);
                 continue;
             }
@@ -783,17 +861,33 @@ impl Broker {
         };
         s.resend_pending = false;
         let mut on_wire = s
-            .inflight
+            .inflight()
             .values()
             .filter(|f| f.stage == Stage::Released)
             .count();
-        let mut order: Vec<(u64, u16)> = s.inflight.iter().map(|(&id, f)| (f.order, id)).collect();
+        let mut order: Vec<(u64, u16)> =
+            s.inflight().iter().map(|(&id, f)| (f.order, id)).collect();
         order.sort_unstable();
         for (_, id) in order {
+            let denied = self
+                .session(sid)
+                .and_then(|s| s.inflight().get(&id))
+                .is_some_and(|f| {
+                    f.stage == Stage::Sent
+                        && !self.may_receive(sid, f.delivery.message.publish.topic())
+                });
+            if denied {
+                // Read permission is checked again for what a resumed session would resend.
+                self.stats.denied_deliveries += 1;
+                if let Some(mut gone) = self.held(sid).and_then(|(s, t)| s.remove_inflight(id, t)) {
+                    self.forget_delivery(sid, &mut gone.delivery, false);
+                }
+                continue;
+            }
             let Some(s) = self.session_mut(sid) else {
                 return;
             };
-            let Some(f) = s.inflight.get_mut(&id) else {
+            let Some(f) = s.inflight_mut(id) else {
                 continue;
             };
             let Some(pid) = PacketId::new(id) else {
@@ -817,13 +911,13 @@ impl Broker {
     /// Resends the in-flight PUBLISH `id` with DUP and its original packet identifier
     /// (`[MQTT-4.4.0-1]`); one now too large for the client is discarded as delivered.
     fn resend_publish(&mut self, now: Instant, sid: SessionId, conn: ConnId, id: u16) {
-        let Some(f) = self.session_mut(sid).and_then(|s| s.inflight.get_mut(&id)) else {
+        let Some(f) = self.session_mut(sid).and_then(|s| s.inflight_mut(id)) else {
             return;
         };
         f.resend = false;
         let delivery = f.delivery.clone();
         if !self.send_publish(now, conn, &delivery, NonZeroU16::new(id), true)
-            && let Some(mut gone) = self.session_mut(sid).and_then(|s| s.inflight.remove(&id))
+            && let Some(mut gone) = self.held(sid).and_then(|(s, t)| s.remove_inflight(id, t))
         {
             self.forget_delivery(sid, &mut gone.delivery, false);
         }
@@ -838,11 +932,11 @@ impl Broker {
         let Some(sid) = self.conn_session(conn) else {
             return;
         };
-        if let Some(s) = self.session_mut(sid)
-            && s.inflight
+        if let Some((s, total)) = self.held(sid)
+            && s.inflight()
                 .get(&packet_id)
                 .is_some_and(|f| f.delivery.qos == QoS::AtLeastOnce)
-            && let Some(mut f) = s.inflight.remove(&packet_id)
+            && let Some(mut f) = s.remove_inflight(packet_id, total)
         {
             self.forget_delivery(sid, &mut f.delivery, false);
         }
@@ -855,22 +949,22 @@ impl Broker {
             return;
         };
         let id = rec.packet_id.get();
-        let Some(s) = self.session_mut(sid) else {
+        let Some((s, total)) = self.held(sid) else {
             return;
         };
         let known = s
-            .inflight
+            .inflight()
             .get(&id)
             .is_some_and(|f| f.delivery.qos == QoS::ExactlyOnce);
         if rec.reason.is_error() {
-            if known && let Some(mut f) = s.inflight.remove(&id) {
+            if known && let Some(mut f) = s.remove_inflight(id, total) {
                 self.forget_delivery(sid, &mut f.delivery, false);
             }
             self.pump(now, sid);
             return;
         }
         let mut released = None;
-        if let Some(f) = s.inflight.get_mut(&id)
+        if let Some(f) = s.inflight_mut(id)
             && f.delivery.qos == QoS::ExactlyOnce
         {
             f.stage = Stage::Released;
@@ -891,11 +985,11 @@ impl Broker {
         let Some(sid) = self.conn_session(conn) else {
             return;
         };
-        if let Some(s) = self.session_mut(sid)
-            && s.inflight
+        if let Some((s, total)) = self.held(sid)
+            && s.inflight()
                 .get(&packet_id)
                 .is_some_and(|f| f.stage == Stage::Released)
-            && let Some(mut f) = s.inflight.remove(&packet_id)
+            && let Some(mut f) = s.remove_inflight(packet_id, total)
         {
             self.forget_delivery(sid, &mut f.delivery, false);
         }
@@ -945,8 +1039,10 @@ impl Broker {
         if identifier.is_some() && !cfg.subscription_identifiers {
             return SubAckReason::SubscriptionIdentifiersNotSupported;
         }
-        if level_count(matching) > cfg.max_topic_levels {
-            // Valid syntax, but deeper than the broker accepts: Topic Filter invalid.
+        if level_count(matching) > cfg.max_topic_levels
+            || s.filter.as_str().len() > cfg.max_topic_filter_length
+        {
+            // Valid syntax, but deeper or longer than the broker accepts: Topic Filter invalid.
             return SubAckReason::TopicFilterInvalid;
         }
         let Some(session) = self.session(sid) else {
@@ -961,10 +1057,14 @@ impl Broker {
         }
         let filter = s.filter.as_str();
         let exists = session.subscriptions.contains_key(filter);
-        if !exists && session.subscriptions.len() >= cfg.max_subscriptions_per_client {
+        if !exists
+            && (session.subscriptions.len() >= cfg.max_subscriptions_per_client
+                || session.subscription_bytes + filter.len()
+                    > cfg.max_subscription_bytes_per_client)
+        {
             return SubAckReason::QuotaExceeded;
         }
-        if self.storage_full && session.is_persistent() {
+        if self.refusing_persistent() && session.is_persistent() {
             // A persistent session's subscription must be stored, and the store is full.
             return SubAckReason::QuotaExceeded;
         }
@@ -977,20 +1077,27 @@ impl Broker {
         };
         let persistent = session.is_persistent();
         let client_id = session.client_id.to_string();
+        let username = session.username.clone();
         if let Some(session) = self.session_mut(sid) {
             // [MQTT-3.8.4-3]: the same filter replaces the subscription.
-            session.subscriptions.insert(filter.to_owned(), entry);
+            if session
+                .subscriptions
+                .insert(filter.to_owned(), entry)
+                .is_none()
+            {
+                session.subscription_bytes += filter.len();
+            }
         }
         self.tree.insert(filter, sid, entry);
         if persistent {
             self.persist(StoreOp::Subscribed {
-                client_id,
+                client_id: client_id.clone(),
                 filter: filter.to_owned(),
                 options,
                 identifier: identifier.map(NonZeroU32::get),
             });
         }
-        // Retained messages: never for shared subscriptions ([MQTT-3.8.4-?]); per Retain
+        // Retained messages: never for shared subscriptions (MQTT 5 §3.8.4); per Retain
         // Handling otherwise ([MQTT-3.3.1-9], [MQTT-3.3.1-10], [MQTT-3.3.1-11]).
         let send_retained = !shared
             && match options.retain_handling {
@@ -1000,9 +1107,22 @@ impl Broker {
             };
         if send_retained {
             let mut expired = Vec::new();
+            let mut denied = 0;
+            let (authorizer, info) = (
+                &self.authorizer,
+                ClientInfo {
+                    client_id: &client_id,
+                    username: username.as_deref(),
+                },
+            );
             self.retained.for_each_match(matching, |m| {
                 if m.expired(now) {
                     expired.push(m.publish.topic().to_owned());
+                    return;
+                }
+                // Retained messages obey the access rules as live ones do.
+                if !authorizer.can_receive(&info, m.publish.topic()) {
+                    denied += 1;
                     return;
                 }
                 retained.push(Delivery {
@@ -1015,9 +1135,10 @@ impl Broker {
                     seq: None,
                 });
             });
+            self.stats.denied_deliveries += denied;
             // Expired retained messages are not delivered ([MQTT-3.3.2-5]), and go now.
             for topic in expired {
-                self.retained.remove(&topic);
+                self.retained_remove(&topic);
                 self.persist(StoreOp::RetainCleared { topic });
             }
         }
@@ -1040,6 +1161,9 @@ impl Broker {
                 return;
             };
             let existed = s.subscriptions.remove(filter).is_some();
+            if existed {
+                s.subscription_bytes = s.subscription_bytes.saturating_sub(filter.len());
+            }
             let persistent = s.is_persistent();
             let client_id = s.client_id.to_string();
             if existed {

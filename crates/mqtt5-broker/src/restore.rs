@@ -10,7 +10,6 @@
 use std::collections::BTreeMap;
 use std::num::NonZeroU32;
 use std::sync::Arc;
-use std::sync::atomic::AtomicU32;
 use std::time::{Duration, Instant};
 
 use mqtt5_codec::QoS;
@@ -48,13 +47,12 @@ impl Broker {
             self.last_message_id = self.last_message_id.max(id);
             messages.insert(
                 id,
-                Arc::new(Message {
-                    publish: message,
-                    expires_at: expires_at_ms.map(instant_of),
-                    origin: None,
+                Arc::new(Message::new(
+                    message,
+                    expires_at_ms.map(instant_of),
+                    None,
                     id,
-                    stored_refs: AtomicU32::new(0),
-                }),
+                )),
             );
         }
         for (topic, stored) in recovered.retained {
@@ -63,15 +61,10 @@ impl Broker {
                 self.retained_expiring = true;
             }
             let id = self.next_message_id();
-            self.retained.insert(
+            // Restored whatever the limits say now: they apply to new retained messages.
+            self.retained_insert(
                 &topic,
-                Arc::new(Message {
-                    publish: stored.message,
-                    expires_at,
-                    origin: None,
-                    id,
-                    stored_refs: AtomicU32::new(0),
-                }),
+                Arc::new(Message::new(stored.message, expires_at, None, id)),
             );
         }
         let mut due_now = Vec::new();
@@ -82,6 +75,11 @@ impl Broker {
                 continue;
             };
             s.expiry_interval = stored.record.expiry_interval;
+            s.owner = stored
+                .record
+                .owner
+                .as_deref()
+                .and_then(crate::types::Identity::from_stored);
             s.will = stored.record.will.map(Box::new);
             s.stored = true;
             for (filter, sub) in &stored.subscriptions {
@@ -90,6 +88,7 @@ impl Broker {
                     identifier: sub.identifier.and_then(NonZeroU32::new),
                 };
                 s.subscriptions.insert(filter.clone(), entry);
+                s.subscription_bytes += filter.len();
             }
             s.incoming_qos2 = stored.incoming_qos2.into_iter().collect();
             let mut max_seq = None;
@@ -113,26 +112,24 @@ impl Broker {
                     shared: None,
                     seq: Some(seq),
                 };
-                let Some(s) = self.session_mut(sid) else {
+                let Some((s, total)) = self.held(sid) else {
                     continue;
                 };
                 match d.state {
-                    DeliveryState::Queued => s.queue.push_back(delivery),
+                    DeliveryState::Queued => s.push_queued(delivery, total),
                     DeliveryState::Sent(id) | DeliveryState::Released(id) => {
                         let stage = if matches!(d.state, DeliveryState::Sent(_)) {
                             Stage::Sent
                         } else {
                             Stage::Released
                         };
-                        s.inflight.insert(
-                            id,
-                            InFlight {
-                                order: seq,
-                                delivery,
-                                stage,
-                                resend: false,
-                            },
-                        );
+                        let f = InFlight {
+                            order: seq,
+                            delivery,
+                            stage,
+                            resend: false,
+                        };
+                        s.insert_inflight(id, f, total);
                     }
                 }
             }
@@ -140,7 +137,7 @@ impl Broker {
                 continue;
             };
             s.next_seq = max_seq.map_or(0, |m| m + 1);
-            let expiring = s.queue.iter().any(|d| d.message.expires_at.is_some());
+            let expiring = s.queue().iter().any(|d| d.message.expires_at.is_some());
             let subs: Vec<(String, SubEntry)> = s
                 .subscriptions
                 .iter()

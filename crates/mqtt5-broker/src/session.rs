@@ -26,12 +26,26 @@
 use std::collections::{BTreeMap, BTreeSet, VecDeque};
 use std::num::NonZeroU32;
 use std::sync::Arc;
-use std::sync::atomic::AtomicU32;
+use std::sync::atomic::{AtomicU32, Ordering};
 use std::time::Instant;
 
 use mqtt5_codec::{ProtocolVersion, Publish, QoS, SubscriptionOptions, Will};
 
-use crate::types::ConnId;
+use crate::types::{ConnId, Identity};
+
+/// What one delivery costs beyond its message, in bytes, as the queue limits count it: the
+/// [`Delivery`] itself, its slot in the queue or the window, and a share of their tables.
+pub(crate) const DELIVERY_OVERHEAD: usize = 128;
+
+/// The bytes a message takes as the limits count them: its topic, payload and properties.
+pub(crate) fn message_size(publish: &Publish) -> usize {
+    let properties = if publish.properties.is_empty() {
+        0
+    } else {
+        publish.properties.encoded_len()
+    };
+    publish.topic().len() + publish.payload().len() + properties
+}
 
 /// A message as routed: one allocation shared by every session it goes to.
 #[derive(Debug)]
@@ -49,9 +63,32 @@ pub(crate) struct Message {
     /// How many stored deliveries refer to it: it is stored with the first and deleted from
     /// the store with the last.
     pub(crate) stored_refs: AtomicU32,
+    /// Its size as the limits count it ([`message_size`]).
+    pub(crate) size: usize,
+    /// How many session queues and windows hold it: the broker-wide queued bytes count it
+    /// once, from the first to the last.
+    pub(crate) held_refs: AtomicU32,
 }
 
 impl Message {
+    /// A message as routed, with its size measured.
+    pub(crate) fn new(
+        publish: Publish,
+        expires_at: Option<Instant>,
+        origin: Option<crate::topic_tree::SessionId>,
+        id: u64,
+    ) -> Self {
+        Self {
+            size: message_size(&publish),
+            publish,
+            expires_at,
+            origin,
+            id,
+            stored_refs: AtomicU32::new(0),
+            held_refs: AtomicU32::new(0),
+        }
+    }
+
     /// Whether the message has expired at `now`.
     pub(crate) fn expired(&self, now: Instant) -> bool {
         self.expires_at.is_some_and(|at| at <= now)
@@ -117,7 +154,10 @@ pub(crate) struct Session {
     pub(crate) client_id: Arc<str>,
     /// The protocol of the client that last owned it.
     pub(crate) protocol: ProtocolVersion,
-    /// The user of the client that last owned it.
+    /// The identity that owns it; `None` for a session restored from a store that did not
+    /// record owners (the next client to resume it claims it).
+    pub(crate) owner: Option<Identity>,
+    /// The user of the client that last owned it, for the authorizer.
     pub(crate) username: Option<Box<str>>,
     /// The connection, while one is attached.
     pub(crate) conn: Option<ConnId>,
@@ -127,10 +167,17 @@ pub(crate) struct Session {
     pub(crate) expires_at: Option<Instant>,
     /// Subscriptions by whole filter.
     pub(crate) subscriptions: BTreeMap<String, SubEntry>,
-    /// Deliveries waiting for room in the window (or for the client to come back).
-    pub(crate) queue: VecDeque<Delivery>,
-    /// Deliveries in flight, by packet identifier.
-    pub(crate) inflight: BTreeMap<u16, InFlight>,
+    /// Deliveries waiting for room in the window (or for the client to come back). Changed
+    /// only through the methods below, which keep [`Session::held_bytes`].
+    queue: VecDeque<Delivery>,
+    /// Deliveries in flight, by packet identifier; changed only through the methods below.
+    inflight: BTreeMap<u16, InFlight>,
+    /// The bytes of the queue and the window, as the limits count them (each message's size
+    /// plus [`DELIVERY_OVERHEAD`] per delivery).
+    pub(crate) held_bytes: usize,
+    /// The bytes of its subscriptions' filters, against
+    /// [`crate::Config::max_subscription_bytes_per_client`].
+    pub(crate) subscription_bytes: usize,
     /// Whether some in-flight PUBLISH may still be marked [`InFlight::resend`].
     pub(crate) resend_pending: bool,
     /// The next outbound packet identifier to try.
@@ -155,6 +202,7 @@ impl Session {
         Self {
             client_id,
             protocol,
+            owner: None,
             username: None,
             conn: None,
             expiry_interval: 0,
@@ -162,6 +210,8 @@ impl Session {
             subscriptions: BTreeMap::new(),
             queue: VecDeque::new(),
             inflight: BTreeMap::new(),
+            held_bytes: 0,
+            subscription_bytes: 0,
             resend_pending: false,
             next_packet_id: 1,
             next_seq: 0,
@@ -197,5 +247,98 @@ impl Session {
         let seq = self.next_seq;
         self.next_seq += 1;
         seq
+    }
+
+    // ---- The queue and the window. Every change goes through these, so that the session's
+    // held bytes and the broker-wide total (`total`, counting each message once) stay true.
+
+    /// Counts a delivery that joins the queue or the window.
+    fn hold(&mut self, d: &Delivery, total: &mut usize) {
+        self.held_bytes += d.message.size + DELIVERY_OVERHEAD;
+        *total += DELIVERY_OVERHEAD;
+        if d.message.held_refs.fetch_add(1, Ordering::Relaxed) == 0 {
+            *total += d.message.size;
+        }
+    }
+
+    /// Counts a delivery that leaves the queue or the window.
+    fn release(&mut self, d: &Delivery, total: &mut usize) {
+        self.held_bytes = self
+            .held_bytes
+            .saturating_sub(d.message.size + DELIVERY_OVERHEAD);
+        *total = total.saturating_sub(DELIVERY_OVERHEAD);
+        if d.message.held_refs.fetch_sub(1, Ordering::Relaxed) == 1 {
+            *total = total.saturating_sub(d.message.size);
+        }
+    }
+
+    /// The queue, oldest first.
+    pub(crate) const fn queue(&self) -> &VecDeque<Delivery> {
+        &self.queue
+    }
+
+    /// The window, by packet identifier.
+    pub(crate) const fn inflight(&self) -> &BTreeMap<u16, InFlight> {
+        &self.inflight
+    }
+
+    /// An in-flight delivery, to change its stage (its bytes stay as they are).
+    pub(crate) fn inflight_mut(&mut self, id: u16) -> Option<&mut InFlight> {
+        self.inflight.get_mut(&id)
+    }
+
+    /// Appends a delivery to the queue.
+    pub(crate) fn push_queued(&mut self, d: Delivery, total: &mut usize) {
+        self.hold(&d, total);
+        self.queue.push_back(d);
+    }
+
+    /// Takes the oldest queued delivery.
+    pub(crate) fn pop_queued(&mut self, total: &mut usize) -> Option<Delivery> {
+        let d = self.queue.pop_front()?;
+        self.release(&d, total);
+        Some(d)
+    }
+
+    /// Takes every queued delivery `take` says yes to, keeping the order of the rest.
+    pub(crate) fn take_queued(
+        &mut self,
+        mut take: impl FnMut(&Delivery) -> bool,
+        total: &mut usize,
+    ) -> Vec<Delivery> {
+        let (taken, kept): (Vec<Delivery>, Vec<Delivery>) =
+            self.queue.drain(..).partition(|d| take(d));
+        self.queue.extend(kept);
+        for d in &taken {
+            self.release(d, total);
+        }
+        taken
+    }
+
+    /// Puts a delivery in the window under packet identifier `id`.
+    pub(crate) fn insert_inflight(&mut self, id: u16, f: InFlight, total: &mut usize) {
+        self.hold(&f.delivery, total);
+        if let Some(old) = self.inflight.insert(id, f) {
+            self.release(&old.delivery, total);
+        }
+    }
+
+    /// Takes the in-flight delivery of packet identifier `id`.
+    pub(crate) fn remove_inflight(&mut self, id: u16, total: &mut usize) -> Option<InFlight> {
+        let f = self.inflight.remove(&id)?;
+        self.release(&f.delivery, total);
+        Some(f)
+    }
+
+    /// Empties the window and the queue: in-flight deliveries first, by packet identifier,
+    /// then the queue in order.
+    pub(crate) fn take_all(&mut self, total: &mut usize) -> Vec<Delivery> {
+        let inflight = core::mem::take(&mut self.inflight);
+        let mut all: Vec<Delivery> = inflight.into_values().map(|f| f.delivery).collect();
+        all.extend(self.queue.drain(..));
+        for d in &all {
+            self.release(d, total);
+        }
+        all
     }
 }

@@ -24,6 +24,17 @@ pub struct Stats {
     pub messages_expired: u64,
     /// PUBLISH packets (and wills) refused by the authorizer.
     pub denied_publishes: u64,
+    /// Deliveries the authorizer refused at delivery time: retained messages on SUBSCRIBE,
+    /// messages queued or in flight when a session resumed or left its queue, and shared
+    /// subscription messages no member of the group may read.
+    pub denied_deliveries: u64,
+    /// CONNECTs refused because the session of their client identifier belongs to another
+    /// identity.
+    pub ownership_refusals: u64,
+    /// Messages dropped because the queues held [`crate::Config::max_queued_bytes_total`].
+    pub queue_memory_drops: u64,
+    /// Retained messages not kept because the retained store was at its limits.
+    pub retained_refused: u64,
     /// Bytes the driver reported received.
     pub bytes_received: u64,
     /// Bytes the driver reported sent.

@@ -11,7 +11,8 @@ use mqtt5_store::StoreOp;
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub struct ConnId(pub u64);
 
-/// What the driver knows about a new connection.
+/// What the driver knows about a new connection, and the policies of the listener it came
+/// through.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct PeerInfo {
     /// The peer's address.
@@ -19,16 +20,168 @@ pub struct PeerInfo {
     /// Whether clients without a User Name may connect through this connection's listener;
     /// `None` takes [`crate::Config::allow_anonymous`].
     pub allow_anonymous: Option<bool>,
+    /// Whether this listener ignores User Names and Passwords: every client connects as
+    /// anonymous (which [`PeerInfo::allow_anonymous`] must then allow), whatever it presents.
+    /// `None` takes [`crate::Config::ignore_credentials`].
+    pub ignore_credentials: Option<bool>,
+    /// Whether the client identifier is replaced by the authenticated user name (Mosquitto's
+    /// `use_username_as_client_id`); `None` takes
+    /// [`crate::Config::use_username_as_client_id`].
+    pub use_username_as_client_id: Option<bool>,
+    /// The subject of the client's verified certificate, once the TLS handshake showed one
+    /// ([`crate::Broker::handle_client_certificate`]).
+    pub certificate: Option<String>,
 }
 
 impl PeerInfo {
-    /// A peer at `addr`, under the configuration's anonymous-access policy.
+    /// A peer at `addr`, under the configuration's policies.
     pub const fn new(addr: SocketAddr) -> Self {
         Self {
             addr,
             allow_anonymous: None,
+            ignore_credentials: None,
+            use_username_as_client_id: None,
+            certificate: None,
         }
     }
+}
+
+/// Who a client is, as far as sessions go: a session belongs to the identity that created
+/// it, and only that identity may resume or take it over (MQTT 5 §5.4.2).
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub enum Identity {
+    /// A client that presented no User Name (and no client certificate).
+    Anonymous,
+    /// A client authenticated as this user, by password or by an enhanced method.
+    User(Box<str>),
+    /// A client without a User Name that presented this verified client certificate (its
+    /// subject, as the driver renders it).
+    Certificate(Box<str>),
+}
+
+impl Identity {
+    /// The identity as the store keeps it: `anonymous`, `user:NAME` or `cert:SUBJECT`.
+    pub fn to_stored(&self) -> String {
+        match self {
+            Self::Anonymous => "anonymous".to_owned(),
+            Self::User(name) => format!("user:{name}"),
+            Self::Certificate(subject) => format!("cert:{subject}"),
+        }
+    }
+
+    /// Reads an identity the store kept; `None` for a string no identity renders to.
+    pub fn from_stored(stored: &str) -> Option<Self> {
+        if stored == "anonymous" {
+            return Some(Self::Anonymous);
+        }
+        if let Some(name) = stored.strip_prefix("user:") {
+            return Some(Self::User(name.into()));
+        }
+        stored
+            .strip_prefix("cert:")
+            .map(|subject| Self::Certificate(subject.into()))
+    }
+
+    /// The user name, for a user.
+    pub fn username(&self) -> Option<&str> {
+        match self {
+            Self::User(name) => Some(name),
+            _ => None,
+        }
+    }
+}
+
+impl core::fmt::Display for Identity {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        match self {
+            Self::Anonymous => f.write_str("anonymous"),
+            Self::User(name) => write!(f, "user {name}"),
+            Self::Certificate(subject) => write!(f, "certificate {subject}"),
+        }
+    }
+}
+
+/// A password the driver must check, off the core's thread
+/// ([`crate::Passwords::Deferred`]). The core waits for
+/// [`crate::Broker::handle_password_verdict`] before it answers the CONNECT.
+#[derive(Clone, PartialEq, Eq)]
+pub struct PasswordCheck {
+    /// The connection whose CONNECT it is.
+    pub conn: ConnId,
+    /// The client identifier of the CONNECT.
+    pub client_id: String,
+    /// The User Name.
+    pub username: String,
+    /// The Password field, if any.
+    pub password: Option<bytes::Bytes>,
+}
+
+impl core::fmt::Debug for PasswordCheck {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        // Never the password.
+        f.debug_struct("PasswordCheck")
+            .field("conn", &self.conn)
+            .field("client_id", &self.client_id)
+            .field("username", &self.username)
+            .field("password", &self.password.as_ref().map(|_| "<hidden>"))
+            .finish()
+    }
+}
+
+/// Something the operator should hear about: the driver logs it. The core has no logger of
+/// its own; these carry what a log line needs.
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum Notice {
+    /// A CONNECT was accepted: the identity it authenticated as and the client identifier it
+    /// got (assigned, or replaced by the user name, or its own).
+    Accepted {
+        /// The connection.
+        conn: ConnId,
+        /// The client identifier in force.
+        client_id: String,
+        /// Who the client is.
+        identity: Identity,
+    },
+    /// A CONNECT asked for a session that belongs to another identity: refused, and the
+    /// session left as it was.
+    SessionOwnedByOther {
+        /// The connection refused.
+        conn: ConnId,
+        /// The client identifier asked for.
+        client_id: String,
+        /// Who asked.
+        identity: Identity,
+        /// Who owns the session.
+        owner: Identity,
+    },
+    /// A re-authentication (AUTH 0x19) proved another identity than the connection's:
+    /// the connection is closed with DISCONNECT 0x87.
+    ReauthenticatedAsOther {
+        /// The connection.
+        conn: ConnId,
+        /// The identity of the connection.
+        identity: Identity,
+        /// The user the exchange proved.
+        proved: String,
+    },
+    /// A retained message was not stored: the retained store is at its limit
+    /// ([`crate::Config::max_retained_messages`], [`crate::Config::max_retained_bytes`]).
+    RetainedRefused {
+        /// The topic.
+        topic: String,
+        /// The message's size in bytes.
+        bytes: usize,
+    },
+    /// Messages queued for sessions reached [`crate::Config::max_queued_bytes_total`]: new
+    /// persistent work is refused until they drain (`full` = true), or they drained below it
+    /// (`full` = false).
+    QueueMemory {
+        /// Whether the limit is reached.
+        full: bool,
+        /// The bytes held.
+        bytes: usize,
+    },
 }
 
 /// What the core asks its driver to do, in order (STYLE.md §2).
@@ -51,6 +204,12 @@ pub enum Action {
         /// The connection.
         conn: ConnId,
     },
+    /// Check a password off the core's thread and answer with
+    /// [`crate::Broker::handle_password_verdict`]. Until then the connection's CONNECT is
+    /// pending: the driver should not hand the core further packets of that connection.
+    CheckPassword(PasswordCheck),
+    /// Tell the operator (the driver logs it).
+    Notice(Notice),
 }
 
 /// Misuse of the core's API (a peer's protocol violation is never an `Err`: it becomes

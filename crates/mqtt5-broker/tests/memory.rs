@@ -10,7 +10,7 @@
 use std::net::SocketAddr;
 use std::time::Instant;
 
-use mqtt5_broker::{AllowAll, Broker, Config, ConnId, PeerInfo, RandomSource, Services};
+use mqtt5_broker::{AllowAll, Broker, Config, ConnId, Passwords, PeerInfo, RandomSource, Services};
 use mqtt5_codec::{Connect, MqttString, Packet, ProtocolVersion};
 
 /// This process's resident set (`VmRSS` of `/proc/self/status`), in bytes.
@@ -46,7 +46,7 @@ fn bytes_per_idle_client(n: u64) -> f64 {
     )]
     let now = Instant::now();
     let services = Services {
-        authenticator: None,
+        passwords: Passwords::NoUsers,
         authorizer: Box::new(AllowAll),
         enhanced: Vec::new(),
         random: Box::new(Xorshift(0x9E37_79B9_7F4A_7C15)),

@@ -484,7 +484,10 @@ fn topic_alias_above_maximum_gets_0x94_and_unknown_alias_gets_0x82() {
 #[test]
 fn filter_of_10000_levels_is_refused_and_65535_byte_topic_is_delivered() {
     let dir = temp_dir();
-    let broker = start_with(dir.path(), "[broker]\nmax_packet_size = 262144\n");
+    let broker = start_with(
+        dir.path(),
+        "[broker]\nmax_packet_size = 262144\nmax_topic_filter_length = 65535\n",
+    );
     let mut client = Raw::connect(broker.addr, "deep");
     // 10,000 levels, far above max_topic_levels (128): 0x8F Topic Filter invalid.
     let deep = vec!["d"; 10_000].join("/");

@@ -5,7 +5,7 @@ use base64::Engine as _;
 use base64::engine::general_purpose::STANDARD as BASE64;
 use hmac::{Hmac, KeyInit as _, Mac as _};
 use mqtt5_broker::{
-    AclRules, Credentials, PasswordParams, ScramCredentials, ScramSha256, Services,
+    AclRules, Credentials, PasswordParams, Passwords, ScramCredentials, ScramSha256, Services,
     hash_password_with,
 };
 use mqtt5_codec::{
@@ -13,6 +13,7 @@ use mqtt5_codec::{
     TopicName, Will,
 };
 use sha2::{Digest as _, Sha256};
+use std::time::Duration;
 
 use crate::harness::*;
 
@@ -36,7 +37,7 @@ fn password_connect(version: ProtocolVersion, user: &str, password: &[u8]) -> mq
 
 fn with_users() -> Sim {
     let services = Services {
-        authenticator: Some(Box::new(credentials())),
+        passwords: Passwords::Inline(Box::new(credentials())),
         ..open_services()
     };
     Sim::with_services(quiet_config(), services)
@@ -61,6 +62,8 @@ fn wrong_password_gets_0x86_or_return_code_4() {
         (V5, "mallory"),
     ] {
         let c = sim.connect_with(password_connect(version, user, b"guess"));
+        // A failed login is answered after the login delay.
+        sim.advance(Duration::from_secs(5));
         match sim.expect(c) {
             Packet::ConnAck(a) => {
                 assert_eq!(a.reason, ConnAckReason::BadUserNameOrPassword);
@@ -171,6 +174,10 @@ fn scram_sim() -> Sim {
         "bob",
         ScramCredentials::derive(b"hunter2", b"salt-for-bob-123", 4096),
     );
+    scram.insert(
+        "carol",
+        ScramCredentials::derive(b"carols-pw", b"salt-for-carol-1", 4096),
+    );
     let services = Services {
         enhanced: vec![Box::new(scram)],
         ..open_services()
@@ -188,21 +195,14 @@ fn auth_packet(data: Vec<u8>) -> Packet {
     Packet::Auth(Box::new(a))
 }
 
-/// Runs the client side of SCRAM against the broker; returns the final packet.
-fn scram_login(sim: &mut Sim, password: &[u8]) -> (mqtt5_broker::ConnId, Packet) {
-    let client_nonce = "fyko+d2lbbFgONRv9qkxdawL";
-    let first_bare = format!("n=bob,r={client_nonce}");
-    let mut c = connect_packet(V5, "scram-client", true);
-    c.properties.authentication_method = Some("SCRAM-SHA-256".try_into().unwrap());
-    c.properties.authentication_data = Some(format!("n,,{first_bare}").into_bytes().into());
-    let conn = sim.connect_with(c);
-    let server_first = match sim.expect(conn) {
-        Packet::Auth(a) => {
-            assert_eq!(a.reason, AuthReason::ContinueAuthentication);
-            String::from_utf8(a.properties.authentication_data.clone().unwrap().to_vec()).unwrap()
-        }
-        other => return (conn, other),
-    };
+/// The client's final SCRAM message for `server_first`, with the salted password and the
+/// AuthMessage (to check the server's signature).
+fn scram_final(
+    first_bare: &str,
+    server_first: &str,
+    client_nonce: &str,
+    password: &[u8],
+) -> (String, [u8; 32], String) {
     let mut nonce = "";
     let mut salt = Vec::new();
     let mut iterations = 0;
@@ -227,7 +227,44 @@ fn scram_login(sim: &mut Sim, password: &[u8]) -> (mqtt5_broker::ConnId, Packet)
         .map(|(k, s)| k ^ s)
         .collect();
     let final_msg = format!("{without_proof},p={}", BASE64.encode(proof));
+    (final_msg, salted, auth_message)
+}
+
+/// The Authentication Data of an AUTH packet, as text.
+fn auth_text(packet: &Packet) -> Option<String> {
+    match packet {
+        Packet::Auth(a) => {
+            let data = a.properties.authentication_data.clone()?;
+            Some(String::from_utf8(data.to_vec()).unwrap())
+        }
+        _ => None,
+    }
+}
+
+/// Runs the client side of SCRAM as bob against the broker; returns the final packet.
+fn scram_login(sim: &mut Sim, password: &[u8]) -> (mqtt5_broker::ConnId, Packet) {
+    scram_login_as(sim, "bob", password)
+}
+
+/// Runs the client side of SCRAM as `user`; returns the final packet.
+fn scram_login_as(sim: &mut Sim, user: &str, password: &[u8]) -> (mqtt5_broker::ConnId, Packet) {
+    let client_nonce = "fyko+d2lbbFgONRv9qkxdawL";
+    let first_bare = format!("n={user},r={client_nonce}");
+    let mut c = connect_packet(V5, "scram-client", true);
+    c.properties.authentication_method = Some("SCRAM-SHA-256".try_into().unwrap());
+    c.properties.authentication_data = Some(format!("n,,{first_bare}").into_bytes().into());
+    let conn = sim.connect_with(c);
+    let first = sim.expect(conn);
+    let Some(server_first) = auth_text(&first) else {
+        return (conn, first);
+    };
+    let (final_msg, salted, auth_message) =
+        scram_final(&first_bare, &server_first, client_nonce, password);
     sim.send(conn, auth_packet(final_msg.into_bytes()));
+    if sim.recv_pending(conn) == 0 {
+        // A failed login is answered after the login delay.
+        sim.advance(Duration::from_secs(5));
+    }
     let answer = sim.expect(conn);
     if let Packet::ConnAck(a) = &answer
         && a.reason == ConnAckReason::Success
@@ -244,6 +281,67 @@ fn scram_login(sim: &mut Sim, password: &[u8]) -> (mqtt5_broker::ConnId, Packet)
         );
     }
     (conn, answer)
+}
+
+/// Re-authenticates `conn` (AUTH 0x19) as `user`; returns the broker's last answer.
+fn scram_reauth(sim: &mut Sim, conn: mqtt5_broker::ConnId, user: &str, password: &[u8]) -> Packet {
+    let client_nonce = "rOprNGfwEbeRWgbNEkqO";
+    let first_bare = format!("n={user},r={client_nonce}");
+    let mut start = Auth {
+        reason: AuthReason::ReAuthenticate,
+        properties: Default::default(),
+    };
+    start.properties.authentication_method = Some("SCRAM-SHA-256".try_into().unwrap());
+    start.properties.authentication_data = Some(format!("n,,{first_bare}").into_bytes().into());
+    sim.send(conn, Packet::Auth(Box::new(start)));
+    let first = sim.expect(conn);
+    let Some(server_first) = auth_text(&first) else {
+        return first;
+    };
+    let (final_msg, _, _) = scram_final(&first_bare, &server_first, client_nonce, password);
+    sim.send(conn, auth_packet(final_msg.into_bytes()));
+    sim.expect(conn)
+}
+
+#[test]
+fn re_authentication_as_the_same_user_succeeds_and_as_another_gets_0x87() {
+    let mut sim = scram_sim();
+    let (conn, answer) = scram_login(&mut sim, b"hunter2");
+    assert!(matches!(answer, Packet::ConnAck(a) if a.reason == ConnAckReason::Success));
+    match scram_reauth(&mut sim, conn, "bob", b"hunter2") {
+        Packet::Auth(a) => assert_eq!(a.reason, AuthReason::Success),
+        other => panic!("{other:?}"),
+    }
+    // carol's valid credentials on bob's connection: the connection is not carol's.
+    match scram_reauth(&mut sim, conn, "carol", b"carols-pw") {
+        Packet::Disconnect(d) => assert_eq!(d.reason.as_u8(), 0x87),
+        other => panic!("{other:?}"),
+    }
+    assert!(sim.is_closed(conn));
+    assert!(sim.notices.iter().any(|n| matches!(
+        n,
+        mqtt5_broker::Notice::ReauthenticatedAsOther { proved, .. } if proved == "carol"
+    )));
+}
+
+#[test]
+fn scram_identity_is_the_user_the_exchange_proved_not_the_connect_user_name() {
+    let mut sim = scram_sim();
+    let client_nonce = "abcdefghijklmnop";
+    let first_bare = format!("n=bob,r={client_nonce}");
+    let mut c = connect_packet(V5, "scram-client", true);
+    c.username = Some("mallory".try_into().unwrap());
+    c.properties.authentication_method = Some("SCRAM-SHA-256".try_into().unwrap());
+    c.properties.authentication_data = Some(format!("n,,{first_bare}").into_bytes().into());
+    let conn = sim.connect_with(c);
+    let server_first = auth_text(&sim.expect(conn)).unwrap();
+    let (final_msg, _, _) = scram_final(&first_bare, &server_first, client_nonce, b"hunter2");
+    sim.send(conn, auth_packet(final_msg.into_bytes()));
+    assert!(matches!(sim.expect(conn), Packet::ConnAck(a) if a.reason == ConnAckReason::Success));
+    assert!(sim.notices.iter().any(|n| matches!(
+        n,
+        mqtt5_broker::Notice::Accepted { identity: mqtt5_broker::Identity::User(u), .. } if &**u == "bob"
+    )));
 }
 
 #[test]

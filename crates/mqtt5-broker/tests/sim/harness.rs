@@ -6,7 +6,10 @@ use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 
 use bytes::BytesMut;
-use mqtt5_broker::{Action, AllowAll, Broker, Config, ConnId, PeerInfo, RandomSource, Services};
+use mqtt5_broker::{
+    Action, AllowAll, Broker, Config, ConnId, Notice, PasswordCheck, Passwords, PeerInfo,
+    RandomSource, Services,
+};
 use mqtt5_codec::{
     Connect, Decoder, Delivery, MqttString, Packet, PacketId, ProtocolVersion, Publish, QoS,
     Subscribe, Subscription, SubscriptionOptions, TopicFilter, TopicName,
@@ -30,7 +33,7 @@ impl RandomSource for TestRandom {
 /// Services with no authenticator, allow-all ACL, deterministic randomness.
 pub(crate) fn open_services() -> Services {
     Services {
-        authenticator: None,
+        passwords: Passwords::NoUsers,
         authorizer: Box::new(AllowAll),
         enhanced: Vec::new(),
         random: Box::new(TestRandom(0x9E37_79B9_7F4A_7C15)),
@@ -66,6 +69,10 @@ pub(crate) struct Sim {
     config: Config,
     /// The instant the current broker was created at.
     started: Instant,
+    /// Password checks the broker asked for ([`Passwords::Deferred`]), not yet answered.
+    pub(crate) password_checks: VecDeque<PasswordCheck>,
+    /// Every notice, in order.
+    pub(crate) notices: Vec<Notice>,
 }
 
 impl Sim {
@@ -91,18 +98,25 @@ impl Sim {
             trace: Vec::new(),
             config,
             started: now,
+            password_checks: VecDeque::new(),
+            notices: Vec::new(),
         }
     }
 
     /// Stops the broker (every connection drops with it) and starts a new one from what the
     /// store holds, as a process restart would.
     pub(crate) fn restart(&mut self) {
+        self.restart_with(open_services());
+    }
+
+    /// [`Sim::restart`] with these services.
+    pub(crate) fn restart_with(&mut self, services: Services) {
         for client in self.clients.values_mut() {
             client.closed = true;
         }
         let wall =
             1_700_000_000_000 + u64::try_from((self.now - self.started).as_millis()).unwrap();
-        let mut broker = Broker::new(self.config.clone(), open_services(), self.now, wall).unwrap();
+        let mut broker = Broker::new(self.config.clone(), services, self.now, wall).unwrap();
         let recovered = self.store.recover().unwrap();
         broker.restore(self.now, recovered).unwrap();
         self.broker = broker;
@@ -223,6 +237,11 @@ impl Sim {
                         client.closed = true;
                     }
                 }
+                Action::CheckPassword(check) => {
+                    self.trace.push(format!("check {}", check.conn.0));
+                    self.password_checks.push_back(check);
+                }
+                Action::Notice(notice) => self.notices.push(notice),
             }
         }
     }
@@ -253,6 +272,11 @@ impl Sim {
     /// The next packet the broker sent to `conn`.
     pub(crate) fn recv(&mut self, conn: ConnId) -> Option<Packet> {
         self.clients.get_mut(&conn).unwrap().inbox.pop_front()
+    }
+
+    /// How many packets the broker sent to `conn` that the test has not read yet.
+    pub(crate) fn recv_pending(&self, conn: ConnId) -> usize {
+        self.clients.get(&conn).map_or(0, |c| c.inbox.len())
     }
 
     /// The next packet, which must exist.

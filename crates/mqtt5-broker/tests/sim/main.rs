@@ -4,6 +4,7 @@
 mod auth;
 mod harness;
 mod properties;
+mod security;
 
 use std::num::NonZeroU32;
 use std::time::Duration;
