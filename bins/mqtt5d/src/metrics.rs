@@ -1,69 +1,195 @@
 //! The Prometheus text endpoint (`GET /metrics` on the optional `[metrics]` listener).
 //!
-//! One thread serves it, with blocking I/O, one short request at a time: it is for a scraper,
-//! not for clients. The event loop renders the text (at most twice a second) into a shared
-//! string; the thread only copies it out, so a slow scraper never touches the broker.
+//! The event loop renders the text (at most twice a second) into a shared string; the
+//! endpoint only copies it out, so nothing here ever waits on the broker or makes it wait.
+//!
+//! HTTP is hyper's (HTTP/1.1), on a tokio current-thread runtime that lives on one dedicated
+//! thread, `mqtt5-http`: tokio goes no further than that thread, and the event loop stays on
+//! mio. Every connection is a task of its own, so a slow or idle client holds up nobody else:
+//!
+//! - the request head must arrive whole within [`HEADER_READ_TIMEOUT`], however it trickles in;
+//! - a connection carries one request and lives at most [`CONNECTION_DEADLINE`], answer
+//!   included;
+//! - at most [`MAX_CONNECTIONS`] are served at once: one accepted past that is closed at once,
+//!   and those closes are logged at most once per [`REFUSAL_LOG_INTERVAL`].
+//!
+//! Nothing queues beyond the kernel's listen backlog: a connection either gets a slot when it
+//! is accepted or is closed. Routes: `GET` and `HEAD` `/metrics` answer 200 with the text,
+//! another method there 405, any other path 404.
 
-use std::io::{Read, Write};
-use std::net::{SocketAddr, TcpListener};
-use std::sync::{Arc, Mutex};
-use std::time::Duration;
+use std::convert::Infallible;
+use std::net::SocketAddr;
+use std::sync::{Arc, Mutex, PoisonError};
+use std::time::{Duration, Instant};
 
-use tracing::{info, warn};
+use hyper::body::Incoming;
+use hyper::header::{ALLOW, CONTENT_TYPE, HeaderValue};
+use hyper::server::conn::http1;
+use hyper::service::service_fn;
+use hyper::{Method, Request, Response, StatusCode};
+use hyper_util::rt::{TokioIo, TokioTimer};
+use tokio::sync::Semaphore;
+use tracing::{debug, info, warn};
 
 /// The latest rendering, shared with the serving thread.
 pub(crate) type Shared = Arc<Mutex<String>>;
 
+/// How long a client has to send its whole request head (request line and headers), counted
+/// from the moment the connection is served. A scraper sends it in one write.
+const HEADER_READ_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// The longest a connection may live, request and answer included. Past it the socket is
+/// closed, whatever state the exchange is in.
+const CONNECTION_DEADLINE: Duration = Duration::from_secs(20);
+
+/// How many connections are served at once.
+const MAX_CONNECTIONS: usize = 64;
+
+/// The shortest time between two log lines about connections closed at the limit, and about
+/// failed accepts.
+const REFUSAL_LOG_INTERVAL: Duration = Duration::from_secs(10);
+
+/// The pause after a failed accept (out of file descriptors, say) before the next one.
+const ACCEPT_RETRY: Duration = Duration::from_millis(100);
+
+/// The most a connection buffers (hyper's minimum is 8 KiB): a request head larger than this
+/// gets 431.
+const MAX_BUFFER: usize = 16 * 1024;
+
 /// Starts the endpoint on `addr`; returns the address it bound.
 ///
+/// The socket and the runtime are set up here, so that a failure stops the broker at start-up;
+/// the thread then serves until the process ends.
+///
 /// # Errors
-/// When the address cannot be bound.
+/// When the address cannot be bound, or the runtime or its thread cannot be started.
 pub(crate) fn spawn(addr: SocketAddr, text: Shared) -> std::io::Result<SocketAddr> {
-    let listener = TcpListener::bind(addr)?;
+    let listener = std::net::TcpListener::bind(addr)?;
     let bound = listener.local_addr()?;
-    info!(addr = %bound, "metrics endpoint listening (GET /metrics)");
+    listener.set_nonblocking(true)?;
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_io()
+        .enable_time()
+        .build()?;
+    let listener = {
+        let _context = runtime.enter();
+        tokio::net::TcpListener::from_std(listener)?
+    };
     std::thread::Builder::new()
-        .name("mqtt5-metrics".into())
-        .spawn(move || {
-            for stream in listener.incoming() {
-                match stream {
-                    Ok(stream) => serve(stream, &text),
-                    Err(e) => warn!(error = %e, "metrics accept failed"),
-                }
-            }
-        })?;
+        .name("mqtt5-http".into())
+        .spawn(move || runtime.block_on(serve(listener, text)))?;
+    info!(addr = %bound, "metrics endpoint listening (GET /metrics)");
     Ok(bound)
 }
 
-fn serve(mut stream: std::net::TcpStream, text: &Shared) {
-    let _ = stream.set_read_timeout(Some(Duration::from_secs(2)));
-    let _ = stream.set_write_timeout(Some(Duration::from_secs(2)));
-    // The request line is all that matters; read until the end of the headers (bounded).
-    let mut request = Vec::with_capacity(512);
-    let mut buf = [0u8; 512];
-    while request.len() < 8192 && !request.windows(4).any(|w| w == b"\r\n\r\n") {
-        match stream.read(&mut buf) {
-            Ok(0) | Err(_) => break,
-            Ok(n) => request.extend_from_slice(buf.get(..n).unwrap_or_default()),
-        }
+/// Accepts connections for ever, each served by a task of its own while a slot is free.
+async fn serve(listener: tokio::net::TcpListener, text: Shared) {
+    let mut http = http1::Builder::new();
+    http.timer(TokioTimer::new())
+        .header_read_timeout(HEADER_READ_TIMEOUT)
+        .keep_alive(false)
+        .max_buf_size(MAX_BUFFER);
+    let slots = Arc::new(Semaphore::new(MAX_CONNECTIONS));
+    let mut refusals = Throttle::default();
+    let mut accept_failures = Throttle::default();
+    loop {
+        let (stream, peer) = match listener.accept().await {
+            Ok(accepted) => accepted,
+            Err(e) => {
+                if let Some(count) = accept_failures.note(Instant::now()) {
+                    warn!(error = %e, count, "metrics accept failed");
+                }
+                tokio::time::sleep(ACCEPT_RETRY).await;
+                continue;
+            }
+        };
+        let Ok(slot) = Arc::clone(&slots).try_acquire_owned() else {
+            drop(stream);
+            if let Some(count) = refusals.note(Instant::now()) {
+                warn!(
+                    limit = MAX_CONNECTIONS,
+                    closed = count,
+                    "metrics endpoint at its connection limit: closing new connections"
+                );
+            }
+            continue;
+        };
+        let text = Arc::clone(&text);
+        let service = service_fn(move |request| {
+            std::future::ready(Ok::<_, Infallible>(respond(&request, &text)))
+        });
+        let connection = http.serve_connection(TokioIo::new(stream), service);
+        tokio::spawn(async move {
+            match tokio::time::timeout(CONNECTION_DEADLINE, connection).await {
+                Ok(Ok(())) => {}
+                Ok(Err(e)) => debug!(%peer, error = %e, "metrics connection ended"),
+                Err(_) => debug!(%peer, "metrics connection closed at its deadline"),
+            }
+            drop(slot);
+        });
     }
-    let line = request.split(|&b| b == b'\r').next().unwrap_or_default();
-    let (status, content_type, body) = if line.starts_with(b"GET /metrics ") {
-        let body = text.lock().map(|t| t.clone()).unwrap_or_default();
-        ("200 OK", "text/plain; version=0.0.4", body)
-    } else {
-        (
-            "404 Not Found",
-            "text/plain",
+}
+
+/// The answer to one request.
+fn respond(request: &Request<Incoming>, text: &Shared) -> Response<String> {
+    if request.uri().path() != "/metrics" {
+        return plain(
+            StatusCode::NOT_FOUND,
             "not found: try /metrics\n".to_owned(),
-        )
-    };
-    let head = format!(
-        "HTTP/1.1 {status}\r\nContent-Type: {content_type}\r\nContent-Length: {}\r\nConnection: close\r\n\r\n",
-        body.len()
+        );
+    }
+    if request.method() != Method::GET && request.method() != Method::HEAD {
+        let mut response = plain(
+            StatusCode::METHOD_NOT_ALLOWED,
+            "method not allowed: GET or HEAD\n".to_owned(),
+        );
+        response
+            .headers_mut()
+            .insert(ALLOW, HeaderValue::from_static("GET, HEAD"));
+        return response;
+    }
+    // The event loop only ever swaps in a whole rendering: a poisoned lock still holds one.
+    let body = text.lock().unwrap_or_else(PoisonError::into_inner).clone();
+    let mut response = Response::new(body);
+    response.headers_mut().insert(
+        CONTENT_TYPE,
+        HeaderValue::from_static("text/plain; version=0.0.4"),
     );
-    let _ = stream.write_all(head.as_bytes());
-    let _ = stream.write_all(body.as_bytes());
+    response
+}
+
+/// A plain-text answer with `status`.
+fn plain(status: StatusCode, body: String) -> Response<String> {
+    let mut response = Response::new(body);
+    *response.status_mut() = status;
+    response
+        .headers_mut()
+        .insert(CONTENT_TYPE, HeaderValue::from_static("text/plain"));
+    response
+}
+
+/// Counts events and lets them be logged at most once per [`REFUSAL_LOG_INTERVAL`].
+#[derive(Default)]
+struct Throttle {
+    /// When the last log line was allowed.
+    last: Option<Instant>,
+    /// Events since then, this one included.
+    count: u64,
+}
+
+impl Throttle {
+    /// Counts one event at `now`; returns how many to report when a log line is due now.
+    fn note(&mut self, now: Instant) -> Option<u64> {
+        self.count += 1;
+        let due = self
+            .last
+            .is_none_or(|last| now.saturating_duration_since(last) >= REFUSAL_LOG_INTERVAL);
+        if !due {
+            return None;
+        }
+        self.last = Some(now);
+        Some(std::mem::take(&mut self.count))
+    }
 }
 
 /// Renders the metrics in the Prometheus text format.
@@ -264,4 +390,21 @@ pub(crate) struct Snapshot {
     pub(crate) commit_mean: Duration,
     pub(crate) commit_max: Duration,
     pub(crate) storage_full: bool,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn throttle_reports_the_first_event_then_at_most_once_per_interval() {
+        let mut throttle = Throttle::default();
+        let t0 = Instant::now();
+        assert_eq!(throttle.note(t0), Some(1));
+        assert_eq!(throttle.note(t0 + Duration::from_secs(1)), None);
+        assert_eq!(throttle.note(t0 + Duration::from_secs(2)), None);
+        // The next line counts every event since the last one.
+        assert_eq!(throttle.note(t0 + REFUSAL_LOG_INTERVAL), Some(3));
+        assert_eq!(throttle.note(t0 + REFUSAL_LOG_INTERVAL), None);
+    }
 }

@@ -7,6 +7,7 @@ mod harness;
 mod hostile;
 mod interop;
 mod lifecycle;
+mod metrics;
 mod rumqttc_suite;
 mod tls;
 mod websocket;
