@@ -1509,6 +1509,28 @@ listen = "127.0.0.1:9100"
                 "connect_timeout_secs",
             ),
             ("[broker]\nmax_topic_levels = 0\n", 2, "max_topic_levels"),
+            ("[broker]\nmax_queued_bytes = 0\n", 2, "max_queued_bytes"),
+            (
+                "[broker]\nmax_queued_bytes_total = 0\n",
+                2,
+                "max_queued_bytes_total",
+            ),
+            (
+                "[broker]\nmax_topic_filter_length = 0\n",
+                2,
+                "max_topic_filter_length",
+            ),
+            (
+                "[broker]\nmax_subscription_bytes_per_client = 0\n",
+                2,
+                "max_subscription_bytes_per_client",
+            ),
+            ("[auth]\npassword_workers = 0\n", 2, "password_workers"),
+            (
+                "max_connecting_per_address = 0\n",
+                1,
+                "max_connecting_per_address",
+            ),
             ("\n\nmax_connections = 0\n", 3, "max_connections"),
             ("write_buffer_limit = 0\n", 1, "write_buffer_limit"),
             ("[storage]\nperiodic_ms = 0\n", 2, "periodic_ms"),
@@ -1788,6 +1810,35 @@ allow_anonymous = true
         let s = load("[[listener]]\nbind = \"0.0.0.0:1883\"\n[auth]\nallow_anonymous = true\n")
             .unwrap();
         assert!(s.broker.allow_anonymous);
+    }
+
+    #[test]
+    fn ignoring_credentials_needs_anonymous_access() {
+        // On a listener that refuses anonymous clients: an error at the listener's key...
+        let text = "[[listener]]\nbind = \"0.0.0.0:1883\"\nignore_credentials = true\n";
+        let message = problem(text);
+        assert!(message.starts_with("test.toml:3:"), "{message}");
+        assert!(message.contains("allow_anonymous"), "{message}");
+        // ...or at [auth]'s, when the listener takes it from there.
+        let text = "[[listener]]\nbind = \"0.0.0.0:1883\"\n[auth]\nignore_credentials = true\n";
+        assert!(problem(text).starts_with("test.toml:4:"));
+        // Where anonymous clients may connect, it stands.
+        let text = "[[listener]]\nbind = \"127.0.0.1:1883\"\nignore_credentials = true\n";
+        let s = load(text).unwrap();
+        assert!(s.ignores_credentials(&s.listeners[0]));
+        assert!(!s.broker.ignore_credentials);
+    }
+
+    #[test]
+    fn session_and_login_policies_reach_the_core() {
+        let text = "[auth]\nuse_username_as_client_id = true\nallow_cross_user_takeover = true\nfailed_login_delay_max_ms = 250\n[broker]\nmax_queued_bytes = 1000\nmax_retained_bytes = 5\n";
+        let s = load(text).unwrap();
+        assert!(s.broker.use_username_as_client_id);
+        assert!(s.broker.allow_cross_user_takeover);
+        assert_eq!(s.broker.failed_login_delay_max, Duration::from_millis(250));
+        assert_eq!(s.broker.max_queued_bytes, 1000);
+        assert_eq!(s.broker.max_retained_bytes, 5);
+        assert!(s.uses_username_as_client_id(&s.listeners[0]));
     }
 
     #[test]
