@@ -7,6 +7,7 @@
 //! mqtt5-bench topics [OPTIONS]      4 publishers over 4,096 topics -> 64 subscribers, many filters
 //! mqtt5-bench latency [OPTIONS]     1 publisher paced at 1,000 msg/s: p50, p99, p99.9
 //! mqtt5-bench conns [OPTIONS]       C idle connections: connect rate, broker RSS per connection
+//! mqtt5-bench auth-storm [OPTIONS]  an unrelated pair's latency during a storm of failed logins
 //! mqtt5-bench summarize FILE...     a Markdown table of medians from `result` lines
 //! mqtt5-bench netfuzz [OPTIONS]     mutated valid sessions against a live mqtt5d (see netfuzz)
 //! ```
@@ -35,6 +36,7 @@ use mqtt5_codec::QoS;
 
 use crate::broker::{BrokerSpec, Profile, RunningBroker};
 use crate::report::ResultLine;
+use crate::scenario::auth_storm;
 use crate::scenario::conns::{self, ConnsResult};
 use crate::scenario::flows::{self, Case, FlowOptions, FlowResult, Kind};
 use crate::scenario::persist::{self, PersistOptions, PersistResult};
@@ -73,6 +75,9 @@ enum Command {
     Latency(LatencyArgs),
     /// Many idle connections: the connect rate and the broker's memory per connection
     Conns(ConnsArgs),
+    /// An unrelated pair's latency (QoS 0, 1,000 msg/s) alone and during a storm of
+    /// wrong-password logins, in the same run (mqtt5d only)
+    AuthStorm(AuthStormArgs),
     /// Reads `result` lines (files, or stdin with none) and prints a Markdown table of medians
     /// with a ratio column mqtt5d/peer
     Summarize(SummarizeArgs),
@@ -257,6 +262,32 @@ struct ConnsArgs {
 }
 
 #[derive(Debug, Args)]
+struct AuthStormArgs {
+    /// The mqtt5d executable [default: mqtt5d beside this executable]
+    #[arg(long, value_name = "PATH")]
+    mqtt5d: Option<PathBuf>,
+    /// Concurrent wrong-password clients
+    #[arg(long, default_value_t = 32)]
+    clients: usize,
+    /// The broker's `failed_login_delay_max_ms` values to run, comma-separated (0: no delay,
+    /// every failed login costs a password check at the clients' full rate)
+    #[arg(long, value_delimiter = ',', default_value = "5000,0")]
+    login_delay_ms: Vec<u64>,
+    /// The measured window of each phase, in seconds
+    #[arg(long, default_value_t = 5.0)]
+    duration: f64,
+    /// Publishing before each window, in seconds
+    #[arg(long, default_value_t = 1.0)]
+    warmup: f64,
+    /// Repeat every run this many times
+    #[arg(long, default_value_t = 1)]
+    rounds: usize,
+    /// Where the broker's data directory goes [default: the system temporary directory]
+    #[arg(long, value_name = "DIR")]
+    data_dir: Option<PathBuf>,
+}
+
+#[derive(Debug, Args)]
 struct ConnsWorkerArgs {
     /// The broker
     #[arg(long)]
@@ -351,6 +382,7 @@ fn main() -> ExitCode {
             run_flows_at(&args.flow, &cases, args.rate)
         }
         Command::Conns(args) => run_conns(&args),
+        Command::AuthStorm(args) => run_auth_storm(&args),
         Command::Summarize(args) => summary::run(&args.files),
         Command::ConnsWorker(args) => match conns::worker(
             args.addr,
@@ -625,6 +657,67 @@ fn run_conns(args: &ConnsArgs) -> ExitCode {
     for name in broker_names(results.iter().map(|r| &r.broker)) {
         let runs: Vec<&ConnsResult> = results.iter().filter(|r| r.broker == name).collect();
         table.row(ConnsResult::summary_row(&runs));
+    }
+    print!("{table}");
+    exit_code(failed)
+}
+
+fn run_auth_storm(args: &AuthStormArgs) -> ExitCode {
+    raise_file_limit();
+    let mqtt5d = args.mqtt5d.clone().unwrap_or_else(beside_this_executable);
+    let data_root = args.data_dir.clone().unwrap_or_else(std::env::temp_dir);
+    let flow = FlowOptions {
+        warmup: Duration::from_secs_f64(args.warmup),
+        duration: Duration::from_secs_f64(args.duration),
+        drain: Duration::from_secs(10),
+        window: 64,
+        latency_rate: 1000.0,
+    };
+    let mut results = Vec::new();
+    let mut failed = false;
+    for round in 0..args.rounds.max(1) {
+        for &login_delay_ms in &args.login_delay_ms {
+            eprintln!(
+                "== round {}, auth-storm, {} clients, login delay {login_delay_ms} ms",
+                round + 1,
+                args.clients
+            );
+            let options = auth_storm::StormOptions {
+                clients: args.clients,
+                flow: flow.clone(),
+                login_delay_ms,
+            };
+            match auth_storm::run(&mqtt5d, &data_root, &options) {
+                Ok(result) => {
+                    println!("{}", result.line());
+                    failed |= !result.pair_ok;
+                    results.push(result);
+                }
+                Err(e) => {
+                    eprintln!("   run failed: {e}");
+                    println!(
+                        "{}",
+                        ResultLine::new("auth-storm")
+                            .field("login_delay_ms", login_delay_ms)
+                            .field("verified", "FAILED")
+                            .field("error", e)
+                    );
+                    failed = true;
+                }
+            }
+        }
+    }
+    println!();
+    println!(
+        "## auth-storm: QoS 0 pair at 1,000 msg/s, {} s measured alone then during the storm",
+        args.duration
+    );
+    println!();
+    println!("Load average after: {}.", load_average());
+    println!();
+    let mut table = auth_storm::StormResult::table();
+    for r in &results {
+        table.row(r.row(flow.duration));
     }
     print!("{table}");
     exit_code(failed)

@@ -4,6 +4,7 @@
 //! A scenario is a module with an options type, a `run(addr, &options, …)` that returns its
 //! result, and the result's [`crate::report::ResultLine`] and table rows.
 
+pub(crate) mod auth_storm;
 pub(crate) mod conns;
 pub(crate) mod flows;
 pub(crate) mod persist;
