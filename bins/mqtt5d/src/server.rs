@@ -31,12 +31,13 @@ use bytes::BytesMut;
 use crossbeam_channel::{Receiver, TryRecvError};
 use mio::net::{TcpListener, TcpStream};
 use mio::{Events, Interest, Poll, Token, Waker};
-use mqtt5_broker::{Action, AllowAll, Authorizer, Broker, ConnId, Credentials, PeerInfo, Services};
+use mqtt5_broker::{Action, Broker, ConnId, PeerInfo, Services};
 use mqtt5_codec::{Decoder, ProtocolVersion};
 use mqtt5_store::{BatchId, Completion, Durability, MemoryStore, Store, Writer, WriterConfig};
 use slab::Slab;
 use tracing::{debug, error, info, warn};
 
+use crate::auth_watch::{AuthSource, AuthWatch, POLL_INTERVAL};
 use crate::settings::{self, Settings};
 
 /// Errors that end the server.
@@ -69,10 +70,12 @@ pub(crate) fn run(mut settings: Settings) -> Result<(), ServerError> {
             info!("storage: memory only, nothing is written to disk (and no client records)");
             // Client records are a history for the database's readers; there is none.
             settings.broker.client_records = false;
-            serve(settings, MemoryStore::new(), None)
+            let auth = AuthSource::memory(&settings)
+                .map_err(|e| ServerError::new(format!("cannot open the database: {e}")))?;
+            serve(settings, MemoryStore::new(), None, auth)
         }
         settings::Durability::Sync | settings::Durability::Periodic(_) => {
-            std::fs::create_dir_all(&settings.storage.data_dir).map_err(|e| {
+            crate::perms::create_private_dir(&settings.storage.data_dir).map_err(|e| {
                 ServerError::new(format!(
                     "cannot create data directory {}: {e}",
                     settings.storage.data_dir.display()
@@ -83,7 +86,7 @@ pub(crate) fn run(mut settings: Settings) -> Result<(), ServerError> {
                 settings::Durability::Sync => mqtt5_store::Synchronous::Full,
                 _ => mqtt5_store::Synchronous::Normal,
             };
-            let store = mqtt5_store::SqliteStore::open(
+            let mut store = mqtt5_store::SqliteStore::open(
                 &path,
                 mqtt5_store::SqliteOptions {
                     synchronous,
@@ -92,7 +95,9 @@ pub(crate) fn run(mut settings: Settings) -> Result<(), ServerError> {
             )
             .map_err(|e| ServerError::new(format!("cannot open the database: {e}")))?;
             info!(path = %path.display(), "storage: SQLite");
-            serve(settings, store, Some(path))
+            let auth = AuthSource::from_store(&mut store)
+                .map_err(|e| ServerError::new(format!("cannot read the database: {e}")))?;
+            serve(settings, store, Some(path), auth)
         }
     }
 }
@@ -415,12 +420,15 @@ struct Server<S: Store + Send + 'static> {
     metrics: Option<(crate::metrics::Shared, Instant)>,
     /// The buffer sockets are read into (64 KiB, zeroed once).
     scratch: Box<[u8]>,
+    /// Users and access rules changed in the database, to apply (auth_watch.rs).
+    auth_watch: Option<AuthWatch>,
 }
 
 fn serve<S: Store + Send + 'static>(
     settings: Settings,
     mut store: S,
     db_path: Option<std::path::PathBuf>,
+    auth: AuthSource,
 ) -> Result<(), ServerError> {
     let recovered = store.recover().map_err(|e| {
         ServerError::new(format!(
@@ -431,55 +439,17 @@ fn serve<S: Store + Send + 'static>(
                 .unwrap_or_default()
         ))
     })?;
-    // Users and ACL rules from the database, and the ACL file if one is configured.
-    let authenticator = if recovered.users.is_empty() {
-        None
-    } else {
-        let mut users = Credentials::new();
-        for (name, hash) in &recovered.users {
-            if let Err(e) = users.insert(name.clone(), hash.clone()) {
-                warn!(user = %name, error = %e, "ignoring a user whose password hash is invalid");
-            }
-        }
-        Some(Box::new(users) as Box<dyn mqtt5_broker::Authenticator>)
-    };
-    let authorizer: Box<dyn Authorizer> = settings::authorizer(&settings, &recovered.acl)
-        .map_err(|e| ServerError::new(format!("access rules: {e}")))?
-        .unwrap_or_else(|| Box::new(AllowAll));
-    // SCRAM-SHA-256 enhanced authentication, against the credentials `mqtt5d user add` stored.
-    let mut enhanced: Vec<Box<dyn mqtt5_broker::EnhancedAuthenticator>> = Vec::new();
-    if settings.auth.scram_sha_256 {
-        let mut secret = [0u8; 32];
-        mqtt5_broker::RandomSource::fill_bytes(&mut OsRandom, &mut secret);
-        let mut scram = mqtt5_broker::ScramSha256::with_fake_salt_secret(secret);
-        for (name, credentials) in &recovered.scram {
-            match credentials.parse() {
-                Ok(c) => {
-                    scram.insert(name.clone(), c);
-                }
-                Err(e) => {
-                    warn!(user = %name, error = %e, "ignoring invalid SCRAM credentials");
-                }
-            }
-        }
-        let without = recovered.users.len().saturating_sub(scram.len());
-        if without > 0 {
-            warn!(
-                users = without,
-                "users without SCRAM credentials cannot use SCRAM-SHA-256 until their password \
-                 is set again (mqtt5d user add)"
-            );
-        }
-        info!(
-            users = scram.len(),
-            "enhanced authentication: SCRAM-SHA-256"
-        );
-        enhanced.push(Box::new(scram));
-    }
+    crate::perms::warn_exposed_files(&settings);
+    // Users, access rules (with the ACL file's) and SCRAM credentials: auth_watch.rs.
+    let auth_services = auth
+        .services(&settings)
+        .map_err(|e| ServerError::new(format!("access rules: {e}")))?;
+    auth_services.log_at_start(&settings);
+    let checks_passwords = auth_services.checks_passwords();
     let services = Services {
-        authenticator,
-        authorizer,
-        enhanced,
+        authenticator: auth_services.authenticator,
+        authorizer: auth_services.authorizer,
+        enhanced: auth_services.enhanced,
         random: Box::new(OsRandom),
     };
     let now = Instant::now();
@@ -500,6 +470,18 @@ fn serve<S: Store + Send + 'static>(
         Waker::new(poll.registry(), WAKER)
             .map_err(|e| ServerError::new(format!("cannot create waker: {e}")))?,
     );
+    let auth_watch = {
+        let waker = std::sync::Arc::clone(&waker);
+        let wake = Box::new(move || {
+            if let Err(e) = waker.wake() {
+                error!(error = %e, "cannot wake the event loop");
+            }
+        });
+        auth.watch(&settings, checks_passwords, POLL_INTERVAL, wake)
+            .map_err(|e| {
+                ServerError::new(format!("cannot watch the users and access rules: {e}"))
+            })?
+    };
     let (tx, completions) = crossbeam_channel::unbounded();
     let durability = match settings.storage.durability {
         settings::Durability::Periodic(period) => Durability::Periodic(period),
@@ -603,6 +585,7 @@ fn serve<S: Store + Send + 'static>(
         shutting_down: false,
         metrics,
         scratch: vec![0; 64 * 1024].into_boxed_slice(),
+        auth_watch,
     };
     server.event_loop(&mut signals)?;
     server.finish()
@@ -679,6 +662,9 @@ impl<S: Store + Send + 'static> Server<S> {
                 self.read(now, key);
             }
             self.take_completions();
+            if let Some(watch) = &self.auth_watch {
+                watch.apply_pending(&mut self.broker);
+            }
             if self.broker.poll_timeout().is_some_and(|at| at <= now) {
                 self.broker.handle_timeout(now);
             }

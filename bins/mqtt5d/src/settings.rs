@@ -49,6 +49,10 @@ pub(crate) const DEFAULT_WEBSOCKET_PATH: &str = "/mqtt";
 pub(crate) const DEFAULT_METRICS_LISTEN: SocketAddr =
     SocketAddr::new(IpAddr::V4(Ipv4Addr::LOCALHOST), 9090);
 
+/// The fewest PBKDF2 iterations `[auth] scram_iterations` accepts, and its default:
+/// [`mqtt5_broker::SCRAM_DEFAULT_ITERATIONS`].
+pub(crate) const MIN_SCRAM_ITERATIONS: u32 = mqtt5_broker::SCRAM_DEFAULT_ITERATIONS;
+
 /// The default log level (a `tracing` filter directive).
 pub(crate) const DEFAULT_LOG_LEVEL: &str = "info";
 
@@ -181,8 +185,12 @@ pub(crate) struct AuthSettings {
     /// Whether the ACL rules in the database (`mqtt5d acl add`) apply. Default false.
     pub(crate) use_database_acl: bool,
     /// Whether MQTT 5 clients may authenticate with the enhanced method SCRAM-SHA-256
-    /// (§4.12), against the credentials `mqtt5d user add` stores. Default false.
+    /// (§4.12), against the credentials `mqtt5d user add` stores. Default false; `user add`
+    /// stores SCRAM credentials only when it is true.
     pub(crate) scram_sha_256: bool,
+    /// The PBKDF2 iterations `mqtt5d user add` derives SCRAM credentials with, and the count
+    /// unknown users are shown. At least (and by default) [`MIN_SCRAM_ITERATIONS`].
+    pub(crate) scram_iterations: u32,
 }
 
 /// `[log]`.
@@ -259,6 +267,7 @@ impl Default for Settings {
                 acl_rules: None,
                 use_database_acl: false,
                 scram_sha_256: false,
+                scram_iterations: MIN_SCRAM_ITERATIONS,
             },
             log: LogSettings {
                 level: DEFAULT_LOG_LEVEL.to_owned(),
@@ -501,6 +510,7 @@ struct FileAuth {
     acl_file: Option<Spanned<PathBuf>>,
     use_database_acl: Option<bool>,
     scram_sha_256: Option<bool>,
+    scram_iterations: Option<Spanned<u32>>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -1028,12 +1038,27 @@ impl Loader<'_> {
                 },
             }
         });
+        let scram_iterations = match file.scram_iterations {
+            None => MIN_SCRAM_ITERATIONS,
+            Some(v) if *v.get_ref() < MIN_SCRAM_ITERATIONS => {
+                self.problem(
+                    Some(v.span()),
+                    format!(
+                        "`scram_iterations` must be at least {MIN_SCRAM_ITERATIONS}: fewer make \
+                         SCRAM credentials a cheap way to guess passwords"
+                    ),
+                );
+                MIN_SCRAM_ITERATIONS
+            }
+            Some(v) => v.into_inner(),
+        };
         AuthSettings {
             allow_anonymous: file.allow_anonymous,
             acl_file: file.acl_file.map(Spanned::into_inner),
             acl_rules,
             use_database_acl: file.use_database_acl.unwrap_or(false),
             scram_sha_256: file.scram_sha_256.unwrap_or(false),
+            scram_iterations,
         }
     }
 
@@ -1236,6 +1261,7 @@ periodic_ms = 250
 allow_anonymous = false
 use_database_acl = true
 scram_sha_256 = true
+scram_iterations = 200000
 
 [log]
 level = "warn,mqtt5d=debug"
@@ -1288,6 +1314,7 @@ listen = "127.0.0.1:9100"
         assert_eq!(s.auth.allow_anonymous, Some(false));
         assert!(s.auth.use_database_acl);
         assert!(s.auth.scram_sha_256);
+        assert_eq!(s.auth.scram_iterations, 200_000);
         assert_eq!(s.log.level, "warn,mqtt5d=debug");
         assert_eq!(s.log.format, LogFormat::Json);
         assert_eq!(s.metrics, Some("127.0.0.1:9100".parse().unwrap()));
@@ -1374,6 +1401,28 @@ listen = "127.0.0.1:9100"
             );
             assert!(message.contains(key), "{text:?}: {message}");
         }
+    }
+
+    #[test]
+    fn scram_iterations_below_the_minimum_are_an_error_at_their_line() {
+        for text in [
+            "[auth]\nscram_sha_256 = true\nscram_iterations = 4096\n",
+            "[auth]\nscram_sha_256 = true\nscram_iterations = 99999\n",
+            "[auth]\nscram_sha_256 = true\nscram_iterations = 0\n",
+        ] {
+            let message = problem(text);
+            assert!(
+                message.starts_with("test.toml:3:20: "),
+                "{text:?}: {message}"
+            );
+            assert!(
+                message.contains("`scram_iterations` must be at least 100000"),
+                "{message}"
+            );
+        }
+        let s = load("[auth]\nscram_iterations = 100000\n").unwrap_or_else(|e| panic!("{e}"));
+        assert_eq!(s.auth.scram_iterations, 100_000);
+        assert_eq!(Settings::default().auth.scram_iterations, 100_000);
     }
 
     #[test]
