@@ -167,7 +167,9 @@ pub(crate) enum Durability {
     /// Committed in groups at most this far apart; acknowledgements do not wait for it, so a
     /// crash can lose that much.
     Periodic(Duration),
-    /// Nothing is written to disk: the state lives and dies with the process.
+    /// Sessions, messages and client records are not written to disk: they live and die with
+    /// the process. Users, access rules and SCRAM credentials still come from the database
+    /// when its file exists at start.
     Memory,
 }
 
