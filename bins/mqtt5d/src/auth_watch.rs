@@ -451,3 +451,96 @@ impl Watcher {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use mqtt5_broker::{AuthVerdict, ClientInfo, PasswordParams, hash_password_with};
+    use mqtt5_store::AclRecord;
+
+    use super::*;
+
+    fn state_with_alice() -> AuthState {
+        let params = PasswordParams::new(64, 1, 1).unwrap();
+        let hash = hash_password_with(b"pw", b"0123456789abcdef", params).unwrap();
+        let scram =
+            mqtt5_broker::ScramCredentials::derive(b"pw", b"scram-salt-16-by", 16).to_string();
+        AuthState {
+            version: 7,
+            users: [("alice".to_owned(), hash)].into(),
+            scram: [("alice".to_owned(), scram)].into(),
+            acl: vec![AclRecord {
+                scope: "user alice".into(),
+                access: "read".into(),
+                topic: "a/#".into(),
+            }],
+        }
+    }
+
+    fn verdict(services: &AuthServices, user: &str, password: &[u8]) -> AuthVerdict {
+        let client = ClientInfo {
+            client_id: "c",
+            username: Some(user),
+        };
+        services
+            .authenticator
+            .as_ref()
+            .map_or(AuthVerdict::Allow, |a| {
+                a.authenticate(&client, Some(password))
+            })
+    }
+
+    #[test]
+    fn an_empty_user_table_checks_nothing_unless_passwords_were_checked() {
+        let settings = Settings::default();
+        let empty = AuthState::default();
+        let open = AuthServices::build(&settings, &empty, [0; 32], false).unwrap();
+        assert!(!open.checks_passwords());
+        assert_eq!(verdict(&open, "anyone", b"x"), AuthVerdict::Allow);
+        let closed = AuthServices::build(&settings, &empty, [0; 32], true).unwrap();
+        assert!(closed.checks_passwords());
+        assert_eq!(
+            verdict(&closed, "anyone", b"x"),
+            AuthVerdict::BadCredentials
+        );
+
+        let alice = AuthServices::build(&settings, &state_with_alice(), [0; 32], false).unwrap();
+        assert_eq!(alice.version, 7);
+        assert!(alice.checks_passwords());
+        assert_eq!(verdict(&alice, "alice", b"pw"), AuthVerdict::Allow);
+        assert_eq!(
+            verdict(&alice, "alice", b"wrong"),
+            AuthVerdict::BadCredentials
+        );
+    }
+
+    #[test]
+    fn scram_and_database_rules_follow_the_settings() {
+        let mut settings = Settings::default();
+        let state = state_with_alice();
+        let alice = ClientInfo {
+            client_id: "c",
+            username: Some("alice"),
+        };
+        let services = AuthServices::build(&settings, &state, [0; 32], false).unwrap();
+        assert!(services.enhanced.is_empty());
+        // Without use_database_acl the database's rules do not apply.
+        assert!(services.authorizer.can_publish(&alice, "b/x"));
+
+        settings.auth.scram_sha_256 = true;
+        settings.auth.use_database_acl = true;
+        let services = AuthServices::build(&settings, &state, [0; 32], false).unwrap();
+        assert_eq!(services.enhanced.len(), 1);
+        assert_eq!(services.scram_users, 1);
+        assert!(services.authorizer.can_subscribe(&alice, "a/x"));
+        assert!(!services.authorizer.can_publish(&alice, "b/x"));
+
+        // A rule the database should not hold is an error, not a silent gap.
+        let mut bad = state;
+        bad.acl.push(AclRecord {
+            scope: "group x".into(),
+            access: "read".into(),
+            topic: "t".into(),
+        });
+        assert!(AuthServices::build(&settings, &bad, [0; 32], false).is_err());
+    }
+}
