@@ -1,10 +1,15 @@
 //! `mqtt5d user …` and `mqtt5d acl …`: users and access rules in the broker's database.
 //!
 //! The functions here are generic over [`Store`]: the commands run them on the SQLite database
-//! of the configured data directory ([`open_database`]), the tests on a `MemoryStore` and on a
-//! SQLite file in a temporary directory. Users are written with [`StoreOp::UserSet`] and
-//! [`StoreOp::UserRemoved`] and listed from [`Store::recover`], names only: a password hash
-//! never leaves the database through this module, and a password is never printed or logged.
+//! of the configured data directory ([`open_database`]), whatever the durability mode, the
+//! tests on a `MemoryStore` and on a SQLite file in a temporary directory. Users are written
+//! with [`StoreOp::UserSet`] and [`StoreOp::UserRemoved`] and listed from
+//! [`Store::auth_state`], names only: a password hash never leaves the database through this
+//! module, and a password is never printed or logged.
+//!
+//! After a change, [`running_broker`] tells whether the broker running on the same database
+//! (its process id is in the database's `meta` table) applied it: the broker watches its
+//! users and access rules and reloads them within about a second.
 //!
 //! Access rules are stored as [`AclRecord`]s (`scope` = `"anonymous"`, `"user NAME"` or
 //! `"pattern"`) and listed in Mosquitto's `acl_file` syntax, which [`AclRules::parse`] reads
@@ -12,14 +17,14 @@
 
 use std::fmt::{self, Write as _};
 use std::io::BufRead;
+use std::time::{Duration, Instant};
 
 use mqtt5_broker::{AclAccess, AclError, AclRule, AclRules, AclScope, CredentialError};
-use mqtt5_broker::{
-    PasswordParams, SCRAM_DEFAULT_ITERATIONS, ScramCredentials, hash_password_with,
-};
+use mqtt5_broker::{PasswordParams, ScramCredentials, hash_password_with};
 use mqtt5_store::{AclRecord, SqliteOptions, SqliteStore, Store, StoreOp};
 
-use crate::settings::{Durability, Settings};
+use crate::auth_watch::{AUTH_APPLIED, BROKER_PID};
+use crate::settings::Settings;
 
 /// The salt length of new password hashes, in bytes.
 pub(crate) const SALT_LEN: usize = 16;
@@ -33,12 +38,6 @@ pub(crate) enum AdminError {
     /// The database failed.
     #[error(transparent)]
     Store(#[from] mqtt5_store::Error),
-    /// The configuration keeps no database.
-    #[error(
-        "[storage] durability = \"memory\": the broker keeps no database, so it has no users or \
-         access rules to manage (use \"sync\" or \"periodic\")"
-    )]
-    NoDatabase,
     /// The data directory could not be created.
     #[error("cannot create the data directory {path}: {source}")]
     DataDir {
@@ -113,20 +112,17 @@ impl fmt::Display for RuleDisplay {
     }
 }
 
-/// Opens the SQLite database of the configured data directory, creating the directory when
-/// `create` is true.
+/// Opens the SQLite database of the configured data directory, creating the directory (mode
+/// 0700) when `create` is true. With `durability = "memory"` too: the broker then reads its
+/// users and access rules from the database when it exists, and stores nothing else in it.
 ///
 /// # Errors
 ///
-/// [`AdminError::NoDatabase`] with `durability = "memory"`, [`AdminError::DataDir`] if the
-/// directory cannot be created, or the store's error.
+/// [`AdminError::DataDir`] if the directory cannot be created, or the store's error.
 pub(crate) fn open_database(settings: &Settings, create: bool) -> Result<SqliteStore, AdminError> {
-    if settings.storage.durability == Durability::Memory {
-        return Err(AdminError::NoDatabase);
-    }
     let dir = &settings.storage.data_dir;
     if create {
-        std::fs::create_dir_all(dir).map_err(|source| AdminError::DataDir {
+        crate::perms::create_private_dir(dir).map_err(|source| AdminError::DataDir {
             path: dir.display().to_string(),
             source,
         })?;
@@ -223,8 +219,19 @@ pub(crate) enum UserAdded {
     Replaced,
 }
 
+/// How [`user_add`] derives SCRAM-SHA-256 credentials: with `[auth] scram_sha_256 = true`
+/// only, from a salt of their own (never the password hash's) and `[auth] scram_iterations`.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct ScramParams {
+    /// 16 random bytes, drawn apart from the password hash's salt.
+    pub(crate) salt: [u8; SALT_LEN],
+    /// The PBKDF2 iteration count.
+    pub(crate) iterations: u32,
+}
+
 /// Sets a user's password (creating the user if needed), hashed as argon2id with `params`
-/// ([`PasswordParams::DEFAULT`] outside tests) and `salt`.
+/// ([`PasswordParams::DEFAULT`] outside tests) and `salt`, and with `scram` its SCRAM-SHA-256
+/// credentials; without, the user has none (a password set again drops the old ones).
 ///
 /// # Errors
 ///
@@ -235,26 +242,26 @@ pub(crate) fn user_add<S: Store>(
     password: &[u8],
     salt: &[u8],
     params: PasswordParams,
+    scram: Option<ScramParams>,
 ) -> Result<UserAdded, AdminError> {
     check_username(name)?;
     if password.is_empty() {
         return Err(AdminError::EmptyPassword);
     }
-    let existed = store.recover()?.users.contains_key(name);
+    let existed = store.user_exists(name)?;
     let password_hash = hash_password_with(password, salt, params)?;
-    // The SCRAM-SHA-256 credentials for enhanced authentication ([auth] scram_sha_256),
-    // derived from the same password with the same (random) salt.
-    let scram = ScramCredentials::derive(password, salt, SCRAM_DEFAULT_ITERATIONS);
-    store.apply(&[
-        StoreOp::UserSet {
+    let mut ops = vec![StoreOp::UserSet {
+        username: name.to_owned(),
+        password_hash,
+    }];
+    if let Some(scram) = scram {
+        let credentials = ScramCredentials::derive(password, &scram.salt, scram.iterations);
+        ops.push(StoreOp::UserScramSet {
             username: name.to_owned(),
-            password_hash,
-        },
-        StoreOp::UserScramSet {
-            username: name.to_owned(),
-            credentials: scram.to_string(),
-        },
-    ])?;
+            credentials: credentials.to_string(),
+        });
+    }
+    store.apply(&ops)?;
     Ok(if existed {
         UserAdded::Replaced
     } else {
@@ -268,7 +275,7 @@ pub(crate) fn user_add<S: Store>(
 ///
 /// [`AdminError::NoSuchUser`], or a store failure.
 pub(crate) fn user_remove<S: Store>(store: &mut S, name: &str) -> Result<(), AdminError> {
-    if !store.recover()?.users.contains_key(name) {
+    if !store.user_exists(name)? {
         return Err(AdminError::NoSuchUser(name.to_owned()));
     }
     store.apply(&[StoreOp::UserRemoved {
@@ -283,7 +290,7 @@ pub(crate) fn user_remove<S: Store>(store: &mut S, name: &str) -> Result<(), Adm
 ///
 /// A store failure.
 pub(crate) fn user_list<S: Store>(store: &mut S) -> Result<Vec<String>, AdminError> {
-    Ok(store.recover()?.users.into_keys().collect())
+    Ok(store.auth_state()?.users.into_keys().collect())
 }
 
 /// Parses a scope of the command line: `anonymous`, `user:NAME` or `pattern`.
@@ -357,7 +364,7 @@ pub(crate) fn from_record(record: &AclRecord) -> Result<AclRule, AdminError> {
 /// A store failure.
 pub(crate) fn acl_add<S: Store>(store: &mut S, rule: &AclRule) -> Result<bool, AdminError> {
     let record = to_record(rule);
-    if store.recover()?.acl.contains(&record) {
+    if store.auth_state()?.acl.contains(&record) {
         return Ok(false);
     }
     store.apply(&[StoreOp::AclAdded(record)])?;
@@ -371,7 +378,7 @@ pub(crate) fn acl_add<S: Store>(store: &mut S, rule: &AclRule) -> Result<bool, A
 /// [`AdminError::NoSuchRule`], or a store failure.
 pub(crate) fn acl_remove<S: Store>(store: &mut S, rule: &AclRule) -> Result<(), AdminError> {
     let record = to_record(rule);
-    if !store.recover()?.acl.contains(&record) {
+    if !store.auth_state()?.acl.contains(&record) {
         return Err(AdminError::NoSuchRule(RuleDisplay(rule.clone())));
     }
     store.apply(&[StoreOp::AclRemoved(record)])?;
@@ -385,10 +392,101 @@ pub(crate) fn acl_remove<S: Store>(store: &mut S, rule: &AclRule) -> Result<(), 
 /// A store failure, or [`AdminError::BadRecord`].
 pub(crate) fn acl_rules<S: Store>(store: &mut S) -> Result<AclRules, AdminError> {
     let mut rules = AclRules::new();
-    for record in &store.recover()?.acl {
+    for record in &store.auth_state()?.acl {
         rules.add(from_record(record)?);
     }
     Ok(rules)
+}
+
+/// Whether the broker running on the database took a change in.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum BrokerNotice {
+    /// The running broker applies the users and rules at this version or a later one.
+    Applied {
+        /// Its process id.
+        pid: u32,
+    },
+    /// A broker runs, but had not applied the change when the wait ended.
+    NotYet {
+        /// Its process id.
+        pid: u32,
+    },
+    /// No broker runs on this database.
+    NoBroker,
+}
+
+impl fmt::Display for BrokerNotice {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Self::Applied { pid } => write!(f, "applied by the running broker (pid {pid})"),
+            Self::NotYet { pid } => write!(
+                f,
+                "the running broker (pid {pid}) has not applied it yet: it reloads users and \
+                 access rules within about a second of a change unless it cannot use them (see \
+                 its log)"
+            ),
+            Self::NoBroker => write!(
+                f,
+                "no broker is running on this database: the change applies when one starts"
+            ),
+        }
+    }
+}
+
+/// How often [`running_broker`] looks at what the broker applied.
+const BROKER_POLL: Duration = Duration::from_millis(50);
+
+/// Waits, at most `timeout`, until the broker whose process id the database records applies
+/// the users and access rules at `version` (the version a change produced) or later.
+///
+/// # Errors
+///
+/// A store failure.
+pub(crate) fn running_broker(
+    store: &SqliteStore,
+    version: u64,
+    timeout: Duration,
+) -> Result<BrokerNotice, AdminError> {
+    let Some(pid) = store.meta(BROKER_PID)?.and_then(|p| p.parse::<u32>().ok()) else {
+        return Ok(BrokerNotice::NoBroker);
+    };
+    if !process_alive(pid) {
+        return Ok(BrokerNotice::NoBroker);
+    }
+    let end = Instant::now() + timeout;
+    loop {
+        let applied = store
+            .meta(AUTH_APPLIED)?
+            .and_then(|v| v.parse::<u64>().ok());
+        if applied.is_some_and(|a| a >= version) {
+            return Ok(BrokerNotice::Applied { pid });
+        }
+        // The broker removes its process id when it stops.
+        if store.meta(BROKER_PID)?.as_deref() != Some(pid.to_string().as_str())
+            || !process_alive(pid)
+        {
+            return Ok(BrokerNotice::NoBroker);
+        }
+        if Instant::now() >= end {
+            return Ok(BrokerNotice::NotYet { pid });
+        }
+        std::thread::sleep(BROKER_POLL);
+    }
+}
+
+/// Whether a process of this id exists (a signal could be sent to it; one of another user
+/// counts too).
+fn process_alive(pid: u32) -> bool {
+    let Some(pid) = i32::try_from(pid)
+        .ok()
+        .and_then(rustix::process::Pid::from_raw)
+    else {
+        return false;
+    };
+    match rustix::process::test_kill_process(pid) {
+        Ok(()) => true,
+        Err(e) => e == rustix::io::Errno::PERM,
+    }
 }
 
 /// Rules in Mosquitto's `acl_file` syntax: anonymous rules first (`topic` lines before any
@@ -440,16 +538,26 @@ mod tests {
 
     const SALT: [u8; SALT_LEN] = *b"0123456789abcdef";
 
+    /// SCRAM credentials with few iterations: the settings refuse fewer than 100,000, the
+    /// tests check the plumbing.
+    const SCRAM: ScramParams = ScramParams {
+        salt: *b"scram-salt-16-by",
+        iterations: 16,
+    };
+
     fn user_round_trip<S: Store>(store: &mut S) {
         assert_eq!(user_list(store).unwrap(), Vec::<String>::new());
         assert_eq!(
-            user_add(store, "bob", b"hunter2", &SALT, params()).unwrap(),
+            user_add(store, "bob", b"hunter2", &SALT, params(), None).unwrap(),
             UserAdded::Created
         );
         assert_eq!(
-            user_add(store, "alice", b"s3cret", &SALT, params()).unwrap(),
+            user_add(store, "alice", b"s3cret", &SALT, params(), Some(SCRAM)).unwrap(),
             UserAdded::Created
         );
+        // Without SCRAM parameters ([auth] scram_sha_256 = false) a user has no SCRAM
+        // credentials.
+        assert!(!store.auth_state().unwrap().scram.contains_key("bob"));
         assert_eq!(user_list(store).unwrap(), ["alice", "bob"]);
         let hash = store.recover().unwrap().users["alice"].clone();
         assert!(hash.starts_with("$argon2id$"), "{hash}");
@@ -458,17 +566,22 @@ mod tests {
 
         // A second add replaces the password.
         assert_eq!(
-            user_add(store, "alice", b"changed", &SALT, params()).unwrap(),
+            user_add(store, "alice", b"changed", &SALT, params(), Some(SCRAM)).unwrap(),
             UserAdded::Replaced
         );
         let hash = store.recover().unwrap().users["alice"].clone();
         assert!(verify_password(b"changed", &hash));
-        // Every password comes with SCRAM-SHA-256 credentials derived from it.
+        // With SCRAM parameters, SCRAM-SHA-256 credentials derived from the password with
+        // their own salt, not the password hash's.
         let scram: ScramCredentials = store.recover().unwrap().scram["alice"].parse().unwrap();
         assert_eq!(
             scram,
-            ScramCredentials::derive(b"changed", &SALT, SCRAM_DEFAULT_ITERATIONS)
+            ScramCredentials::derive(b"changed", &SCRAM.salt, SCRAM.iterations)
         );
+        assert_ne!(scram.salt(), SALT);
+        // Set again without SCRAM, the password loses the credentials of the old one.
+        user_add(store, "alice", b"changed", &SALT, params(), None).unwrap();
+        assert!(store.auth_state().unwrap().scram.is_empty());
 
         user_remove(store, "bob").unwrap();
         assert_eq!(user_list(store).unwrap(), ["alice"]);
@@ -502,17 +615,76 @@ mod tests {
         let mut settings = Settings::default();
         settings.storage.data_dir = dir.path().join("nested").join("data");
         let mut store = open_database(&settings, true).unwrap();
-        user_add(&mut store, "carol", b"pw", &SALT, params()).unwrap();
+        user_add(&mut store, "carol", b"pw", &SALT, params(), None).unwrap();
         drop(store);
         assert!(settings.storage.database_path().is_file());
         let mut store = open_database(&settings, false).unwrap();
         assert_eq!(user_list(&mut store).unwrap(), ["carol"]);
+        drop(store);
 
-        settings.storage.durability = Durability::Memory;
-        assert!(matches!(
-            open_database(&settings, true),
-            Err(AdminError::NoDatabase)
-        ));
+        // With durability = "memory" the database holds the users all the same.
+        settings.storage.durability = crate::settings::Durability::Memory;
+        let mut store = open_database(&settings, true).unwrap();
+        assert_eq!(user_list(&mut store).unwrap(), ["carol"]);
+        settings.storage.data_dir = dir.path().join("memory");
+        let mut store = open_database(&settings, true).unwrap();
+        user_add(&mut store, "dave", b"pw", &SALT, params(), None).unwrap();
+        assert_eq!(user_list(&mut store).unwrap(), ["dave"]);
+    }
+
+    #[test]
+    fn running_broker_reports_what_the_broker_recorded() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("mqtt5.db");
+        let mut store = SqliteStore::open(&path, SqliteOptions::default()).unwrap();
+        user_add(&mut store, "erin", b"pw", &SALT, params(), None).unwrap();
+        let version = store.auth_version().unwrap();
+        let wait = Duration::from_secs(30);
+        assert_eq!(
+            running_broker(&store, version, wait).unwrap(),
+            BrokerNotice::NoBroker
+        );
+
+        // A process id that is no longer running: no broker either.
+        let mut child = std::process::Command::new("true").spawn().unwrap();
+        child.wait().unwrap();
+        store
+            .set_meta(BROKER_PID, Some(&child.id().to_string()))
+            .unwrap();
+        assert_eq!(
+            running_broker(&store, version, wait).unwrap(),
+            BrokerNotice::NoBroker
+        );
+
+        // A live process that has applied an older version, and never gets further.
+        let pid = std::process::id();
+        store.set_meta(BROKER_PID, Some(&pid.to_string())).unwrap();
+        store
+            .set_meta(AUTH_APPLIED, Some(&(version - 1).to_string()))
+            .unwrap();
+        let notice = running_broker(&store, version, Duration::ZERO).unwrap();
+        assert_eq!(notice, BrokerNotice::NotYet { pid });
+        assert!(
+            notice.to_string().starts_with(&format!(
+                "the running broker (pid {pid}) has not applied it yet"
+            )),
+            "{notice}"
+        );
+
+        // ... until it records the version from another connection.
+        let reader = store.reader();
+        let broker = std::thread::spawn(move || {
+            reader
+                .set_meta(AUTH_APPLIED, Some(&version.to_string()))
+                .unwrap();
+        });
+        let notice = running_broker(&store, version, wait).unwrap();
+        broker.join().unwrap();
+        assert_eq!(notice, BrokerNotice::Applied { pid });
+        assert_eq!(
+            notice.to_string(),
+            format!("applied by the running broker (pid {pid})")
+        );
     }
 
     #[test]
@@ -521,18 +693,18 @@ mod tests {
         for name in ["", " bob", "bob ", "a\0b", "tab\there"] {
             assert!(
                 matches!(
-                    user_add(&mut store, name, b"pw", &SALT, params()),
+                    user_add(&mut store, name, b"pw", &SALT, params(), None),
                     Err(AdminError::InvalidUsername { .. })
                 ),
                 "{name:?}"
             );
         }
         assert!(matches!(
-            user_add(&mut store, "bob", b"", &SALT, params()),
+            user_add(&mut store, "bob", b"", &SALT, params(), None),
             Err(AdminError::EmptyPassword)
         ));
         assert!(matches!(
-            user_add(&mut store, "bob", b"pw", &SALT[..8], params()),
+            user_add(&mut store, "bob", b"pw", &SALT[..8], params(), None),
             Err(AdminError::Hash(_))
         ));
         assert!(user_list(&mut store).unwrap().is_empty());

@@ -5,17 +5,21 @@
 //! - [`settings`]: the configuration file and the settings it gives;
 //! - [`logging`]: `tracing` to stderr, as text or JSON;
 //! - [`admin`]: the `user` and `acl` commands on the database;
-//! - [`server`]: the event loop.
+//! - [`server`]: the event loop;
+//! - [`auth_watch`]: users and access rules from the database, reloaded while the broker runs;
+//! - [`perms`]: a private data directory, and warnings about files others can read.
 //!
 //! Exit status: 0 on success, 1 for an invalid configuration, a failed command or a server
 //! error (with a message on stderr), 2 for a command line clap rejects.
 
 mod admin;
+mod auth_watch;
 mod cli;
 mod logging;
 mod logs;
 mod metrics;
 mod passwords;
+mod perms;
 mod server;
 mod settings;
 mod tls;
@@ -23,12 +27,16 @@ mod websocket;
 
 use std::path::Path;
 use std::process::ExitCode;
+use std::time::Duration;
 
 use mqtt5_broker::PasswordParams;
 
 use crate::admin::AdminError;
 use crate::cli::{AclCommand, Cli, Command, UserCommand};
 use crate::settings::{ConfigError, Durability, Overrides, Settings};
+
+/// How long `user` and `acl` wait for the running broker to apply a change.
+const BROKER_WAIT: Duration = Duration::from_secs(5);
 
 /// Why a command failed.
 #[derive(Debug, thiserror::Error)]
@@ -156,6 +164,16 @@ fn user(settings: &Settings, command: &UserCommand) -> Result<(), Failure> {
                 admin::prompt_password(name)?
             };
             let salt = admin::random_salt()?;
+            // SCRAM-SHA-256 credentials only where the broker offers SCRAM, from a salt of
+            // their own.
+            let scram = if settings.auth.scram_sha_256 {
+                Some(admin::ScramParams {
+                    salt: admin::random_salt()?,
+                    iterations: settings.auth.scram_iterations,
+                })
+            } else {
+                None
+            };
             let mut store = admin::open_database(settings, true)?;
             let added = admin::user_add(
                 &mut store,
@@ -163,11 +181,13 @@ fn user(settings: &Settings, command: &UserCommand) -> Result<(), Failure> {
                 password.as_bytes(),
                 &salt,
                 PasswordParams::DEFAULT,
+                scram,
             )?;
             match added {
                 admin::UserAdded::Created => println!("user {name} added"),
                 admin::UserAdded::Replaced => println!("user {name}: password changed"),
             }
+            report_broker(&store)?;
         }
         UserCommand::Remove { name } => {
             let Some(mut store) = open_existing(settings)? else {
@@ -175,6 +195,7 @@ fn user(settings: &Settings, command: &UserCommand) -> Result<(), Failure> {
             };
             admin::user_remove(&mut store, name)?;
             println!("user {name} removed");
+            report_broker(&store)?;
         }
         UserCommand::List => {
             if let Some(mut store) = open_existing(settings)? {
@@ -195,6 +216,7 @@ fn acl(settings: &Settings, command: &AclCommand) -> Result<(), Failure> {
             let mut store = admin::open_database(settings, true)?;
             if admin::acl_add(&mut store, &rule)? {
                 println!("rule added");
+                report_broker(&store)?;
             } else {
                 println!("rule already present");
             }
@@ -207,11 +229,12 @@ fn acl(settings: &Settings, command: &AclCommand) -> Result<(), Failure> {
         }
         AclCommand::Remove(args) => {
             let rule = admin::parse_rule(&args.scope, &args.access, &args.topic)?;
-            match open_existing(settings)? {
-                Some(mut store) => admin::acl_remove(&mut store, &rule)?,
-                None => return Err(AdminError::NoSuchRule(admin::RuleDisplay(rule)).into()),
-            }
+            let Some(mut store) = open_existing(settings)? else {
+                return Err(AdminError::NoSuchRule(admin::RuleDisplay(rule)).into());
+            };
+            admin::acl_remove(&mut store, &rule)?;
             println!("rule removed");
+            report_broker(&store)?;
         }
         AclCommand::List => {
             if let Some(mut store) = open_existing(settings)? {
@@ -224,10 +247,16 @@ fn acl(settings: &Settings, command: &AclCommand) -> Result<(), Failure> {
 
 /// Opens the database if it exists: listing or removing creates nothing.
 fn open_existing(settings: &Settings) -> Result<Option<mqtt5_store::SqliteStore>, AdminError> {
-    if settings.storage.durability != Durability::Memory
-        && !settings.storage.database_path().exists()
-    {
+    if !settings.storage.database_path().exists() {
         return Ok(None);
     }
     admin::open_database(settings, false).map(Some)
+}
+
+/// Says whether the broker running on the database applied the change just made: waits up
+/// to [`BROKER_WAIT`] for it.
+fn report_broker(store: &mqtt5_store::SqliteStore) -> Result<(), AdminError> {
+    let version = store.auth_version()?;
+    println!("{}", admin::running_broker(store, version, BROKER_WAIT)?);
+    Ok(())
 }

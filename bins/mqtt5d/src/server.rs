@@ -31,15 +31,13 @@ use bytes::BytesMut;
 use crossbeam_channel::{Receiver, TryRecvError};
 use mio::net::{TcpListener, TcpStream};
 use mio::{Events, Interest, Poll, Token, Waker};
-use mqtt5_broker::{
-    Action, AllowAll, AuthVerdict, Authorizer, Broker, ConnId, Credentials, Notice, Passwords,
-    PeerInfo, Services,
-};
+use mqtt5_broker::{Action, AuthVerdict, Broker, ConnId, Notice, PeerInfo, Services};
 use mqtt5_codec::{Decoder, ProtocolVersion};
 use mqtt5_store::{BatchId, Completion, Durability, MemoryStore, Store, Writer, WriterConfig};
 use slab::Slab;
 use tracing::{debug, error, info, warn};
 
+use crate::auth_watch::{AuthSource, AuthWatch, POLL_INTERVAL};
 use crate::logs::{Clipped, RateLimit, Verdict};
 use crate::passwords::PasswordCheckers;
 use crate::settings::{self, Settings};
@@ -74,10 +72,12 @@ pub(crate) fn run(mut settings: Settings) -> Result<(), ServerError> {
             info!("storage: memory only, nothing is written to disk (and no client records)");
             // Client records are a history for the database's readers; there is none.
             settings.broker.client_records = false;
-            serve(settings, MemoryStore::new(), None)
+            let auth = AuthSource::memory(&settings)
+                .map_err(|e| ServerError::new(format!("cannot open the database: {e}")))?;
+            serve(settings, MemoryStore::new(), None, auth)
         }
         settings::Durability::Sync | settings::Durability::Periodic(_) => {
-            std::fs::create_dir_all(&settings.storage.data_dir).map_err(|e| {
+            crate::perms::create_private_dir(&settings.storage.data_dir).map_err(|e| {
                 ServerError::new(format!(
                     "cannot create data directory {}: {e}",
                     settings.storage.data_dir.display()
@@ -88,7 +88,7 @@ pub(crate) fn run(mut settings: Settings) -> Result<(), ServerError> {
                 settings::Durability::Sync => mqtt5_store::Synchronous::Full,
                 _ => mqtt5_store::Synchronous::Normal,
             };
-            let store = mqtt5_store::SqliteStore::open(
+            let mut store = mqtt5_store::SqliteStore::open(
                 &path,
                 mqtt5_store::SqliteOptions {
                     synchronous,
@@ -97,7 +97,9 @@ pub(crate) fn run(mut settings: Settings) -> Result<(), ServerError> {
             )
             .map_err(|e| ServerError::new(format!("cannot open the database: {e}")))?;
             info!(path = %path.display(), "storage: SQLite");
-            serve(settings, store, Some(path))
+            let auth = AuthSource::from_store(&mut store)
+                .map_err(|e| ServerError::new(format!("cannot read the database: {e}")))?;
+            serve(settings, store, Some(path), auth)
         }
     }
 }
@@ -448,12 +450,15 @@ struct Server<S: Store + Send + 'static> {
     refusal_log: RateLimit,
     /// Lines about the retained store's limits, and about the queue memory.
     limit_log: RateLimit,
+    /// Users and access rules changed in the database, to apply (auth_watch.rs).
+    auth_watch: Option<AuthWatch>,
 }
 
 fn serve<S: Store + Send + 'static>(
     settings: Settings,
     mut store: S,
     db_path: Option<std::path::PathBuf>,
+    auth: AuthSource,
 ) -> Result<(), ServerError> {
     let recovered = store.recover().map_err(|e| {
         ServerError::new(format!(
@@ -464,47 +469,13 @@ fn serve<S: Store + Send + 'static>(
                 .unwrap_or_default()
         ))
     })?;
-    // Users and ACL rules from the database, and the ACL file if one is configured.
-    let mut users = Credentials::new();
-    for (name, hash) in &recovered.users {
-        if let Err(e) = users.insert(name.clone(), hash.clone()) {
-            warn!(user = %name, error = %e, "ignoring a user whose password hash is invalid");
-        }
-    }
-    warn_without_users(&settings, users.len());
-    let authorizer: Box<dyn Authorizer> = settings::authorizer(&settings, &recovered.acl)
-        .map_err(|e| ServerError::new(format!("access rules: {e}")))?
-        .unwrap_or_else(|| Box::new(AllowAll));
-    // SCRAM-SHA-256 enhanced authentication, against the credentials `mqtt5d user add` stored.
-    let mut enhanced: Vec<Box<dyn mqtt5_broker::EnhancedAuthenticator>> = Vec::new();
-    if settings.auth.scram_sha_256 {
-        let mut secret = [0u8; 32];
-        mqtt5_broker::RandomSource::fill_bytes(&mut OsRandom, &mut secret);
-        let mut scram = mqtt5_broker::ScramSha256::with_fake_salt_secret(secret);
-        for (name, credentials) in &recovered.scram {
-            match credentials.parse() {
-                Ok(c) => {
-                    scram.insert(name.clone(), c);
-                }
-                Err(e) => {
-                    warn!(user = %name, error = %e, "ignoring invalid SCRAM credentials");
-                }
-            }
-        }
-        let without = recovered.users.len().saturating_sub(scram.len());
-        if without > 0 {
-            warn!(
-                users = without,
-                "users without SCRAM credentials cannot use SCRAM-SHA-256 until their password \
-                 is set again (mqtt5d user add)"
-            );
-        }
-        info!(
-            users = scram.len(),
-            "enhanced authentication: SCRAM-SHA-256"
-        );
-        enhanced.push(Box::new(scram));
-    }
+    crate::perms::warn_exposed_files(&settings);
+    // Users, access rules (with the ACL file's) and SCRAM credentials: auth_watch.rs.
+    let auth_services = auth
+        .services(&settings)
+        .map_err(|e| ServerError::new(format!("access rules: {e}")))?;
+    auth_services.log_at_start(&settings);
+    warn_without_users(&settings, auth_services.user_count());
     let poll = Poll::new().map_err(|e| ServerError::new(format!("cannot create poll: {e}")))?;
     let waker = std::sync::Arc::new(
         Waker::new(poll.registry(), WAKER)
@@ -512,7 +483,7 @@ fn serve<S: Store + Send + 'static>(
     );
     // Passwords are checked off the event loop (argon2 takes milliseconds per check). The
     // checkers run even without users: users can be added while the broker runs.
-    let passwords = passwords_for(&users);
+    let passwords = auth_services.passwords();
     let wake = {
         let waker = std::sync::Arc::clone(&waker);
         std::sync::Arc::new(move || {
@@ -521,12 +492,16 @@ fn serve<S: Store + Send + 'static>(
             }
         })
     };
-    let checkers = PasswordCheckers::spawn(settings.auth.password_workers, users, wake)
-        .map_err(|e| ServerError::new(format!("cannot start the password checkers: {e}")))?;
+    let checkers = PasswordCheckers::spawn(
+        settings.auth.password_workers,
+        auth_services.credentials,
+        wake,
+    )
+    .map_err(|e| ServerError::new(format!("cannot start the password checkers: {e}")))?;
     let services = Services {
         passwords,
-        authorizer,
-        enhanced,
+        authorizer: auth_services.authorizer,
+        enhanced: auth_services.enhanced,
         random: Box::new(OsRandom),
     };
     let now = Instant::now();
@@ -542,6 +517,17 @@ fn serve<S: Store + Send + 'static>(
         .map_err(|e| ServerError::new(e.to_string()))?;
     info!(sessions, retained, "state restored");
 
+    let auth_watch = {
+        let waker = std::sync::Arc::clone(&waker);
+        let wake = Box::new(move || {
+            if let Err(e) = waker.wake() {
+                error!(error = %e, "cannot wake the event loop");
+            }
+        });
+        auth.watch(&settings, POLL_INTERVAL, wake).map_err(|e| {
+            ServerError::new(format!("cannot watch the users and access rules: {e}"))
+        })?
+    };
     let (tx, completions) = crossbeam_channel::unbounded();
     let durability = match settings.storage.durability {
         settings::Durability::Periodic(period) => Durability::Periodic(period),
@@ -661,19 +647,10 @@ fn serve<S: Store + Send + 'static>(
         max_connecting_per_address: settings.max_connecting_per_address,
         refusal_log: RateLimit::new(Duration::from_secs(60), 10),
         limit_log: RateLimit::new(Duration::from_secs(60), 10),
+        auth_watch,
     };
     server.event_loop(&mut signals)?;
     server.finish()
-}
-
-/// How the core checks passwords for these users: off the loop, or (without users) not at
-/// all, refusing every client that presents a user name.
-fn passwords_for(users: &Credentials) -> Passwords {
-    if users.is_empty() {
-        Passwords::NoUsers
-    } else {
-        Passwords::Deferred
-    }
 }
 
 /// Says, at start-up, what a broker without users does with clients that present a user
@@ -782,6 +759,9 @@ impl<S: Store + Send + 'static> Server<S> {
             }
             self.take_completions();
             self.take_verdicts(now);
+            if let Some(watch) = &self.auth_watch {
+                watch.apply_pending(&mut self.broker, &self.passwords);
+            }
             if self.broker.poll_timeout().is_some_and(|at| at <= now) {
                 self.broker.handle_timeout(now);
             }

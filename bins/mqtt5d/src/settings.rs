@@ -52,6 +52,10 @@ pub(crate) const DEFAULT_WEBSOCKET_PATH: &str = "/mqtt";
 pub(crate) const DEFAULT_METRICS_LISTEN: SocketAddr =
     SocketAddr::new(IpAddr::V4(Ipv4Addr::LOCALHOST), 9090);
 
+/// The fewest PBKDF2 iterations `[auth] scram_iterations` accepts, and its default:
+/// [`mqtt5_broker::SCRAM_DEFAULT_ITERATIONS`].
+pub(crate) const MIN_SCRAM_ITERATIONS: u32 = mqtt5_broker::SCRAM_DEFAULT_ITERATIONS;
+
 /// The default log level (a `tracing` filter directive).
 pub(crate) const DEFAULT_LOG_LEVEL: &str = "info";
 
@@ -177,7 +181,9 @@ pub(crate) enum Durability {
     /// Committed in groups at most this far apart; acknowledgements do not wait for it, so a
     /// crash can lose that much.
     Periodic(Duration),
-    /// Nothing is written to disk: the state lives and dies with the process.
+    /// Sessions, messages and client records are not written to disk: they live and die with
+    /// the process. Users, access rules and SCRAM credentials still come from the database
+    /// when its file exists at start.
     Memory,
 }
 
@@ -195,11 +201,15 @@ pub(crate) struct AuthSettings {
     /// Whether the ACL rules in the database (`mqtt5d acl add`) apply. Default false.
     pub(crate) use_database_acl: bool,
     /// Whether MQTT 5 clients may authenticate with the enhanced method SCRAM-SHA-256
-    /// (§4.12), against the credentials `mqtt5d user add` stores. Default false.
+    /// (§4.12), against the credentials `mqtt5d user add` stores. Default false; `user add`
+    /// stores SCRAM credentials only when it is true.
     pub(crate) scram_sha_256: bool,
     /// How many threads check passwords (argon2), off the event loop. Default: one less than
     /// the processors, at least one.
     pub(crate) password_workers: usize,
+    /// The PBKDF2 iterations `mqtt5d user add` derives SCRAM credentials with, and the count
+    /// unknown users are shown. At least (and by default) [`MIN_SCRAM_ITERATIONS`].
+    pub(crate) scram_iterations: u32,
 }
 
 /// `[log]`.
@@ -278,6 +288,7 @@ impl Default for Settings {
                 use_database_acl: false,
                 scram_sha_256: false,
                 password_workers: default_password_workers(),
+                scram_iterations: MIN_SCRAM_ITERATIONS,
             },
             log: LogSettings {
                 level: DEFAULT_LOG_LEVEL.to_owned(),
@@ -558,6 +569,7 @@ struct FileAuth {
     allow_cross_user_takeover: Option<bool>,
     failed_login_delay_max_ms: Option<u64>,
     password_workers: Option<Spanned<usize>>,
+    scram_iterations: Option<Spanned<u32>>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -1173,6 +1185,20 @@ impl Loader<'_> {
                 },
             }
         });
+        let scram_iterations = match file.scram_iterations {
+            None => MIN_SCRAM_ITERATIONS,
+            Some(v) if *v.get_ref() < MIN_SCRAM_ITERATIONS => {
+                self.problem(
+                    Some(v.span()),
+                    format!(
+                        "`scram_iterations` must be at least {MIN_SCRAM_ITERATIONS}: fewer make \
+                         SCRAM credentials a cheap way to guess passwords"
+                    ),
+                );
+                MIN_SCRAM_ITERATIONS
+            }
+            Some(v) => v.into_inner(),
+        };
         AuthSettings {
             allow_anonymous: file.allow_anonymous,
             acl_file: file.acl_file.map(Spanned::into_inner),
@@ -1185,6 +1211,7 @@ impl Loader<'_> {
                 default_password_workers(),
                 "",
             ),
+            scram_iterations,
         }
     }
 
@@ -1387,6 +1414,7 @@ periodic_ms = 250
 allow_anonymous = false
 use_database_acl = true
 scram_sha_256 = true
+scram_iterations = 200000
 
 [log]
 level = "warn,mqtt5d=debug"
@@ -1439,6 +1467,7 @@ listen = "127.0.0.1:9100"
         assert_eq!(s.auth.allow_anonymous, Some(false));
         assert!(s.auth.use_database_acl);
         assert!(s.auth.scram_sha_256);
+        assert_eq!(s.auth.scram_iterations, 200_000);
         assert_eq!(s.log.level, "warn,mqtt5d=debug");
         assert_eq!(s.log.format, LogFormat::Json);
         assert_eq!(s.metrics, Some("127.0.0.1:9100".parse().unwrap()));
@@ -1547,6 +1576,28 @@ listen = "127.0.0.1:9100"
             );
             assert!(message.contains(key), "{text:?}: {message}");
         }
+    }
+
+    #[test]
+    fn scram_iterations_below_the_minimum_are_an_error_at_their_line() {
+        for text in [
+            "[auth]\nscram_sha_256 = true\nscram_iterations = 4096\n",
+            "[auth]\nscram_sha_256 = true\nscram_iterations = 99999\n",
+            "[auth]\nscram_sha_256 = true\nscram_iterations = 0\n",
+        ] {
+            let message = problem(text);
+            assert!(
+                message.starts_with("test.toml:3:20: "),
+                "{text:?}: {message}"
+            );
+            assert!(
+                message.contains("`scram_iterations` must be at least 100000"),
+                "{message}"
+            );
+        }
+        let s = load("[auth]\nscram_iterations = 100000\n").unwrap_or_else(|e| panic!("{e}"));
+        assert_eq!(s.auth.scram_iterations, 100_000);
+        assert_eq!(Settings::default().auth.scram_iterations, 100_000);
     }
 
     #[test]

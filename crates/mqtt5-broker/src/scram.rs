@@ -18,9 +18,14 @@ use crate::auth::{AuthExchange, AuthStep, EnhancedAuthenticator, RandomSource};
 /// The Authentication Method name of SCRAM-SHA-256 (RFC 7677 §2).
 pub const SCRAM_SHA_256: &str = "SCRAM-SHA-256";
 
-/// The iteration count to derive credentials with, and the one an unknown user is shown: the
-/// minimum RFC 7677 §4 recommends.
-pub const SCRAM_DEFAULT_ITERATIONS: u32 = 4096;
+/// The iteration count to derive credentials with, and the one an unknown user is shown unless
+/// [`ScramSha256::with_fake_iterations`] says otherwise.
+///
+/// RFC 7677 §4 asks for at least 4,096; that makes a guess against a stolen credential table
+/// cost about a millisecond, far less than an argon2id password hash. 100,000 iterations of
+/// PBKDF2-HMAC-SHA-256 cost a client (and `mqtt5d user add`) tens of milliseconds once per
+/// connection, and an attacker as much per guess.
+pub const SCRAM_DEFAULT_ITERATIONS: u32 = 100_000;
 
 /// The lowest iteration count [`ScramCredentials`] accept. Anything below
 /// [`SCRAM_DEFAULT_ITERATIONS`] is only for tests: PBKDF2 with few iterations makes a leaked
@@ -275,8 +280,9 @@ pub enum ScramCredentialsError {
 /// Every client message is bounded ([`SCRAM_MAX_MESSAGE_LEN`] bytes, usernames
 /// [`SCRAM_MAX_USERNAME_LEN`] bytes) and anything malformed ends the exchange with
 /// [`AuthStep::Failure`]. An unknown user gets a normal-looking server-first-message with a fake
-/// salt (see [`ScramSha256::with_fake_salt_secret`]) and [`SCRAM_DEFAULT_ITERATIONS`], and fails
-/// only at the final step, so the first answer does not tell whether the user exists.
+/// salt (see [`ScramSha256::with_fake_salt_secret`]) and [`SCRAM_DEFAULT_ITERATIONS`] (or what
+/// [`ScramSha256::with_fake_iterations`] set), and fails only at the final step, so the first
+/// answer does not tell whether the user exists.
 ///
 /// # Example
 ///
@@ -289,7 +295,7 @@ pub enum ScramCredentialsError {
 /// // Provisioning: derive once, store the string (PostgreSQL's format), forget the password.
 /// let creds = ScramCredentials::derive(b"pencil", b"0123456789abcdef", SCRAM_DEFAULT_ITERATIONS);
 /// let stored = creds.to_string();
-/// assert!(stored.starts_with("SCRAM-SHA-256$4096:"));
+/// assert!(stored.starts_with("SCRAM-SHA-256$100000:"));
 ///
 /// // Start-up: load the table.
 /// let mut scram = ScramSha256::new();
@@ -314,10 +320,22 @@ pub enum ScramCredentialsError {
 /// assert_eq!(exchange.step(client_final.as_bytes()), AuthStep::Failure);
 /// # Ok::<(), mqtt5_broker::ScramCredentialsError>(())
 /// ```
-#[derive(Clone, Default)]
+#[derive(Clone)]
 pub struct ScramSha256 {
     users: HashMap<String, ScramCredentials>,
     fake_salt_secret: Key,
+    /// The iteration count an unknown user is shown.
+    fake_iterations: u32,
+}
+
+impl Default for ScramSha256 {
+    fn default() -> Self {
+        Self {
+            users: HashMap::new(),
+            fake_salt_secret: [0; KEY_LEN],
+            fake_iterations: SCRAM_DEFAULT_ITERATIONS,
+        }
+    }
 }
 
 impl ScramSha256 {
@@ -334,14 +352,24 @@ impl ScramSha256 {
     ///
     /// An unknown user is answered with the salt `HMAC-SHA-256(secret, "mqtt5-scram-fake" ||
     /// username)` truncated to 16 bytes and [`SCRAM_DEFAULT_ITERATIONS`]: the same on every
-    /// attempt, as a real user's would be. Pass 32 random bytes kept for the life of the process
-    /// (or across restarts, so the fake salt stays stable) to make it unpredictable.
+    /// attempt, as a real user's would be. Pass 32 random bytes kept across restarts: a real
+    /// user's salt never changes, so a fake salt that changes with each start of the process
+    /// would tell an unknown user from a known one.
     #[must_use]
     pub fn with_fake_salt_secret(secret: [u8; 32]) -> Self {
         Self {
-            users: HashMap::new(),
             fake_salt_secret: secret,
+            ..Self::default()
         }
+    }
+
+    /// Shows unknown users `iterations` (at least [`SCRAM_MIN_ITERATIONS`]) instead of
+    /// [`SCRAM_DEFAULT_ITERATIONS`]: pass the count new users' credentials are derived with,
+    /// so that an unknown user looks like a known one.
+    #[must_use]
+    pub fn with_fake_iterations(mut self, iterations: u32) -> Self {
+        self.fake_iterations = iterations.max(SCRAM_MIN_ITERATIONS);
+        self
     }
 
     /// Adds or replaces a user, returning the credentials it had. `username` is compared
@@ -388,7 +416,7 @@ impl ScramSha256 {
                 ),
                 None => (
                     self.fake_salt(&first.username),
-                    SCRAM_DEFAULT_ITERATIONS,
+                    self.fake_iterations,
                     [0; KEY_LEN],
                     [0; KEY_LEN],
                     false,
@@ -865,11 +893,28 @@ mod tests {
             .decode(attrs.next().unwrap().strip_prefix("s=").unwrap())
             .unwrap();
         assert_eq!(salt.len(), FAKE_SALT_LEN);
-        assert_eq!(attrs.next(), Some("i=4096"));
+        assert_eq!(
+            attrs.next(),
+            Some(format!("i={SCRAM_DEFAULT_ITERATIONS}").as_str())
+        );
         // The right password of someone else, or any password, fails at the final step.
         assert_eq!(
             run(&scram, b"pencil", "n,,n=mallory,r=abc"),
             AuthStep::Failure
+        );
+    }
+
+    #[test]
+    fn unknown_users_are_shown_the_configured_iterations() {
+        let scram = ScramSha256::with_fake_salt_secret([7; 32]).with_fake_iterations(123_456);
+        let first = continue_data(begin(&scram, b"n,,n=mallory,r=abc").1);
+        assert!(first.ends_with(",i=123456"), "{first}");
+        // Zero is raised to the minimum, as `derive` does.
+        let scram = ScramSha256::new().with_fake_iterations(0);
+        let first = continue_data(begin(&scram, b"n,,n=mallory,r=abc").1);
+        assert!(
+            first.ends_with(&format!(",i={SCRAM_MIN_ITERATIONS}")),
+            "{first}"
         );
     }
 

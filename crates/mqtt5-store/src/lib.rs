@@ -7,7 +7,12 @@
 //!
 //! [`MemoryStore`] keeps it all in `BTreeMap`s: it is what the broker's tests use and the model
 //! that other backends are checked against. The SQLite backend (`SqliteStore`, behind the
-//! default `sqlite` feature) is issue 4.
+//! default `sqlite` feature) keeps it in one file.
+//!
+//! Users and access rules also have a smaller view, [`AuthState`] from
+//! [`Store::auth_state`], with a version that changes whenever they change: what an
+//! administration tool and a broker that reloads them need, without the sessions and
+//! messages of [`Store::recover`].
 //!
 //! ```
 //! use mqtt5_store::{ClientRecord, MemoryStore, Store, StoreOp};
@@ -297,6 +302,21 @@ pub struct Recovered {
     pub acl: Vec<AclRecord>,
 }
 
+/// The users, their SCRAM credentials and the access rules, read together: what
+/// [`Store::auth_state`] returns.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct AuthState {
+    /// A number that changes whenever a user or an access rule is added, changed or removed
+    /// (in SQLite, by triggers, so also when another process changes them). It only grows.
+    pub version: u64,
+    /// Users: name to password hash.
+    pub users: BTreeMap<String, String>,
+    /// SCRAM-SHA-256 credentials of the users that have them, as in [`Recovered::scram`].
+    pub scram: BTreeMap<String, String>,
+    /// Access rules, in the order they were added.
+    pub acl: Vec<AclRecord>,
+}
+
 /// Errors of a store.
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
@@ -336,7 +356,7 @@ pub enum Error {
     WriterGone,
 }
 
-/// A persistence backend (STYLE.md §6).
+/// A persistence backend.
 pub trait Store: Send {
     /// Reads back the whole persistent state.
     ///
@@ -350,6 +370,30 @@ pub trait Store: Send {
     /// When an op is inconsistent with the state (the batch is then not applied), or the
     /// backing storage fails.
     fn apply(&mut self, ops: &[StoreOp]) -> Result<(), Error>;
+
+    /// Reads the users, their SCRAM credentials and the access rules, consistently, with the
+    /// version they are at. The default takes them from [`recover`](Self::recover) with
+    /// version 0; backends answer without reading sessions and messages.
+    ///
+    /// # Errors
+    /// When the backing storage cannot be read.
+    fn auth_state(&mut self) -> Result<AuthState, Error> {
+        let recovered = self.recover()?;
+        Ok(AuthState {
+            version: 0,
+            users: recovered.users,
+            scram: recovered.scram,
+            acl: recovered.acl,
+        })
+    }
+
+    /// Whether a user of this name exists.
+    ///
+    /// # Errors
+    /// When the backing storage cannot be read.
+    fn user_exists(&mut self, username: &str) -> Result<bool, Error> {
+        Ok(self.auth_state()?.users.contains_key(username))
+    }
 }
 
 mod memory;

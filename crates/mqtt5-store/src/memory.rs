@@ -3,7 +3,7 @@
 use std::collections::BTreeMap;
 
 use crate::{
-    ClientSummary, Error, Recovered, Store, StoreOp, StoredMessage, StoredSession,
+    AuthState, ClientSummary, Error, Recovered, Store, StoreOp, StoredMessage, StoredSession,
     StoredSubscription,
 };
 
@@ -11,6 +11,8 @@ use crate::{
 #[derive(Debug, Default, Clone)]
 pub struct MemoryStore {
     state: Recovered,
+    /// [`AuthState::version`]: counts the ops that changed a user or an access rule.
+    auth_version: u64,
 }
 
 impl MemoryStore {
@@ -35,18 +37,38 @@ impl Store for MemoryStore {
         // out rather than copied), and a failing op rolls the batch back in reverse. A commit
         // costs what its ops touch, not the size of the state.
         let mut journal = Vec::with_capacity(ops.len());
+        let auth_version = self.auth_version;
         for op in ops {
             match apply_one(&mut self.state, op) {
-                Ok(undo) => journal.push(undo),
+                Ok(undo) => {
+                    if matches!(undo, Undo::User(..) | Undo::Acl(..)) {
+                        self.auth_version += 1;
+                    }
+                    journal.push(undo);
+                }
                 Err(e) => {
                     for undo in journal.into_iter().rev() {
                         undo.revert(&mut self.state);
                     }
+                    self.auth_version = auth_version;
                     return Err(e);
                 }
             }
         }
         Ok(())
+    }
+
+    fn auth_state(&mut self) -> Result<AuthState, Error> {
+        Ok(AuthState {
+            version: self.auth_version,
+            users: self.state.users.clone(),
+            scram: self.state.scram.clone(),
+            acl: self.state.acl.clone(),
+        })
+    }
+
+    fn user_exists(&mut self, username: &str) -> Result<bool, Error> {
+        Ok(self.state.users.contains_key(username))
     }
 }
 

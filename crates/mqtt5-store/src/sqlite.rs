@@ -1,4 +1,4 @@
-//! [`SqliteStore`]: the persistent state in one SQLite file (STYLE.md §6).
+//! [`SqliteStore`]: the persistent state in one SQLite file.
 //!
 //! Each [`Store::apply`] is one `BEGIN IMMEDIATE … COMMIT` transaction on a dedicated writer
 //! connection, with prepared statements from the connection's cache; when an op fails (an op
@@ -6,7 +6,23 @@
 //! rolled back and the error returned, so a batch is applied whole or not at all.
 //! [`Store::recover`] reads everything in one read transaction, a consistent snapshot.
 //! [`SqliteReader`] reads the same snapshot through a small r2d2 pool, for admin tools on other
-//! threads.
+//! threads, and the users and access rules alone ([`SqliteReader::auth_state`]) for a broker
+//! that reloads them while it runs.
+//!
+//! # Users and access rules, seen from other processes
+//!
+//! Triggers on `users` and `acl` add one to `auth_version.version` for every row inserted,
+//! updated or deleted, whichever connection or process does it: a broker polls
+//! [`SqliteReader::auth_version`] and reloads [`SqliteReader::auth_state`] when it changed.
+//! The `meta` table holds small values that processes sharing the file tell each other (the
+//! running broker's process id, the version of the users and rules it applies), and
+//! `secrets` holds secrets the broker keeps across restarts ([`SqliteStore::secret_or_insert`]).
+//!
+//! # Files
+//!
+//! On Unix a new database file is created with mode 0600, whatever the umask: it holds
+//! password hashes. SQLite creates the `-wal` and `-shm` files beside it with the same mode.
+//! An existing file keeps its mode.
 //!
 //! # Connections
 //!
@@ -32,7 +48,7 @@
 //! `user_version` up to [`SqliteStore::SCHEMA_VERSION`] run in one transaction, which also sets
 //! `user_version` and `application_id`.
 //!
-//! # Schema (version 3)
+//! # Schema (version 4)
 //!
 //! Integers are SQLite's 64-bit signed integers. `u64` values (message ids, sequence numbers,
 //! times in milliseconds, counts) are stored bit for bit: values above `i64::MAX` read as
@@ -41,7 +57,7 @@
 //! | table | columns | notes |
 //! |---|---|---|
 //! | `clients` | `client_id` PK, `username`, `protocol` (level 3, 4, 5), `peer`, `first_seen_ms`, `last_connect_ms`, `last_disconnect_ms`, `last_disconnect_reason`, `connect_count` | one row per client ever seen |
-//! | `users` | `username` PK, `password_hash`, `scram` | a PHC string, never a password; `scram`: SCRAM-SHA-256 credentials or NULL (added in version 2) |
+//! | `users` | `username` PK, `password_hash`, `scram` | a PHC string, never a password; `scram`: SCRAM-SHA-256 credentials or NULL (added in version 2; version 4 cleared those of older versions, derived with 4,096 iterations under the password hash's salt) |
 //! | `acl` | `id` INTEGER PK AUTOINCREMENT, `scope`, `access`, `topic`, UNIQUE(`scope`, `access`, `topic`) | `id` keeps insertion order, and is never reused |
 //! | `sessions` | `client_id` PK, `protocol`, `expiry_interval`, `expires_at_ms`, `will` BLOB, `owner` | the will is a CONNECT blob, below; `owner`: the identity that owns the session, NULL when unknown (added in version 3) |
 //! | `subscriptions` | `client_id` FK→`sessions` ON DELETE CASCADE, `filter`, `options`, `identifier`, PK(`client_id`, `filter`) | `options` is the Subscription Options byte of MQTT 5 §3.8.3.1 |
@@ -49,6 +65,9 @@
 //! | `messages` | `id` PK, `message` BLOB, `dup`, `expires_at_ms` | each message stored once; queues refer to it |
 //! | `deliveries` | `client_id` FK→`sessions` ON DELETE CASCADE, `seq`, `message_id`, `qos`, `retain`, `subscription_ids` BLOB, `state`, `packet_id`, PK(`client_id`, `seq`) | `state`: 0 queued (`packet_id` NULL), 1 sent, 2 released; `subscription_ids`: 4 bytes big-endian each |
 //! | `incoming_qos2` | `client_id` FK→`sessions` ON DELETE CASCADE, `packet_id`, PK(`client_id`, `packet_id`) | inbound QoS 2 ids awaiting PUBREL |
+//! | `auth_version` | `id` PK (always 1), `version` | one row; triggers on `users` and `acl` add 1 to `version` for each row inserted, updated or deleted (added in version 4) |
+//! | `meta` | `key` PK, `value` | small values shared by the processes that open the file, e.g. the running broker's process id (added in version 4) |
+//! | `secrets` | `name` PK, `value` BLOB | 32-byte secrets kept across restarts, e.g. the key of SCRAM's fake salts (added in version 4) |
 //!
 //! `deliveries.message_id` has no foreign key on purpose. The broker deletes a session and
 //! then emits [`StoreOp::MessageDeleted`] for the messages nobody holds; the model checks that
@@ -101,8 +120,8 @@ use r2d2_sqlite::SqliteConnectionManager;
 use rusqlite::{Connection, ErrorCode, OpenFlags, Transaction, TransactionBehavior, params};
 
 use crate::{
-    AclRecord, ClientSummary, DeliveryRecord, DeliveryState, Error, Recovered, SessionRecord,
-    Store, StoreOp, StoredMessage, StoredSession, StoredSubscription,
+    AclRecord, AuthState, ClientSummary, DeliveryRecord, DeliveryState, Error, Recovered,
+    SessionRecord, Store, StoreOp, StoredMessage, StoredSession, StoredSubscription,
 };
 
 /// How hard each commit tries to reach the disk: SQLite's `PRAGMA synchronous`, in WAL mode.
@@ -173,13 +192,50 @@ struct Migration {
     up: fn(&Transaction<'_>) -> rusqlite::Result<()>,
 }
 
-/// The schema's history: step `i` takes version `i` to version `i + 1`. Add version 2 by
+/// The schema's history: step `i` takes version `i` to version `i + 1`. Add a version by
 /// appending a step; never edit a released one.
 const MIGRATIONS: &[Migration] = &[
     Migration { up: schema_v1 },
     Migration { up: schema_v2 },
     Migration { up: schema_v3 },
+    Migration { up: schema_v4 },
 ];
+
+/// Version 4: the `auth_version` counter and its triggers, the `meta` and `secrets` tables;
+/// and the SCRAM credentials of older versions are cleared. Those were derived with 4,096
+/// PBKDF2 iterations under the argon2 hash's own salt, so a copy of the database gave a
+/// password away far faster than its argon2 hash: a user must set the password again to
+/// use SCRAM-SHA-256.
+fn schema_v4(tx: &Transaction<'_>) -> rusqlite::Result<()> {
+    tx.execute_batch(
+        "UPDATE users SET scram = NULL WHERE scram IS NOT NULL;
+        CREATE TABLE auth_version (
+            id      INTEGER NOT NULL PRIMARY KEY CHECK (id = 1),
+            version INTEGER NOT NULL
+        );
+        INSERT INTO auth_version (id, version) VALUES (1, 0);
+        CREATE TABLE meta (
+            key   TEXT NOT NULL PRIMARY KEY,
+            value TEXT NOT NULL
+        );
+        CREATE TABLE secrets (
+            name  TEXT NOT NULL PRIMARY KEY,
+            value BLOB NOT NULL
+        );
+        CREATE TRIGGER auth_version_users_insert AFTER INSERT ON users
+            BEGIN UPDATE auth_version SET version = version + 1; END;
+        CREATE TRIGGER auth_version_users_update AFTER UPDATE ON users
+            BEGIN UPDATE auth_version SET version = version + 1; END;
+        CREATE TRIGGER auth_version_users_delete AFTER DELETE ON users
+            BEGIN UPDATE auth_version SET version = version + 1; END;
+        CREATE TRIGGER auth_version_acl_insert AFTER INSERT ON acl
+            BEGIN UPDATE auth_version SET version = version + 1; END;
+        CREATE TRIGGER auth_version_acl_update AFTER UPDATE ON acl
+            BEGIN UPDATE auth_version SET version = version + 1; END;
+        CREATE TRIGGER auth_version_acl_delete AFTER DELETE ON acl
+            BEGIN UPDATE auth_version SET version = version + 1; END;",
+    )
+}
 
 /// Version 3: the identity that owns each session (`sessions.owner`, NULL for sessions
 /// stored before it was recorded).
@@ -307,7 +363,7 @@ impl SqliteStore {
         let exists = path
             .try_exists()
             .map_err(|e| Error::Storage(format!("{}: {e}", path.display())))?;
-        if exists {
+        if exists || !create_private_file(&path)? {
             inspect(&path)?;
         }
 
@@ -363,6 +419,41 @@ impl SqliteStore {
             .map_err(|e| sql_error(&self.path, e))
     }
 
+    /// The version of the users and access rules: see [`AuthState::version`].
+    ///
+    /// # Errors
+    /// [`Error::Storage`] when SQLite fails.
+    pub fn auth_version(&self) -> Result<u64, Error> {
+        read_auth_version(&self.writer).map_err(|f| f.into_error(&self.path))
+    }
+
+    /// The value of `key` in the `meta` table, if it has one.
+    ///
+    /// # Errors
+    /// [`Error::Storage`] when SQLite fails.
+    pub fn meta(&self, key: &str) -> Result<Option<String>, Error> {
+        read_meta(&self.writer, key).map_err(|f| f.into_error(&self.path))
+    }
+
+    /// Sets `key` in the `meta` table to `value`, or removes it (`None`).
+    ///
+    /// # Errors
+    /// [`Error::Storage`] (or [`Error::StorageFull`]) when SQLite fails.
+    pub fn set_meta(&self, key: &str, value: Option<&str>) -> Result<(), Error> {
+        write_meta(&self.writer, key, value).map_err(|f| f.into_error(&self.path))
+    }
+
+    /// The secret stored as `name`, storing `candidate` first if there is none yet: the same
+    /// 32 bytes every time the database is opened. The caller supplies random bytes; this
+    /// crate has no random source.
+    ///
+    /// # Errors
+    /// [`Error::Storage`] (or [`Error::StorageFull`]) when SQLite fails; [`Error::Corrupt`]
+    /// when the stored secret is not 32 bytes.
+    pub fn secret_or_insert(&mut self, name: &str, candidate: [u8; 32]) -> Result<[u8; 32], Error> {
+        secret_or_insert(&mut self.writer, name, candidate).map_err(|f| f.into_error(&self.path))
+    }
+
     /// Changes [`SqliteOptions::max_size`] for this store. The limit cannot go below the
     /// database's current size: SQLite then keeps the current size as the limit.
     ///
@@ -386,12 +477,22 @@ impl Store for SqliteStore {
         }
         apply_batch(&mut self.writer, ops).map_err(|f| f.into_error(&self.path))
     }
+
+    fn auth_state(&mut self) -> Result<AuthState, Error> {
+        read_auth_state(&mut self.writer).map_err(|f| f.into_error(&self.path))
+    }
+
+    fn user_exists(&mut self, username: &str) -> Result<bool, Error> {
+        read_user_exists(&self.writer, username).map_err(|f| f.into_error(&self.path))
+    }
 }
 
 /// Reads a [`SqliteStore`]'s database from any thread: `Clone`, `Send` and `Sync`.
 ///
 /// Readers see committed batches only, never part of one (WAL snapshots), and never block
-/// the writer.
+/// the writer. The one thing a reader writes is the `meta` table
+/// ([`set_meta`](Self::set_meta)), which no [`StoreOp`] touches: a one-row transaction that
+/// waits for the writer's lock like any other.
 #[derive(Clone)]
 pub struct SqliteReader {
     path: PathBuf,
@@ -419,12 +520,164 @@ impl SqliteReader {
     /// [`Error::Storage`] when no connection can be had or SQLite fails; [`Error::Corrupt`]
     /// when a stored value cannot be decoded.
     pub fn snapshot(&self) -> Result<Recovered, Error> {
-        let mut conn = self
-            .pool
-            .get()
-            .map_err(|e| Error::Storage(format!("{}: {e}", self.path.display())))?;
+        let mut conn = self.connection()?;
         read_all(&mut conn).map_err(|f| f.into_error(&self.path))
     }
+
+    /// The version of the users and access rules: see [`AuthState::version`]. One indexed
+    /// read, cheap enough to poll.
+    ///
+    /// # Errors
+    /// [`Error::Storage`] when no connection can be had or SQLite fails.
+    pub fn auth_version(&self) -> Result<u64, Error> {
+        let conn = self.connection()?;
+        read_auth_version(&conn).map_err(|f| f.into_error(&self.path))
+    }
+
+    /// The users, their SCRAM credentials and the access rules with their version, from one
+    /// consistent snapshot, as [`Store::auth_state`] returns them.
+    ///
+    /// # Errors
+    /// [`Error::Storage`] when no connection can be had or SQLite fails.
+    pub fn auth_state(&self) -> Result<AuthState, Error> {
+        let mut conn = self.connection()?;
+        read_auth_state(&mut conn).map_err(|f| f.into_error(&self.path))
+    }
+
+    /// Whether a user of this name exists.
+    ///
+    /// # Errors
+    /// [`Error::Storage`] when no connection can be had or SQLite fails.
+    pub fn user_exists(&self, username: &str) -> Result<bool, Error> {
+        let conn = self.connection()?;
+        read_user_exists(&conn, username).map_err(|f| f.into_error(&self.path))
+    }
+
+    /// The value of `key` in the `meta` table, if it has one.
+    ///
+    /// # Errors
+    /// [`Error::Storage`] when no connection can be had or SQLite fails.
+    pub fn meta(&self, key: &str) -> Result<Option<String>, Error> {
+        let conn = self.connection()?;
+        read_meta(&conn, key).map_err(|f| f.into_error(&self.path))
+    }
+
+    /// Sets `key` in the `meta` table to `value`, or removes it (`None`).
+    ///
+    /// # Errors
+    /// [`Error::Storage`] (or [`Error::StorageFull`]) when no connection can be had or SQLite
+    /// fails.
+    pub fn set_meta(&self, key: &str, value: Option<&str>) -> Result<(), Error> {
+        let conn = self.connection()?;
+        write_meta(&conn, key, value).map_err(|f| f.into_error(&self.path))
+    }
+
+    fn connection(&self) -> Result<r2d2::PooledConnection<SqliteConnectionManager>, Error> {
+        self.pool
+            .get()
+            .map_err(|e| Error::Storage(format!("{}: {e}", self.path.display())))
+    }
+}
+
+/// Creates the database file, empty, readable and writable by its owner only (on Unix; SQLite
+/// creates it elsewhere). True if it was created; false if it appeared in the meantime (then
+/// it must be inspected like any existing file).
+fn create_private_file(path: &Path) -> Result<bool, Error> {
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::{OpenOptionsExt as _, PermissionsExt as _};
+        let storage = |e: std::io::Error| Error::Storage(format!("{}: {e}", path.display()));
+        match std::fs::OpenOptions::new()
+            .write(true)
+            .create_new(true)
+            .mode(0o600)
+            .open(path)
+        {
+            // The umask may have taken bits away from the mode asked for: set it again.
+            Ok(file) => file
+                .set_permissions(std::fs::Permissions::from_mode(0o600))
+                .map(|()| true)
+                .map_err(storage),
+            Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => Ok(false),
+            Err(e) => Err(storage(e)),
+        }
+    }
+    #[cfg(not(unix))]
+    {
+        let _ = path;
+        Ok(true)
+    }
+}
+
+/// `auth_version.version`.
+fn read_auth_version(conn: &Connection) -> Result<u64, Failure> {
+    let version: i64 = conn
+        .prepare_cached("SELECT version FROM auth_version WHERE id = 1")?
+        .query_row([], |r| r.get(0))?;
+    Ok(from_sql_u64(version))
+}
+
+/// The users, SCRAM credentials, access rules and their version, in one read transaction.
+fn read_auth_state(conn: &mut Connection) -> Result<AuthState, Failure> {
+    let tx = conn.transaction()?;
+    let mut state = AuthState {
+        version: read_auth_version(&tx)?,
+        ..AuthState::default()
+    };
+    read_auth_tables(&tx, &mut state.users, &mut state.scram, &mut state.acl)?;
+    tx.commit()?;
+    Ok(state)
+}
+
+fn read_user_exists(conn: &Connection, username: &str) -> Result<bool, Failure> {
+    Ok(conn
+        .prepare_cached("SELECT 1 FROM users WHERE username = ?1")?
+        .exists([username])?)
+}
+
+fn read_meta(conn: &Connection, key: &str) -> Result<Option<String>, Failure> {
+    use rusqlite::OptionalExtension as _;
+    Ok(conn
+        .prepare_cached("SELECT value FROM meta WHERE key = ?1")?
+        .query_row([key], |r| r.get(0))
+        .optional()?)
+}
+
+fn write_meta(conn: &Connection, key: &str, value: Option<&str>) -> Result<(), Failure> {
+    match value {
+        Some(value) => conn
+            .prepare_cached(
+                "INSERT INTO meta (key, value) VALUES (?1, ?2)
+                 ON CONFLICT (key) DO UPDATE SET value = excluded.value",
+            )?
+            .execute([key, value])?,
+        None => conn
+            .prepare_cached("DELETE FROM meta WHERE key = ?1")?
+            .execute([key])?,
+    };
+    Ok(())
+}
+
+fn secret_or_insert(
+    conn: &mut Connection,
+    name: &str,
+    candidate: [u8; 32],
+) -> Result<[u8; 32], Failure> {
+    let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
+    tx.prepare_cached(
+        "INSERT INTO secrets (name, value) VALUES (?1, ?2) ON CONFLICT (name) DO NOTHING",
+    )?
+    .execute(params![name, candidate.as_slice()])?;
+    let stored: Vec<u8> = tx
+        .prepare_cached("SELECT value FROM secrets WHERE name = ?1")?
+        .query_row([name], |r| r.get(0))?;
+    tx.commit()?;
+    <[u8; 32]>::try_from(stored.as_slice()).map_err(|_| {
+        Failure::Corrupt(format!(
+            "secret {name:?} is {} bytes long, not 32",
+            stored.len()
+        ))
+    })
 }
 
 /// Why an internal step failed; [`Failure::into_error`] adds the path.
@@ -1215,14 +1468,27 @@ fn read_all(conn: &mut Connection) -> Result<Recovered, Failure> {
     drop(rows);
     drop(stmt);
 
+    read_auth_tables(&tx, &mut out.users, &mut out.scram, &mut out.acl)?;
+
+    tx.commit()?;
+    Ok(out)
+}
+
+/// The `users` and `acl` tables, inside the caller's transaction.
+fn read_auth_tables(
+    tx: &Transaction<'_>,
+    users: &mut BTreeMap<String, String>,
+    scram: &mut BTreeMap<String, String>,
+    acl: &mut Vec<AclRecord>,
+) -> Result<(), Failure> {
     let mut stmt = tx.prepare_cached("SELECT username, password_hash, scram FROM users")?;
     let mut rows = stmt.query([])?;
     while let Some(row) = rows.next()? {
         let name: String = row.get(0)?;
-        if let Some(scram) = row.get::<_, Option<String>>(2)? {
-            out.scram.insert(name.clone(), scram);
+        if let Some(credentials) = row.get::<_, Option<String>>(2)? {
+            scram.insert(name.clone(), credentials);
         }
-        out.users.insert(name, row.get(1)?);
+        users.insert(name, row.get(1)?);
     }
     drop(rows);
     drop(stmt);
@@ -1230,17 +1496,13 @@ fn read_all(conn: &mut Connection) -> Result<Recovered, Failure> {
     let mut stmt = tx.prepare_cached("SELECT scope, access, topic FROM acl ORDER BY id")?;
     let mut rows = stmt.query([])?;
     while let Some(row) = rows.next()? {
-        out.acl.push(AclRecord {
+        acl.push(AclRecord {
             scope: row.get(0)?,
             access: row.get(1)?,
             topic: row.get(2)?,
         });
     }
-    drop(rows);
-    drop(stmt);
-
-    tx.commit()?;
-    Ok(out)
+    Ok(())
 }
 
 #[cfg(test)]

@@ -440,6 +440,14 @@ impl<S: Store + ?Sized> Store for Box<S> {
     fn apply(&mut self, ops: &[StoreOp]) -> Result<(), Error> {
         (**self).apply(ops)
     }
+
+    fn auth_state(&mut self) -> Result<crate::AuthState, Error> {
+        (**self).auth_state()
+    }
+
+    fn user_exists(&mut self, username: &str) -> Result<bool, Error> {
+        (**self).user_exists(username)
+    }
 }
 
 /// What the queue carries.

@@ -231,7 +231,7 @@ fn attempt(addr: SocketAddr, connect: &[u8]) -> Option<bool> {
     let mut stream = TcpStream::connect(addr).ok()?;
     stream.set_read_timeout(Some(ATTEMPT_TIMEOUT)).ok()?;
     stream.write_all(connect).ok()?;
-    let mut decoder = Decoder::new(ProtocolVersion::V5);
+    let decoder = Decoder::new(ProtocolVersion::V5);
     let mut buf = BytesMut::new();
     let mut chunk = [0u8; 256];
     loop {

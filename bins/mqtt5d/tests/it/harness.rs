@@ -30,6 +30,12 @@ impl Mqtt5d {
     /// Starts `mqtt5d` with `data_dir` and exactly these extra arguments (no `--listen`: the
     /// listeners come from a config file).
     pub(crate) fn start_raw(data_dir: &Path, extra: &[&str]) -> Self {
+        Self::start_under_umask(data_dir, extra, None)
+    }
+
+    /// [`start_raw`](Self::start_raw), with the process's umask set to `umask` (octal, e.g.
+    /// `"022"`) first when given: it runs as `sh -c 'umask …; exec mqtt5d …'`, the same process.
+    pub(crate) fn start_under_umask(data_dir: &Path, extra: &[&str], umask: Option<&str>) -> Self {
         let mut args = vec![
             "--data-dir".to_owned(),
             data_dir.display().to_string(),
@@ -39,7 +45,16 @@ impl Mqtt5d {
             "debug".to_owned(),
         ];
         args.extend(extra.iter().map(|s| (*s).to_owned()));
-        let mut child = Command::new(env!("CARGO_BIN_EXE_mqtt5d"))
+        let mut command = match umask {
+            None => Command::new(env!("CARGO_BIN_EXE_mqtt5d")),
+            Some(umask) => {
+                let mut sh = Command::new("sh");
+                sh.args(["-c", &format!("umask {umask} && exec \"$0\" \"$@\"")])
+                    .arg(env!("CARGO_BIN_EXE_mqtt5d"));
+                sh
+            }
+        };
+        let mut child = command
             .args(&args)
             .env_remove("RUST_LOG")
             .stdout(Stdio::null())
@@ -148,6 +163,23 @@ impl Drop for Mqtt5d {
             let _ = child.wait();
         }
     }
+}
+
+/// Waits until `broker` answers an MQTT 5 CONNECT on its address (anonymously): its event loop
+/// runs, with its signal handlers in place.
+pub(crate) fn serving(broker: &Mqtt5d) {
+    use std::io::{Read, Write};
+    let mut stream = std::net::TcpStream::connect(broker.addr).expect("connect");
+    stream
+        .set_read_timeout(Some(Duration::from_secs(60)))
+        .expect("timeout");
+    // CONNECT, MQTT 5, Clean Start, keep-alive 60, no properties, client id "probe".
+    stream
+        .write_all(b"\x10\x12\x00\x04MQTT\x05\x02\x00\x3c\x00\x00\x05probe")
+        .expect("write");
+    let mut first = [0u8; 1];
+    stream.read_exact(&mut first).expect("a CONNACK");
+    assert_eq!(first[0], 0x20, "a CONNACK");
 }
 
 /// The string value of `"key":"value"` in a JSON log line (tracing-subscriber's format puts

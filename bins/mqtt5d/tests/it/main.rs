@@ -1,6 +1,7 @@
 //! mqtt5d end to end: the real binary on a loopback port, driven by third-party clients
 //! (mosquitto_pub / mosquitto_sub, Python paho-mqtt, and the rumqttc crate).
 
+mod auth_reload;
 mod conformance;
 mod crash;
 mod harness;

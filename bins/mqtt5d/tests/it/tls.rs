@@ -130,7 +130,11 @@ fn tls_listener_serves_mosquitto_clients() {
     make_certificates(dir.path());
     let config = tls_config(dir.path(), false);
     let mut broker = Mqtt5d::start_raw(dir.path(), &["--config", &config.display().to_string()]);
-    assert!(broker.lines.iter().any(|l| l.contains("MQTT over TLS")));
+    assert!(
+        broker
+            .wait_for_log("MQTT over TLS", Duration::from_secs(60))
+            .is_some()
+    );
     let (ok, out) = pub_and_sub(&broker.port(), dir.path(), false);
     assert!(ok, "{out}");
     assert_eq!(out.trim(), "secret");
@@ -209,4 +213,66 @@ fn secure_websocket_listener_serves_paho() {
     assert!(status.success(), "{out}{err}");
     assert_eq!(out.trim(), "ok");
     assert!(broker.stop().success());
+}
+
+#[cfg(unix)]
+#[test]
+fn tls_key_others_can_read_is_warned_about_and_left_as_it_is() {
+    use std::os::unix::fs::PermissionsExt as _;
+    let dir = temp_dir();
+    make_certificates(dir.path());
+    let key = dir.path().join("server.key");
+    // A plain listener first (the harness connects to it), then the TLS one.
+    let config = dir.path().join("plain-and-tls.toml");
+    std::fs::write(
+        &config,
+        format!(
+            "[[listener]]\nbind = \"127.0.0.1:0\"\n\n[[listener]]\nbind = \"127.0.0.1:0\"\ntls_cert = {:?}\ntls_key = {:?}\n",
+            dir.path().join("server.crt"),
+            key
+        ),
+    )
+    .expect("write");
+    let config = config.display().to_string();
+    let data = dir.path().join("data");
+    let set_mode = |mode| {
+        std::fs::set_permissions(&key, std::fs::Permissions::from_mode(mode)).expect("chmod");
+    };
+    let mode = || std::fs::metadata(&key).expect("stat").permissions().mode() & 0o777;
+    let about_the_key = |l: &&String| l.contains("TLS private key");
+
+    // Private: no warning. (The files are checked before any listener binds.)
+    set_mode(0o600);
+    let mut broker = Mqtt5d::start_raw(&data, &["--config", &config]);
+    assert!(
+        broker
+            .wait_for_log("MQTT over TLS", Duration::from_secs(60))
+            .is_some()
+    );
+    assert!(
+        !broker.lines.iter().any(|l| about_the_key(&l)),
+        "{}",
+        broker.lines.join("\n")
+    );
+    serving(&broker);
+    assert!(broker.stop().success());
+
+    // Readable by everyone: a WARN line naming the key; the file keeps its mode.
+    set_mode(0o644);
+    let mut broker = Mqtt5d::start_raw(&data, &["--config", &config]);
+    let warning = broker
+        .lines
+        .iter()
+        .find(about_the_key)
+        .cloned()
+        .unwrap_or_else(|| panic!("no warning about the key:\n{}", broker.lines.join("\n")));
+    assert!(warning.contains("\"level\":\"WARN\""), "{warning}");
+    assert!(
+        warning.contains("can be read or written by other users"),
+        "{warning}"
+    );
+    assert!(warning.contains(&key.display().to_string()), "{warning}");
+    serving(&broker);
+    assert!(broker.stop().success());
+    assert_eq!(mode(), 0o644);
 }

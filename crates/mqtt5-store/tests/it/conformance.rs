@@ -62,6 +62,7 @@ conformance!(
     users_are_set_replaced_and_removed,
     scram_credentials_follow_their_user,
     acl_keeps_insertion_order_and_ignores_duplicates,
+    auth_state_is_the_users_and_rules_and_its_version_follows_their_changes,
     incoming_qos2_ids_are_set_and_released,
     a_failing_batch_changes_nothing,
     ops_in_a_batch_apply_in_order,
@@ -675,6 +676,85 @@ fn acl_keeps_insertion_order_and_ignores_duplicates<F: Fixture>(f: &mut F) {
     store.apply(&[StoreOp::AclRemoved(r1)]).unwrap();
     let (_, state) = reopened(f, store);
     assert_eq!(state.acl, [r2, r3]);
+}
+
+fn auth_state_is_the_users_and_rules_and_its_version_follows_their_changes<F: Fixture>(f: &mut F) {
+    let mut store = f.open();
+    let empty = store.auth_state().unwrap();
+    assert!(empty.users.is_empty() && empty.scram.is_empty() && empty.acl.is_empty());
+    assert!(!store.user_exists("alice").unwrap());
+
+    let mut last = empty.version;
+    let mut changed = |store: &mut F::Store, ops: &[StoreOp]| {
+        store.apply(ops).unwrap();
+        let state = store.auth_state().unwrap();
+        assert!(
+            state.version > last,
+            "{ops:?}: {} then {}",
+            last,
+            state.version
+        );
+        last = state.version;
+        state
+    };
+    changed(
+        &mut store,
+        &[StoreOp::UserSet {
+            username: "alice".into(),
+            password_hash: "$argon2id$1".into(),
+        }],
+    );
+    changed(
+        &mut store,
+        &[StoreOp::UserScramSet {
+            username: "alice".into(),
+            credentials: "SCRAM-SHA-256$1".into(),
+        }],
+    );
+    changed(
+        &mut store,
+        &[StoreOp::UserSet {
+            username: "bob".into(),
+            password_hash: "$argon2id$2".into(),
+        }],
+    );
+    changed(
+        &mut store,
+        &[StoreOp::AclAdded(rule("user alice", "read", "a/#"))],
+    );
+    changed(
+        &mut store,
+        &[StoreOp::AclAdded(rule("pattern", "write", "c/%c"))],
+    );
+    changed(
+        &mut store,
+        &[StoreOp::AclRemoved(rule("pattern", "write", "c/%c"))],
+    );
+    let state = changed(
+        &mut store,
+        &[StoreOp::UserRemoved {
+            username: "bob".into(),
+        }],
+    );
+    assert!(store.user_exists("alice").unwrap());
+    assert!(!store.user_exists("bob").unwrap());
+
+    // Sessions and messages leave the version alone.
+    store
+        .apply(&[save("a"), subscribed("a", "t/#"), stored(1, "t/1")])
+        .unwrap();
+    assert_eq!(store.auth_state().unwrap(), state);
+
+    // What it holds is what recover holds, and it survives a restart.
+    let (mut store, recovered) = reopened(f, store);
+    let after = store.auth_state().unwrap();
+    assert_eq!(after.users, recovered.users);
+    assert_eq!(after.scram, recovered.scram);
+    assert_eq!(after.acl, recovered.acl);
+    assert_eq!(after.version, state.version);
+    assert_eq!(after.users.keys().collect::<Vec<_>>(), ["alice"]);
+    assert_eq!(after.scram["alice"], "SCRAM-SHA-256$1");
+    assert_eq!(after.acl, [rule("user alice", "read", "a/#")]);
 }
 
 fn incoming_qos2_ids_are_set_and_released<F: Fixture>(f: &mut F) {

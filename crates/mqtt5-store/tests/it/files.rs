@@ -191,7 +191,7 @@ fn new_database_has_the_schema_version_wal_and_the_tables() {
         .pragma_query_value(None, "user_version", |r| r.get(0))
         .unwrap();
     assert_eq!(version, SqliteStore::SCHEMA_VERSION);
-    assert_eq!(version, 3);
+    assert_eq!(version, 4);
     let mode: String = conn
         .pragma_query_value(None, "journal_mode", |r| r.get(0))
         .unwrap();
@@ -206,11 +206,14 @@ fn new_database_has_the_schema_version_wal_and_the_tables() {
         .unwrap();
     for table in [
         "acl",
+        "auth_version",
         "clients",
         "deliveries",
         "incoming_qos2",
         "messages",
+        "meta",
         "retained",
+        "secrets",
         "sessions",
         "subscriptions",
         "users",
@@ -227,11 +230,16 @@ fn version_1_database_is_migrated_keeping_its_users() {
     let dir = tempfile::tempdir().unwrap();
     let path = db(&dir);
     populated(&path);
-    // Take the file back to version 1: the users table without its `scram` column.
+    // Take the file back to version 1: no version 4 tables, the users table without its
+    // `scram` column, sessions without owners.
     {
         let conn = Connection::open(&path).unwrap();
         conn.execute_batch(
-            "ALTER TABLE users DROP COLUMN scram; ALTER TABLE sessions DROP COLUMN owner;
+            "DROP TRIGGER auth_version_users_insert; DROP TRIGGER auth_version_users_update;
+             DROP TRIGGER auth_version_users_delete; DROP TRIGGER auth_version_acl_insert;
+             DROP TRIGGER auth_version_acl_update; DROP TRIGGER auth_version_acl_delete;
+             DROP TABLE auth_version; DROP TABLE meta; DROP TABLE secrets;
+             ALTER TABLE users DROP COLUMN scram; ALTER TABLE sessions DROP COLUMN owner;
              PRAGMA user_version = 1;",
         )
         .unwrap();

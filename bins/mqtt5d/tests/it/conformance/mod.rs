@@ -854,8 +854,12 @@ impl Run<'_> {
 /// Runs one case on a fresh broker; `Err` says which step failed and how.
 fn run_case(case: &Case) -> Result<(), String> {
     let dir = temp_dir();
+    // The case's configuration applies to `user add` too: it derives SCRAM credentials only
+    // with `[auth] scram_sha_256 = true`.
+    let config = dir.path().join("case.toml");
+    std::fs::write(&config, case.config).expect("write the config");
     for (name, password) in case.users {
-        add_user(dir.path(), name, password);
+        add_user(dir.path(), &config, name, password);
     }
     let mut run = Run {
         case,
@@ -889,10 +893,11 @@ fn run_case(case: &Case) -> Result<(), String> {
     Ok(())
 }
 
-/// `mqtt5d user add NAME --password-stdin` on `data_dir`.
-fn add_user(data_dir: &Path, name: &str, password: &str) {
+/// `mqtt5d --config CONFIG user add NAME --password-stdin` on `data_dir`.
+fn add_user(data_dir: &Path, config: &Path, name: &str, password: &str) {
     let mut child = Command::new(env!("CARGO_BIN_EXE_mqtt5d"))
         .args(["--data-dir", &data_dir.display().to_string()])
+        .args(["--config", &config.display().to_string()])
         .args(["user", "add", name, "--password-stdin"])
         .stdin(std::process::Stdio::piped())
         .stdout(std::process::Stdio::null())

@@ -130,8 +130,8 @@ fn expect_server_disconnect(
 
 const SCRAM: &str = "SCRAM-SHA-256";
 
-/// Enables SCRAM-SHA-256; users come from `Case::users` (`mqtt5d user add` derives their
-/// SCRAM credentials).
+/// Enables SCRAM-SHA-256; users come from `Case::users` (`mqtt5d user add`, run with this
+/// configuration, derives their SCRAM credentials).
 const SCRAM_CONFIG: &str = "[auth]\nscram_sha_256 = true\n";
 
 const ALICE: &[(&str, &str)] = &[("alice", "secret")];
