@@ -270,9 +270,10 @@ struct AuthStormArgs {
     #[arg(long, default_value_t = 32)]
     clients: usize,
     /// The broker's `failed_login_delay_max_ms` values to run, comma-separated (0: no delay,
-    /// every failed login costs a password check at the clients' full rate)
+    /// every failed login costs a password check at the clients' full rate; `unset`: the key
+    /// is left out, for a broker that does not know it)
     #[arg(long, value_delimiter = ',', default_value = "5000,0")]
-    login_delay_ms: Vec<u64>,
+    login_delay_ms: Vec<String>,
     /// The measured window of each phase, in seconds
     #[arg(long, default_value_t = 5.0)]
     duration: f64,
@@ -676,9 +677,19 @@ fn run_auth_storm(args: &AuthStormArgs) -> ExitCode {
     let mut results = Vec::new();
     let mut failed = false;
     for round in 0..args.rounds.max(1) {
-        for &login_delay_ms in &args.login_delay_ms {
+        for delay in &args.login_delay_ms {
+            let login_delay_ms = match delay.as_str() {
+                "unset" => None,
+                ms => match ms.parse::<u64>() {
+                    Ok(ms) => Some(ms),
+                    Err(_) => {
+                        eprintln!("--login-delay-ms takes numbers or `unset`, not {ms:?}");
+                        return ExitCode::FAILURE;
+                    }
+                },
+            };
             eprintln!(
-                "== round {}, auth-storm, {} clients, login delay {login_delay_ms} ms",
+                "== round {}, auth-storm, {} clients, login delay {delay} ms",
                 round + 1,
                 args.clients
             );
@@ -698,7 +709,7 @@ fn run_auth_storm(args: &AuthStormArgs) -> ExitCode {
                     println!(
                         "{}",
                         ResultLine::new("auth-storm")
-                            .field("login_delay_ms", login_delay_ms)
+                            .field("login_delay_ms", delay)
                             .field("verified", "FAILED")
                             .field("error", e)
                     );

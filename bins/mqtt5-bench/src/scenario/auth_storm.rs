@@ -44,15 +44,15 @@ pub(crate) struct StormOptions {
     pub(crate) clients: usize,
     /// The latency measurement of each phase.
     pub(crate) flow: FlowOptions,
-    /// `failed_login_delay_max_ms` of the broker.
-    pub(crate) login_delay_ms: u64,
+    /// `failed_login_delay_max_ms` of the broker; `None` leaves the key out.
+    pub(crate) login_delay_ms: Option<u64>,
 }
 
 /// What one run measured.
 #[derive(Debug, Clone)]
 pub(crate) struct StormResult {
-    /// The broker's login delay, ms.
-    pub(crate) login_delay_ms: u64,
+    /// The broker's login delay, ms (`None`: its default).
+    pub(crate) login_delay_ms: Option<u64>,
     /// Storm clients.
     pub(crate) clients: usize,
     /// The pair's p50 and p99 without the storm.
@@ -82,7 +82,11 @@ impl StormResult {
     pub(crate) fn line(&self) -> ResultLine {
         ResultLine::new("auth-storm")
             .field("broker", "mqtt5d")
-            .field("login_delay_ms", self.login_delay_ms)
+            .field(
+                "login_delay_ms",
+                self.login_delay_ms
+                    .map_or_else(|| "unset".to_owned(), |ms| ms.to_string()),
+            )
             .field("storm_clients", self.clients)
             .field("base_p50_us", self.base.0.as_micros())
             .field("base_p99_us", self.base.1.as_micros())
@@ -112,10 +116,10 @@ impl StormResult {
     /// A row of [`StormResult::table`].
     pub(crate) fn row(&self, window: Duration) -> Vec<String> {
         vec![
-            if self.login_delay_ms == 0 {
-                "off".into()
-            } else {
-                format!("up to {} ms", self.login_delay_ms)
+            match self.login_delay_ms {
+                None => "(broker default)".into(),
+                Some(0) => "off".into(),
+                Some(ms) => format!("up to {ms} ms"),
             },
             self.clients.to_string(),
             human(self.base.0),
@@ -140,10 +144,9 @@ fn ratio(a: Duration, b: Duration) -> f64 {
 /// # Errors
 /// When the broker or the pair cannot be set up.
 pub(crate) fn run(mqtt5d: &Path, data_root: &Path, options: &StormOptions) -> Result<StormResult> {
-    let extra = format!(
-        "[auth]\nfailed_login_delay_max_ms = {}\n",
-        options.login_delay_ms
-    );
+    let extra = options.login_delay_ms.map_or_else(String::new, |ms| {
+        format!("[auth]\nfailed_login_delay_max_ms = {ms}\n")
+    });
     let broker = RunningBroker::start_mqtt5d_with_users(
         mqtt5d,
         data_root,
