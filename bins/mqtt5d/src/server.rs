@@ -448,6 +448,8 @@ struct Server<S: Store + Send + 'static> {
     max_connecting_per_address: usize,
     /// Refusal lines per source.
     refusal_log: RateLimit,
+    /// Lines about connections closed at accept (limits), per source: one per interval.
+    accept_log: RateLimit,
     /// Lines about the retained store's limits, and about the queue memory.
     limit_log: RateLimit,
     /// Users and access rules changed in the database, to apply (auth_watch.rs).
@@ -646,6 +648,7 @@ fn serve<S: Store + Send + 'static>(
         connecting: std::collections::HashMap::new(),
         max_connecting_per_address: settings.max_connecting_per_address,
         refusal_log: RateLimit::new(Duration::from_secs(60), 10),
+        accept_log: RateLimit::new(Duration::from_secs(10), 1),
         limit_log: RateLimit::new(Duration::from_secs(60), 10),
         auth_watch,
     };
@@ -837,7 +840,7 @@ impl<S: Store + Send + 'static> Server<S> {
             };
             if let Some(why) = refusal {
                 let listener_addr = listener.addr;
-                if let Verdict::Write { suppressed } = self.refusal_log.check(now, peer.ip()) {
+                if let Verdict::Write { suppressed } = self.accept_log.check(now, peer.ip()) {
                     warn!(%peer, listener = %listener_addr, suppressed, "{why}");
                 }
                 drop(stream);
