@@ -399,9 +399,11 @@ pub trait Store: Send {
 mod memory;
 #[cfg(feature = "sqlite")]
 mod sqlite;
+#[cfg(feature = "writer")]
 mod writer;
 
 pub use memory::MemoryStore;
 #[cfg(feature = "sqlite")]
 pub use sqlite::*;
+#[cfg(feature = "writer")]
 pub use writer::*;
