@@ -62,7 +62,7 @@
 //!     match action {
 //!         Action::Send { packet, .. } => sent.push(packet),
 //!         Action::Persist(_ops) => { /* hand to the store, wait until durable */ }
-//!         Action::Close { .. } | Action::CheckPassword(_) | Action::Notice(_) => {}
+//!         Action::Close { .. } | Action::Protocol { .. } | Action::CheckPassword(_) | Action::Notice(_) => {}
 //!     }
 //! }
 //! assert!(matches!(sent[0], Packet::ConnAck(_)));
@@ -71,31 +71,50 @@
 //! # let _ = Duration::ZERO;
 //! ```
 
+mod access;
 mod acl;
 mod auth;
+#[cfg(feature = "bench")]
+pub mod bench;
 mod broker;
+mod clock;
 mod config;
 mod connect;
+mod connections;
+mod state;
 mod credentials;
+mod deliver;
+mod disconnect;
 mod durable;
+mod expiry;
+mod id_hash;
+mod outbox;
 mod publish;
+mod random;
 mod restore;
 mod retained;
+mod router;
 mod scram;
 mod session;
 mod stats;
+mod subscribe;
+mod sys;
 mod throttle;
+mod timers;
 mod topic_tree;
+mod trie;
 mod types;
+mod violation;
 
 pub use acl::*;
 pub use auth::{
     AuthExchange, AuthStep, AuthVerdict, Authenticator, ClientInfo, EnhancedAuthenticator,
-    Passwords, RandomSource,
+    Passwords,
 };
 pub use broker::{Broker, Services};
 pub use config::{Config, QueuePolicy};
 pub use credentials::*;
+pub use random::RandomSource;
 pub use scram::*;
 pub use stats::Stats;
 pub use throttle::address_key;

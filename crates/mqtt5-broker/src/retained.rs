@@ -489,7 +489,7 @@ mod tests {
             }
         }
         // The root, then r, {round} and 20 times {i}: 23 slots, reused every round.
-        assert_eq!(tree.nodes.len(), 23);
+        assert_eq!(tree.nodes.slots(), 23);
         assert_eq!(tree.node_count(), 0);
     }
 

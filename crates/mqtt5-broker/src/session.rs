@@ -55,8 +55,11 @@ pub(crate) fn message_size(publish: &Publish) -> usize {
 #[derive(Debug)]
 pub(crate) struct Message {
     /// The PUBLISH as received, its topic alias resolved, detached from the read buffer when it
-    /// is kept beyond the current call.
+    /// is kept beyond the current call. Its packet identifier (if any) is the publisher's,
+    /// never sent on: each delivery gets its own.
     pub(crate) publish: Publish,
+    /// The QoS it was published with.
+    pub(crate) qos: QoS,
     /// When it expires (Message Expiry Interval, `[MQTT-3.3.2-5]`).
     pub(crate) expires_at: Option<Instant>,
     /// The session that published it, for No Local (`[MQTT-3.8.3-3]`); `None` for retained
@@ -75,9 +78,10 @@ pub(crate) struct Message {
 }
 
 impl Message {
-    /// A message as routed, with its size measured.
+    /// A message published at `qos`, with its size measured.
     pub(crate) fn new(
         publish: Publish,
+        qos: QoS,
         expires_at: Option<Instant>,
         origin: Option<SessionId>,
         id: u64,
@@ -85,6 +89,7 @@ impl Message {
         Self {
             size: message_size(&publish),
             publish,
+            qos,
             expires_at,
             origin,
             id,
@@ -354,6 +359,8 @@ pub(crate) struct Sessions {
     slab: Vec<Option<Session>>,
     free: Vec<SessionId>,
     by_client: HashMap<Arc<str>, SessionId>,
+    /// Sessions whose queues hold messages with a Message Expiry Interval.
+    expiring: BTreeSet<SessionId>,
     /// The bytes of messages held in queues and windows, each message counted once, plus
     /// [`DELIVERY_OVERHEAD`] per delivery: against
     /// [`crate::Config::max_queued_bytes_total`].
@@ -444,5 +451,20 @@ impl Sessions {
     /// The broker-wide queued bytes.
     pub(crate) const fn queued_bytes(&self) -> usize {
         self.queued_bytes
+    }
+
+    /// Notes that session `sid`'s queue holds a message that may expire.
+    pub(crate) fn mark_expiring(&mut self, sid: SessionId) {
+        self.expiring.insert(sid);
+    }
+
+    /// The sessions whose queues may hold expiring messages; the set starts empty again.
+    pub(crate) fn take_expiring(&mut self) -> BTreeSet<SessionId> {
+        core::mem::take(&mut self.expiring)
+    }
+
+    /// Whether some session's queue may hold expiring messages.
+    pub(crate) fn any_expiring(&self) -> bool {
+        !self.expiring.is_empty()
     }
 }

@@ -67,6 +67,12 @@ impl<N: Default> Arena<N> {
         self.nodes.iter_mut().enumerate()
     }
 
+    /// Every slot, free ones (empty nodes) included.
+    #[cfg(test)]
+    pub(crate) fn iter(&self) -> impl Iterator<Item = &N> {
+        self.nodes.iter()
+    }
+
     /// How many slots there are, free ones included.
     pub(crate) fn slots(&self) -> usize {
         self.nodes.len()
