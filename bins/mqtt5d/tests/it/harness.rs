@@ -8,6 +8,8 @@ use std::process::{Child, Command, ExitStatus, Stdio};
 use std::sync::mpsc;
 use std::time::{Duration, Instant};
 
+pub(crate) use crate::machine::python;
+
 /// A running broker.
 pub(crate) struct Mqtt5d {
     child: Option<Child>,
@@ -30,6 +32,7 @@ impl Mqtt5d {
     /// Starts `mqtt5d` with `data_dir` and exactly these extra arguments (no `--listen`: the
     /// listeners come from a config file).
     pub(crate) fn start_raw(data_dir: &Path, extra: &[&str]) -> Self {
+        crate::machine::machine();
         let mut args = vec![
             "--data-dir".to_owned(),
             data_dir.display().to_string(),

@@ -35,7 +35,7 @@ fn sigterm_disconnects_mqtt5_clients_with_0x8b_and_exits_0() {
     let port = broker.port();
     let client = std::thread::spawn(move || {
         run_bounded(
-            Command::new("python3").args(["-c", PAHO_SHUTDOWN, &port]),
+            Command::new(python()).args(["-c", PAHO_SHUTDOWN, &port]),
             Duration::from_secs(40),
         )
     });
@@ -199,7 +199,7 @@ fn full_store_refuses_new_persistent_work_with_0x97_and_keeps_serving() {
     let mut broker = Mqtt5d::start(dir.path(), &["--config", &config.display().to_string()]);
     let port = broker.port();
     let (status, out, err) = run_bounded(
-        Command::new("python3").args(["-c", PAHO_FILL_STORE, &port]),
+        Command::new(python()).args(["-c", PAHO_FILL_STORE, &port]),
         Duration::from_secs(120),
     );
     assert!(status.success(), "{out}{err}");

@@ -7,6 +7,7 @@ mod harness;
 mod hostile;
 mod interop;
 mod lifecycle;
+mod machine;
 mod rumqttc_suite;
 mod tls;
 mod websocket;
