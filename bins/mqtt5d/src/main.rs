@@ -5,7 +5,10 @@
 //! - [`settings`]: the configuration file and the settings it gives;
 //! - [`logging`]: `tracing` to stderr, as text or JSON;
 //! - [`admin`]: the `user` and `acl` commands on the database;
-//! - [`server`]: the event loop.
+//! - [`server`]: the event loop;
+//! - [`tls`]: TLS listeners (rustls) and their certificate files;
+//! - [`websocket`]: WebSocket listeners, over in-memory pipes the event loop owns;
+//! - [`metrics`]: the Prometheus text endpoint.
 //!
 //! Exit status: 0 on success, 1 for an invalid configuration, a failed command or a server
 //! error (with a message on stderr), 2 for a command line clap rejects.

@@ -6,8 +6,9 @@
 //! not lose.
 //!
 //! [`MemoryStore`] keeps it all in `BTreeMap`s: it is what the broker's tests use and the model
-//! that other backends are checked against. The SQLite backend (`SqliteStore`, behind the
-//! default `sqlite` feature) is issue 4.
+//! that other backends are checked against. `SqliteStore` (behind the default `sqlite`
+//! feature) keeps it in one SQLite file, and [`Writer`] applies batches on a thread of its own
+//! with group commit.
 //!
 //! ```
 //! use mqtt5_store::{ClientRecord, MemoryStore, Store, StoreOp};
@@ -336,7 +337,7 @@ pub enum Error {
     WriterGone,
 }
 
-/// A persistence backend (STYLE.md §6).
+/// A persistence backend (`docs/architecture.md`, "The store").
 pub trait Store: Send {
     /// Reads back the whole persistent state.
     ///

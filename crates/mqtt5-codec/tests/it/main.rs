@@ -1,4 +1,4 @@
-//! Integration tests of mqtt5-codec: one test binary (STYLE.md §1).
+//! Integration tests of mqtt5-codec: one test binary (`CONTRIBUTING.md`, "Layout").
 
 mod malformed;
 mod roundtrip;
