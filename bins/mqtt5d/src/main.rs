@@ -97,7 +97,7 @@ fn run(config: Option<&Path>, overrides: &Overrides) -> Result<(), Failure> {
     for listener in &settings.listeners {
         tracing::debug!(
             bind = %listener.bind,
-            protocol = ?listener.protocol,
+            protocol = %listener.protocol,
             tls = listener.tls.is_some(),
             anonymous = settings.allows_anonymous(listener),
             "listener configured"
@@ -112,7 +112,9 @@ fn run(config: Option<&Path>, overrides: &Overrides) -> Result<(), Failure> {
         data_dir = %settings.storage.data_dir.display(),
         %durability,
         max_connections = settings.max_connections,
-        metrics = ?settings.metrics,
+        metrics = %settings
+            .metrics
+            .map_or_else(|| "off".to_owned(), |addr| addr.to_string()),
         "storage and limits"
     );
     server::run(settings)?;
