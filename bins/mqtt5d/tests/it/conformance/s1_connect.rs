@@ -403,16 +403,17 @@ pub(super) const CASES: &[Case] = &[
         },
     ),
     // ---- §3.1 CONNECT ----
-    // [MQTT-3.1.0-1] The first packet MUST be CONNECT: a PINGREQ first is closed on.
+    // [MQTT-4.13.1-1] The first packet MUST be CONNECT ([MQTT-3.1.0-1] binds the Client): a
+    // PINGREQ first is a Protocol Error, and the Server closes the connection.
     Case::new(
         "connect_pingreq_before_connect_closes",
-        &["MQTT-3.1.0-1"],
+        &["MQTT-4.13.1-1"],
         |s| s.open(0).send_hex(0, "c0 00").expect_closed(0),
     ),
-    // [MQTT-3.1.0-1] ... and a PUBLISH first is closed on and not processed.
+    // [MQTT-4.13.1-1] ... and a PUBLISH first is closed on and not processed.
     Case::new(
         "connect_publish_before_connect_closes",
-        &["MQTT-3.1.0-1"],
+        &["MQTT-4.13.1-1"],
         |s| {
             s.open(0)
                 .send(0, publish("t", b"x", QoS::AtMostOnce, 0).with_retain())
@@ -820,10 +821,10 @@ pub(super) const CASES: &[Case] = &[
         },
     ),
     // [MQTT-3.1.2-26] No Topic Alias above the client's Topic Alias Maximum (here 1): the
-    // second topic goes out in full.
+    // second topic goes out in full. [MQTT-3.3.2-8] The alias the Server sends is 1, never 0.
     Case::new(
         "connect_topic_alias_within_maximum",
-        &["MQTT-3.1.2-26"],
+        &["MQTT-3.1.2-26", "MQTT-3.3.2-8"],
         |s| {
             let mut c = connect("c25");
             c.properties.topic_alias_maximum = Some(1);
@@ -1334,11 +1335,12 @@ pub(super) const CASES: &[Case] = &[
                 .got_publish(2, "t43", b"kept", QoS::AtLeastOnce, false)
         },
     ),
-    // [MQTT-3.1.2-23] ... but with Session Expiry 0 (absent) the Session ends with the
-    // connection: Clean Start 0 then finds none.
+    // [MQTT-4.1.0-2] With Session Expiry 0 (absent) the Session ends with the connection:
+    // Clean Start 0 then finds none. (MQTT-3.1.2-23 asks the opposite case: keep it when the
+    // interval is above 0.)
     Case::new(
         "connect_session_not_kept_without_expiry",
-        &["MQTT-3.1.2-23"],
+        &["MQTT-4.1.0-2"],
         |s| {
             let mut c = connect("c44");
             c.clean_start = false;
@@ -1440,10 +1442,10 @@ pub(super) const CASES: &[Case] = &[
                 .expect_closed(0)
         },
     ),
-    // [MQTT-3.1.0-1] An AUTH as the first packet is closed on too.
+    // [MQTT-4.13.1-1] An AUTH as the first packet is closed on too.
     Case::new(
         "connect_auth_before_connect_closes",
-        &["MQTT-3.1.0-1"],
+        &["MQTT-4.13.1-1"],
         |s| s.open(0).send_hex(0, "f0 00").expect_closed(0),
     ),
     // [MQTT-3.1.2-4] Clean Start 1 from a new connection while the old one is still up: the
@@ -1512,6 +1514,13 @@ impl WithRetain for Publish {
 }
 
 pub(super) const NOT_APPLICABLE: &[NotApplicable] = &[
+    na(
+        "MQTT-3.1.0-1",
+        "binds the Client only: its first packet is CONNECT. The Server's reaction to another \
+         first packet (close, nothing processed) is under MQTT-4.13.1-1: \
+         `connect_pingreq_before_connect_closes`, `connect_publish_before_connect_closes`, \
+         `connect_auth_before_connect_closes`",
+    ),
     na(
         "MQTT-2.2.1-3",
         "binds the Client only: it assigns non-zero, unused Packet Identifiers. The Server's \

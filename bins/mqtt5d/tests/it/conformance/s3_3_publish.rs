@@ -623,11 +623,12 @@ pub(super) const CASES: &[Case] = &[
                 .expect_disconnect(1, DisconnectReason::ProtocolError)
         },
     ),
-    // [MQTT-3.3.2-8] A Topic Alias of 0 is not permitted: DISCONNECT 0x94 (Topic Alias
-    // invalid).
+    // [MQTT-4.13.2-1] A Topic Alias of 0 is not permitted ([MQTT-3.3.2-8], which binds every
+    // sender; the Server's own aliases: `connect_topic_alias_within_maximum`): DISCONNECT
+    // 0x94 (Topic Alias invalid), then close.
     Case::new(
         "publish_topic_alias_zero_is_invalid",
-        &["MQTT-3.3.2-8"],
+        &["MQTT-4.13.2-1"],
         |s| {
             s.connect(0, "alias0")
                 .send_hex(0, "30 07 00 01 74 03 23 00 00")
@@ -900,11 +901,12 @@ pub(super) const CASES: &[Case] = &[
                 .expect_that(0, "a copy with its own identifier", check)
         },
     ),
-    // [MQTT-3.3.4-6] A PUBLISH from a Client MUST NOT contain a Subscription Identifier: a
-    // Protocol Error, and the message is not delivered.
+    // [MQTT-4.13.1-1] A PUBLISH from a Client MUST NOT contain a Subscription Identifier
+    // ([MQTT-3.3.4-6] binds the Client): a Protocol Error, the connection is closed, and the
+    // message is not delivered.
     Case::new(
         "publish_from_client_with_subscription_identifier_is_a_protocol_error",
-        &["MQTT-3.3.4-6"],
+        &["MQTT-4.13.1-1"],
         |s| {
             fn bad() -> Publish {
                 let mut p = publish("sidc/t", b"m", QoS::AtLeastOnce, 1);
@@ -1238,6 +1240,12 @@ pub(super) const NOT_APPLICABLE: &[NotApplicable] = &[
          `publish_topic_alias_above_maximum_is_invalid`, \
          `publish_topic_alias_when_aliases_are_off_is_invalid`, \
          `publish_topic_alias_default_maximum`",
+    ),
+    na(
+        "MQTT-3.3.4-6",
+        "binds the Client only: its PUBLISH packets carry no Subscription Identifier. The \
+         Server's reaction (DISCONNECT 0x82, then close, nothing delivered) is under \
+         MQTT-4.13.1-1: `publish_from_client_with_subscription_identifier_is_a_protocol_error`",
     ),
     na(
         "MQTT-3.3.4-7",
