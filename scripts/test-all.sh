@@ -16,7 +16,8 @@
 #                                   available, see below)
 #   6. cargo test of the fuzz workspace on stable (the targets compile; the committed corpus
 #                                   and every saved crash pass the targets' checks)
-#   7. cargo package -p mqtt5-codec (the published crate builds from its package alone)
+#   7. cargo package -p mqtt5-codec (the published crate, its tests included, builds from its
+#                                   package alone)
 #
 # and stops after the first step that fails (steps 3 and 6 still run every test binary, so that
 # one run reports all failing tests). Cargo commands run with --locked: Cargo.lock and
@@ -178,15 +179,23 @@ fi
 # nightly flags (see fuzz/README.md), but building the targets does not: plain stable builds
 # libfuzzer-sys (its build script compiles libFuzzer with the C++ compiler). Its tests replay
 # fuzz/corpus and fuzz/regressions through the targets' checks.
-step "6/7 cargo test --manifest-path fuzz/Cargo.toml --all-targets"
+step "6/7 the fuzz workspace: cargo check --all-targets, then cargo test"
 cargo check --locked --manifest-path fuzz/Cargo.toml --all-targets
 cargo test --locked --manifest-path fuzz/Cargo.toml --no-fail-fast 2>&1 | tee -a "$test_log"
 
 # --- 7. The published crate ----------------------------------------------------------------
-# mqtt5-codec is published on its own: its package must hold everything it builds from.
-# --allow-dirty lets a working copy with uncommitted changes be checked too.
-step "7/7 cargo package -p mqtt5-codec"
+# mqtt5-codec is published on its own: its package must hold everything it builds from, its
+# tests included. cargo package builds the library from the package; the tests are then built
+# and run from the unpacked package, outside the repository, so that nothing can reach back
+# into it. --allow-dirty lets a working copy with uncommitted changes be checked too.
+step "7/7 cargo package -p mqtt5-codec, and its tests from the package"
 cargo package --locked --allow-dirty -p mqtt5-codec
+codec_version=$(sed -nE 's/^version = "(.*)"$/\1/p' Cargo.toml | head -n 1)
+unpacked=$(mktemp -d)
+trap 'rm -f "$test_log"; rm -rf "$unpacked"' EXIT
+tar -xzf "target/package/mqtt5-codec-$codec_version.crate" -C "$unpacked"
+CARGO_TARGET_DIR=$ROOT/target/package-tests \
+    cargo test --locked --manifest-path "$unpacked/mqtt5-codec-$codec_version/Cargo.toml"
 
 read -r tests_passed tests_failed tests_ignored < <(
     sed -nE 's/^test result: [a-zA-Z]+\. ([0-9]+) passed; ([0-9]+) failed; ([0-9]+) ignored.*/\1 \2 \3/p' "$test_log" |
