@@ -17,7 +17,8 @@
 //!   its own thread.
 //! - **Durability.** In `sync` mode an `Action::Persist` is a barrier: every action after it
 //!   waits until the writer reports that batch committed, so an acknowledgement never leaves
-//!   before the data it confirms (STYLE.md §2). In `periodic` and `memory` modes nothing waits.
+//!   before the data it confirms (`docs/architecture.md`, "The persist barrier"). In
+//!   `periodic` and `memory` modes nothing waits.
 //! - **Bounded memory per connection.** Reads stop at the Maximum Packet Size (the decoder
 //!   refuses larger packets from their header); writes go to a per-connection buffer with a
 //!   hard limit, and a client whose buffer overflows is disconnected and logged.
@@ -55,7 +56,8 @@ impl ServerError {
 
 const WAKER: Token = Token(usize::MAX);
 const SIGNALS: Token = Token(usize::MAX - 1);
-/// Listener tokens are 0..LISTENER_BASE; connection tokens start there.
+/// Listener tokens are 0..CONN_BASE (one per listener, by index); connection tokens start
+/// here (`CONN_BASE + slab key`).
 const CONN_BASE: usize = 1 << 16;
 /// The most bytes read from one connection per readiness event, so that one busy client
 /// cannot starve the others; the rest is read on the next round.
@@ -117,8 +119,8 @@ fn raise_fd_limit() {
     }
     let now = getrlimit(Resource::Nofile);
     info!(
-        soft = ?now.current,
-        hard = ?now.maximum,
+        soft = %now.current.map_or_else(|| "unlimited".to_owned(), |n| n.to_string()),
+        hard = %now.maximum.map_or_else(|| "unlimited".to_owned(), |n| n.to_string()),
         "open-file limit: at most about this many connections"
     );
 }

@@ -143,6 +143,16 @@ pub(crate) enum ListenerProtocol {
     },
 }
 
+impl fmt::Display for ListenerProtocol {
+    /// As the log shows it: `mqtt`, or `websocket` and its path.
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Self::Mqtt => f.write_str("mqtt"),
+            Self::WebSocket { path } => write!(f, "websocket {path}"),
+        }
+    }
+}
+
 /// A listener's TLS files (PEM). They existed when the settings were loaded.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub(crate) struct TlsSettings {

@@ -80,8 +80,8 @@ pub enum AuthStep {
     Failure,
 }
 
-/// A source of random bytes, handed to the core from outside (STYLE.md §2) so that tests are
-/// deterministic. The binary backs it with the operating system's generator.
+/// A source of random bytes, handed to the core from outside (`docs/architecture.md`) so
+/// that tests are deterministic. The binary backs it with the operating system's generator.
 pub trait RandomSource: Send {
     /// Fills `dest` with random bytes.
     fn fill_bytes(&mut self, dest: &mut [u8]);

@@ -136,7 +136,7 @@ pub(crate) struct Aliases {
 /// long after one and a half times its Keep Alive (`[MQTT-3.1.2-22]`) has passed.
 pub(crate) const KEEP_ALIVE_TICK_MS: u64 = 100;
 
-/// The timers of the core, in one table (STYLE.md §2).
+/// The timers of the core, in one table.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
 pub(crate) enum Timer {
     /// A will's delay runs out.
@@ -163,7 +163,7 @@ pub(crate) enum Ending {
     Shutdown,
 }
 
-/// The broker core: a sans-IO state machine (STYLE.md §2).
+/// The broker core: a sans-IO state machine (`docs/architecture.md`).
 ///
 /// Feed it with the `handle_*` methods, then drain [`Broker::poll_action`] and call
 /// [`Broker::handle_timeout`] at [`Broker::poll_timeout`]. It never reads a clock: every input

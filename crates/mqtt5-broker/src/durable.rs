@@ -92,7 +92,7 @@ const SWEEP_SPACING: Duration = Duration::from_secs(1);
 impl Broker {
     /// Makes sure an expiry sweep runs by `at` (or a second after the last one, whichever is
     /// later), so that expired messages do not sit in offline queues or the retained store
-    /// (`[MQTT-3.3.2-5]`). Message expiry lives in the one timer table (STYLE.md §2).
+    /// (`[MQTT-3.3.2-5]`). Message expiry lives in the one timer table.
     pub(crate) fn note_expiry(&mut self, at: Instant) {
         let at = at.max(self.last_sweep + SWEEP_SPACING);
         if self.expiry_sweep.is_some_and(|scheduled| scheduled <= at) {

@@ -1097,8 +1097,9 @@ impl Broker {
                 identifier: identifier.map(NonZeroU32::get),
             });
         }
-        // Retained messages: never for shared subscriptions (MQTT 5 §3.8.4); per Retain
-        // Handling otherwise ([MQTT-3.3.1-9], [MQTT-3.3.1-10], [MQTT-3.3.1-11]).
+        // Retained messages: never for shared subscriptions (§3.8.4: "No retained messages
+        // are sent", a statement without a normative id); per Retain Handling otherwise
+        // ([MQTT-3.3.1-9], [MQTT-3.3.1-10], [MQTT-3.3.1-11]).
         let send_retained = !shared
             && match options.retain_handling {
                 RetainHandling::SendOnSubscribe => true,

@@ -8,6 +8,8 @@ use std::process::{Child, Command, ExitStatus, Stdio};
 use std::sync::mpsc;
 use std::time::{Duration, Instant};
 
+pub(crate) use crate::machine::python;
+
 /// A running broker.
 pub(crate) struct Mqtt5d {
     child: Option<Child>,
@@ -36,6 +38,7 @@ impl Mqtt5d {
     /// [`start_raw`](Self::start_raw), with the process's umask set to `umask` (octal, e.g.
     /// `"022"`) first when given: it runs as `sh -c 'umask …; exec mqtt5d …'`, the same process.
     pub(crate) fn start_under_umask(data_dir: &Path, extra: &[&str], umask: Option<&str>) -> Self {
+        crate::machine::machine();
         let mut args = vec![
             "--data-dir".to_owned(),
             data_dir.display().to_string(),
@@ -119,6 +122,16 @@ impl Mqtt5d {
         None
     }
 
+    /// The address of its metrics endpoint (`[metrics] listen`), from its log (bounded wait).
+    pub(crate) fn metrics_addr(&mut self) -> Result<SocketAddr, String> {
+        let line = self
+            .wait_for_log("metrics endpoint listening", Duration::from_secs(10))
+            .ok_or("no metrics endpoint: the configuration has no [metrics] listen")?;
+        json_field(&line, "addr")
+            .and_then(|a| a.parse().ok())
+            .ok_or_else(|| format!("no address in {line}"))
+    }
+
     /// Sends SIGTERM to the broker's PID and waits (bounded) for it to exit.
     pub(crate) fn stop(&mut self) -> ExitStatus {
         let mut child = self.child.take().expect("running");
@@ -189,6 +202,46 @@ pub(crate) fn json_field(line: &str, key: &str) -> Option<String> {
     let start = line.find(&pat)? + pat.len();
     let end = line[start..].find('"')? + start;
     Some(line[start..end].to_owned())
+}
+
+/// The body of `GET /metrics` from the broker's metrics endpoint at `addr`, or why not.
+pub(crate) fn metrics_text(addr: SocketAddr) -> Result<String, String> {
+    use std::io::{Read, Write};
+    let mut stream = std::net::TcpStream::connect(addr).map_err(|e| format!("connect: {e}"))?;
+    stream
+        .set_read_timeout(Some(Duration::from_secs(10)))
+        .map_err(|e| e.to_string())?;
+    stream
+        .write_all(b"GET /metrics HTTP/1.1\r\nHost: x\r\n\r\n")
+        .map_err(|e| format!("request: {e}"))?;
+    let mut body = String::new();
+    stream
+        .read_to_string(&mut body)
+        .map_err(|e| format!("response: {e}"))?;
+    Ok(body)
+}
+
+/// Waits (bounded by `timeout`) until the metrics endpoint at `addr` shows `name` at
+/// `value`. The broker renders the text at most twice a second, so it is asked again until
+/// then; the error holds the last text.
+pub(crate) fn wait_for_metric(
+    addr: SocketAddr,
+    name: &str,
+    value: u64,
+    timeout: Duration,
+) -> Result<(), String> {
+    let line = format!("\n{name} {value}\n");
+    let end = Instant::now() + timeout;
+    loop {
+        let text = metrics_text(addr)?;
+        if text.contains(&line) {
+            return Ok(());
+        }
+        if Instant::now() > end {
+            return Err(format!("no {name} {value} within {timeout:?}:\n{text}"));
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
 }
 
 /// A fresh temporary directory for one test.
