@@ -30,16 +30,21 @@ impl Mqtt5d {
     /// Starts `mqtt5d` with `data_dir` and exactly these extra arguments (no `--listen`: the
     /// listeners come from a config file).
     pub(crate) fn start_raw(data_dir: &Path, extra: &[&str]) -> Self {
+        Self::start_logging(data_dir, "debug", extra)
+    }
+
+    /// As [`Mqtt5d::start_raw`], with this log filter (`--log-level`).
+    pub(crate) fn start_logging(data_dir: &Path, level: &str, extra: &[&str]) -> Self {
         let mut args = vec![
             "--data-dir".to_owned(),
             data_dir.display().to_string(),
             "--log-format".to_owned(),
             "json".to_owned(),
             "--log-level".to_owned(),
-            "debug".to_owned(),
+            level.to_owned(),
         ];
         args.extend(extra.iter().map(|s| (*s).to_owned()));
-        let mut child = Command::new(env!("CARGO_BIN_EXE_mqtt5d"))
+        let mut child = mqtt5d_command()
             .args(&args)
             .env_remove("RUST_LOG")
             .stdout(Stdio::null())
@@ -148,6 +153,36 @@ impl Drop for Mqtt5d {
             let _ = child.wait();
         }
     }
+}
+
+/// A command running the `mqtt5d` binary under test.
+pub(crate) fn mqtt5d_command() -> Command {
+    Command::new(env!("CARGO_BIN_EXE_mqtt5d"))
+}
+
+/// `mqtt5d user add NAME --password-stdin` on `data_dir`; it must succeed.
+pub(crate) fn add_user(data_dir: &Path, name: &str, password: &str) {
+    use std::io::Write as _;
+    let mut child = mqtt5d_command()
+        .args(["--data-dir", &data_dir.display().to_string()])
+        .args(["user", "add", name, "--password-stdin"])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("mqtt5d user add runs");
+    child
+        .stdin
+        .take()
+        .expect("stdin")
+        .write_all(format!("{password}\n").as_bytes())
+        .expect("write the password");
+    let out = child.wait_with_output().expect("wait");
+    assert!(
+        out.status.success(),
+        "mqtt5d user add failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
 }
 
 /// The string value of `"key":"value"` in a JSON log line (tracing-subscriber's format puts

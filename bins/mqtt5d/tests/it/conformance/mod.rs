@@ -25,7 +25,6 @@ use std::fmt::Write as _;
 use std::io::{ErrorKind, Read, Write};
 use std::net::{SocketAddr, TcpStream};
 use std::path::{Path, PathBuf};
-use std::process::Command;
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
@@ -887,30 +886,6 @@ fn run_case(case: &Case) -> Result<(), String> {
         return Err(format!("the broker panicked: {line}"));
     }
     Ok(())
-}
-
-/// `mqtt5d user add NAME --password-stdin` on `data_dir`.
-fn add_user(data_dir: &Path, name: &str, password: &str) {
-    let mut child = Command::new(env!("CARGO_BIN_EXE_mqtt5d"))
-        .args(["--data-dir", &data_dir.display().to_string()])
-        .args(["user", "add", name, "--password-stdin"])
-        .stdin(std::process::Stdio::piped())
-        .stdout(std::process::Stdio::null())
-        .stderr(std::process::Stdio::piped())
-        .spawn()
-        .expect("mqtt5d user add runs");
-    child
-        .stdin
-        .take()
-        .expect("stdin")
-        .write_all(format!("{password}\n").as_bytes())
-        .expect("write the password");
-    let out = child.wait_with_output().expect("wait");
-    assert!(
-        out.status.success(),
-        "mqtt5d user add failed: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
 }
 
 /// How many cases run at once (each has its own broker).
