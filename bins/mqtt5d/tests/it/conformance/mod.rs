@@ -42,6 +42,7 @@ mod s3_2_connack_auth;
 mod s3_3_publish;
 mod s3_8_subscribe;
 mod s4_operational;
+mod s5_security;
 mod v311;
 
 /// The longest any one wait for the broker may take.
@@ -119,6 +120,7 @@ fn all_cases() -> Vec<&'static Case> {
         s3_3_publish::CASES,
         s3_8_subscribe::CASES,
         s4_operational::CASES,
+        s5_security::CASES,
         v311::CASES,
     ]
     .into_iter()
@@ -134,6 +136,7 @@ fn all_not_applicable() -> Vec<&'static NotApplicable> {
         s3_3_publish::NOT_APPLICABLE,
         s3_8_subscribe::NOT_APPLICABLE,
         s4_operational::NOT_APPLICABLE,
+        s5_security::NOT_APPLICABLE,
         v311::NOT_APPLICABLE,
     ]
     .into_iter()
