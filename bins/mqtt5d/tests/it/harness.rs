@@ -185,6 +185,17 @@ pub(crate) fn add_user(data_dir: &Path, name: &str, password: &str) {
     );
 }
 
+/// `mqtt5d acl add SCOPE ACCESS TOPIC` on `data_dir`; it must succeed.
+pub(crate) fn add_acl(data_dir: &Path, scope: &str, access: &str, topic: &str) {
+    let (status, out, err) = run_bounded(
+        mqtt5d_command()
+            .args(["--data-dir", &data_dir.display().to_string()])
+            .args(["acl", "add", scope, access, topic]),
+        Duration::from_secs(30),
+    );
+    assert!(status.success(), "mqtt5d acl add failed: {out}{err}");
+}
+
 /// The string value of `"key":"value"` in a JSON log line (tracing-subscriber's format puts
 /// event fields under "fields").
 pub(crate) fn json_field(line: &str, key: &str) -> Option<String> {

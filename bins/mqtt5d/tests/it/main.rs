@@ -8,6 +8,7 @@ mod hostile;
 mod interop;
 mod lifecycle;
 mod rumqttc_suite;
+mod security;
 mod tls;
 mod websocket;
 mod ws_client;
