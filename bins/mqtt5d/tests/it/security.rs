@@ -476,9 +476,8 @@ fn shared_subscription_messages_go_only_to_members_that_may_read_them() {
 /// A subscriber that never reads, while 300 QoS 1 messages of 1 MiB are published to it:
 /// the broker keeps at most `max_queued_bytes` (32 MiB here) for it, dropping the oldest,
 /// and its resident set stays far below the 300 MiB it would take to keep them all. The
-/// publisher gets every PUBACK. (The write buffer holds a few messages, so that the
-/// subscriber stays connected with its window full rather than being disconnected as a slow
-/// consumer by the first one.)
+/// publisher gets every PUBACK. The write buffer may hold 8 MiB, a few messages: what is
+/// measured is the session's bound, not the write buffer's closing the connection.
 #[test]
 fn a_subscriber_that_does_not_read_costs_at_most_max_queued_bytes() {
     const MESSAGES: u16 = 300;
@@ -513,6 +512,39 @@ fn a_subscriber_that_does_not_read_costs_at_most_max_queued_bytes() {
     publisher.disconnect();
     assert_service(broker.addr, "after-stalled");
     drop(stalled);
+}
+
+/// A message larger than the write buffer limit (1 MiB by default), which a raised
+/// `max_packet_size` allows, reaches a subscriber that reads: one packet may take its
+/// buffer past the limit; only a client whose buffer is already past it is disconnected.
+#[test]
+fn a_message_larger_than_the_write_buffer_reaches_a_subscriber_that_reads() {
+    const SIZE: usize = 1_500_000;
+    let dir = temp_dir();
+    let broker = start_with(dir.path(), "[broker]\nmax_packet_size = 4194304\n");
+    let port = broker.port();
+    let mut sub = Sub::start(&port, &words("-V mqttv5 -q 1 -t large/t"));
+    let payload = dir.path().join("payload");
+    std::fs::write(&payload, "p".repeat(SIZE)).expect("write the payload");
+    mosquitto_pub(
+        &port,
+        &[
+            "-q",
+            "1",
+            "-t",
+            "large/t",
+            "-f",
+            payload.to_str().expect("UTF-8"),
+        ],
+    );
+    let at = sub.expect("ppppp");
+    assert_eq!(sub.lines[at].len(), SIZE, "the message arrives whole");
+    let connects = sub
+        .lines
+        .iter()
+        .filter(|l| l.contains("sending CONNECT"))
+        .count();
+    assert_eq!(connects, 1, "the subscriber was disconnected on the way");
 }
 
 /// An anonymous client storing 300 retained messages of 1 MiB: past `max_retained_bytes`
