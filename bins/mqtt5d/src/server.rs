@@ -1354,6 +1354,7 @@ impl<S: Store + Send + 'static> Server<S> {
                 let Some(c) = self.conns.get_mut(key) else {
                     return;
                 };
+                let before = c.buffered();
                 packet.encode(c.version, &mut c.wbuf);
                 let buffered = c.buffered();
                 if buffered > limit / 2 && !c.congested {
@@ -1366,9 +1367,11 @@ impl<S: Store + Send + 'static> Server<S> {
                 let Some(c) = self.conns.get_mut(key) else {
                     return;
                 };
-                if buffered > limit {
-                    // A client that does not read: its buffer is full. Disconnect it rather
-                    // than grow memory without bound.
+                if before > limit {
+                    // A client that does not read: its buffer was full already. Disconnect it
+                    // rather than grow memory without bound. (One packet may take a buffer
+                    // within the limit past it: a message can be larger than the limit when
+                    // `max_packet_size` is, and a client that reads still gets it.)
                     warn!(
                         conn = conn.0,
                         buffered = c.wbuf.len(),

@@ -90,7 +90,9 @@ pub(crate) struct Settings {
     /// The address of the metrics endpoint (`[metrics] listen`); `None` (the default) when
     /// the file has no `[metrics]` table.
     pub(crate) metrics: Option<SocketAddr>,
-    /// The most bytes of outgoing data buffered for one connection. Default 1 MiB.
+    /// The most bytes of outgoing data buffered for one connection, plus one packet: a
+    /// client whose buffer is past it when another packet comes does not read, and is
+    /// disconnected. Default 1 MiB.
     pub(crate) write_buffer_limit: usize,
 }
 

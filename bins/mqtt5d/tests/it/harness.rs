@@ -32,12 +32,22 @@ impl Mqtt5d {
     /// Starts `mqtt5d` with `data_dir` and exactly these extra arguments (no `--listen`: the
     /// listeners come from a config file).
     pub(crate) fn start_raw(data_dir: &Path, extra: &[&str]) -> Self {
-        Self::start_under_umask(data_dir, extra, None)
+        Self::start_logging(data_dir, "debug", extra)
+    }
+
+    /// As [`Mqtt5d::start_raw`], with this log filter (`--log-level`).
+    pub(crate) fn start_logging(data_dir: &Path, level: &str, extra: &[&str]) -> Self {
+        Self::start_with(data_dir, level, extra, None)
     }
 
     /// [`start_raw`](Self::start_raw), with the process's umask set to `umask` (octal, e.g.
-    /// `"022"`) first when given: it runs as `sh -c 'umask …; exec mqtt5d …'`, the same process.
-    pub(crate) fn start_under_umask(data_dir: &Path, extra: &[&str], umask: Option<&str>) -> Self {
+    /// `"022"`) first: it runs as `sh -c 'umask …; exec mqtt5d …'`, the same process.
+    pub(crate) fn start_under_umask(data_dir: &Path, extra: &[&str], umask: &str) -> Self {
+        Self::start_with(data_dir, "debug", extra, Some(umask))
+    }
+
+    /// Starts `mqtt5d` with this log filter, under `umask` when given.
+    fn start_with(data_dir: &Path, level: &str, extra: &[&str], umask: Option<&str>) -> Self {
         crate::machine::machine();
         let mut args = vec![
             "--data-dir".to_owned(),
@@ -45,11 +55,11 @@ impl Mqtt5d {
             "--log-format".to_owned(),
             "json".to_owned(),
             "--log-level".to_owned(),
-            "debug".to_owned(),
+            level.to_owned(),
         ];
         args.extend(extra.iter().map(|s| (*s).to_owned()));
         let mut command = match umask {
-            None => Command::new(env!("CARGO_BIN_EXE_mqtt5d")),
+            None => mqtt5d_command(),
             Some(umask) => {
                 let mut sh = Command::new("sh");
                 sh.args(["-c", &format!("umask {umask} && exec \"$0\" \"$@\"")])
@@ -193,6 +203,57 @@ pub(crate) fn serving(broker: &Mqtt5d) {
     let mut first = [0u8; 1];
     stream.read_exact(&mut first).expect("a CONNACK");
     assert_eq!(first[0], 0x20, "a CONNACK");
+}
+
+/// A command running the `mqtt5d` binary under test.
+pub(crate) fn mqtt5d_command() -> Command {
+    Command::new(env!("CARGO_BIN_EXE_mqtt5d"))
+}
+
+/// `mqtt5d user add NAME --password-stdin` on `data_dir`; it must succeed.
+pub(crate) fn add_user(data_dir: &Path, name: &str, password: &str) {
+    add_user_with(data_dir, None, name, password);
+}
+
+/// `mqtt5d user add NAME --password-stdin` on `data_dir`, with a configuration file when given
+/// (SCRAM credentials are stored only when it enables SCRAM); it must succeed.
+pub(crate) fn add_user_with(data_dir: &Path, config: Option<&Path>, name: &str, password: &str) {
+    use std::io::Write as _;
+    let mut command = mqtt5d_command();
+    command.args(["--data-dir", &data_dir.display().to_string()]);
+    if let Some(config) = config {
+        command.args(["--config", &config.display().to_string()]);
+    }
+    let mut child = command
+        .args(["user", "add", name, "--password-stdin"])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("mqtt5d user add runs");
+    child
+        .stdin
+        .take()
+        .expect("stdin")
+        .write_all(format!("{password}\n").as_bytes())
+        .expect("write the password");
+    let out = child.wait_with_output().expect("wait");
+    assert!(
+        out.status.success(),
+        "mqtt5d user add failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+/// `mqtt5d acl add SCOPE ACCESS TOPIC` on `data_dir`; it must succeed.
+pub(crate) fn add_acl(data_dir: &Path, scope: &str, access: &str, topic: &str) {
+    let (status, out, err) = run_bounded(
+        mqtt5d_command()
+            .args(["--data-dir", &data_dir.display().to_string()])
+            .args(["acl", "add", scope, access, topic]),
+        Duration::from_secs(30),
+    );
+    assert!(status.success(), "mqtt5d acl add failed: {out}{err}");
 }
 
 /// The string value of `"key":"value"` in a JSON log line (tracing-subscriber's format puts

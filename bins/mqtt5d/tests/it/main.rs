@@ -11,6 +11,7 @@ mod lifecycle;
 mod machine;
 mod metrics;
 mod rumqttc_suite;
+mod security;
 mod tls;
 mod websocket;
 mod ws_client;

@@ -25,7 +25,6 @@ use std::fmt::Write as _;
 use std::io::{ErrorKind, Read, Write};
 use std::net::{SocketAddr, TcpStream};
 use std::path::{Path, PathBuf};
-use std::process::Command;
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
@@ -43,6 +42,7 @@ mod s3_2_connack_auth;
 mod s3_3_publish;
 mod s3_8_subscribe;
 mod s4_operational;
+mod s5_security;
 mod v311;
 
 /// The longest any one wait for the broker may take: a liveness bound, never a check of how
@@ -125,6 +125,7 @@ fn all_cases() -> Vec<&'static Case> {
         s3_3_publish::CASES,
         s3_8_subscribe::CASES,
         s4_operational::CASES,
+        s5_security::CASES,
         v311::CASES,
     ]
     .into_iter()
@@ -140,6 +141,7 @@ fn all_not_applicable() -> Vec<&'static NotApplicable> {
         s3_3_publish::NOT_APPLICABLE,
         s3_8_subscribe::NOT_APPLICABLE,
         s4_operational::NOT_APPLICABLE,
+        s5_security::NOT_APPLICABLE,
         v311::NOT_APPLICABLE,
     ]
     .into_iter()
@@ -927,7 +929,7 @@ fn run_case(case: &Case) -> Result<(), String> {
     let config = dir.path().join("case.toml");
     std::fs::write(&config, case.config).expect("write the config");
     for (name, password) in case.users {
-        add_user(dir.path(), &config, name, password);
+        crate::harness::add_user_with(dir.path(), Some(&config), name, password);
     }
     let mut run = Run {
         case,
@@ -959,31 +961,6 @@ fn run_case(case: &Case) -> Result<(), String> {
         return Err(format!("the broker panicked: {line}"));
     }
     Ok(())
-}
-
-/// `mqtt5d --config CONFIG user add NAME --password-stdin` on `data_dir`.
-fn add_user(data_dir: &Path, config: &Path, name: &str, password: &str) {
-    let mut child = Command::new(env!("CARGO_BIN_EXE_mqtt5d"))
-        .args(["--data-dir", &data_dir.display().to_string()])
-        .args(["--config", &config.display().to_string()])
-        .args(["user", "add", name, "--password-stdin"])
-        .stdin(std::process::Stdio::piped())
-        .stdout(std::process::Stdio::null())
-        .stderr(std::process::Stdio::piped())
-        .spawn()
-        .expect("mqtt5d user add runs");
-    child
-        .stdin
-        .take()
-        .expect("stdin")
-        .write_all(format!("{password}\n").as_bytes())
-        .expect("write the password");
-    let out = child.wait_with_output().expect("wait");
-    assert!(
-        out.status.success(),
-        "mqtt5d user add failed: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
 }
 
 /// How many cases run at once (each has its own broker).

@@ -136,6 +136,8 @@ const SCRAM_CONFIG: &str = "[auth]\nscram_sha_256 = true\n";
 
 const ALICE: &[(&str, &str)] = &[("alice", "secret")];
 
+const ALICE_BOB: &[(&str, &str)] = &[("alice", "secret"), ("bob", "hunter2")];
+
 type Key = [u8; 32];
 
 fn hmac(key: &[u8], data: &[u8]) -> Key {
@@ -1106,6 +1108,55 @@ pub(super) const CASES: &[Case] = &[
     )
     .config(SCRAM_CONFIG)
     .users(ALICE),
+    // §4.12.1: a re-authentication must prove the identity the connection has: one that
+    // proves another user (bob, on alice's connection) fails, DISCONNECT 0x87 (Not
+    // authorized) and close, though bob's proof is valid.
+    Case::new(
+        "auth_scram_reauthentication_as_another_user_disconnects",
+        &["MQTT-4.12.1-2"],
+        |s| {
+            let s = scram_connect(s, 0, "c4121-3", "ss33tt22");
+            let bob = ScramClient::new("bob", "hunter2", "fourth-nonce-4121");
+            let s = s.send(
+                0,
+                auth(
+                    AuthReason::ReAuthenticate,
+                    Some(SCRAM),
+                    Some(&bob.client_first()),
+                ),
+            );
+            let s = expect_server_first(s, 0, &bob, usize::MAX);
+            send_client_final(s, 0, &bob).expect_disconnect(0, DisconnectReason::NotAuthorized)
+        },
+    )
+    .config(SCRAM_CONFIG)
+    .users(ALICE_BOB),
+    // §4.12: the identity a client has is the one its exchange proved. A CONNECT naming the
+    // User Name "mallory" that proves alice by SCRAM-SHA-256 connects as alice, and the
+    // broker's "client connected" line names alice, not the User Name it was sent
+    // ([MQTT-4.12.0-5]: the CONNACK carries the method and the server signature).
+    Case::new(
+        "auth_scram_connected_line_names_the_proved_user",
+        &["MQTT-4.12.0-5"],
+        |s| {
+            let client = ScramClient::new("alice", "secret", "uu44vv55ww66");
+            let mut c = connect_scram("c4120-5", &client);
+            c.username = Some(MqttString::try_from("mallory").expect("a user name"));
+            let s = s.open(0).send(0, c);
+            let s = expect_server_first(s, 0, &client, usize::MAX);
+            let s = send_client_final(s, 0, &client);
+            connack_that(s, 0, "CONNACK 0x00 with the server signature", move |a| {
+                if a.reason != ConnAckReason::Success {
+                    return Err(format!("reason {:?}", a.reason));
+                }
+                method_is(a.properties.authentication_method.as_ref(), SCRAM)?;
+                server_final_is(&client, a.properties.authentication_data.as_ref())
+            })
+            .expect_log("\"identity\":\"user alice\"")
+        },
+    )
+    .config(SCRAM_CONFIG)
+    .users(ALICE_BOB),
     // §3.15.2.1: an AUTH whose reason code is not an Authenticate Reason Code (0x01) is a
     // Malformed Packet: DISCONNECT 0x81.
     Case::new(
