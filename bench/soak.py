@@ -1,5 +1,5 @@
 #!/usr/bin/env python3
-"""A bounded soak of a live mqtt5d with client churn (issue 6).
+"""A bounded soak of a live mqtt5d with client churn.
 
 Starts mqtt5d (release build, sync durability, a fresh data directory) on a free loopback
 port, then for --minutes runs:
@@ -13,8 +13,8 @@ its session and the script checks that every QoS 1/2 message published while a c
 session existed reached it (duplicates allowed for QoS 1, none for QoS 2). It prints a report
 and exits non-zero on loss or if RSS grew in the second half of the run by more than 20 %.
 
-Usage: bench/soak.py --mqtt5d target/release/mqtt5d [--minutes 10]
-Needs python3 with paho-mqtt 2.x (scripts/test-all.sh installs it).
+Usage: target/test-venv/bin/python3 bench/soak.py --mqtt5d target/release/mqtt5d [--minutes 10]
+Needs a Python with paho-mqtt 2.x: scripts/test-all.sh builds target/test-venv with it.
 """
 
 import argparse

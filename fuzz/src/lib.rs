@@ -1,8 +1,8 @@
 //! Fuzz targets for `mqtt5-codec` and the broker core.
 //!
 //! The properties live in [`oracles`], a plain module with no dependency on libFuzzer, so that
-//! `crates/mqtt5-codec/tests/it/corpus.rs` can replay the committed corpus and regressions
-//! through the same checks on the stable toolchain.
+//! `tests/corpus.rs` can replay the committed corpus and regressions through the same checks
+//! on the stable toolchain.
 
 pub mod broker;
 pub mod oracles;

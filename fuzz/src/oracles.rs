@@ -1,9 +1,9 @@
 //! The properties the fuzz targets check, one public function per target.
 //!
 //! Each function takes the raw fuzz input and panics when a property fails. They depend only on
-//! `bytes` and `mqtt5_codec`, never on libFuzzer: the fuzz targets call them, and the codec's
-//! integration tests include this file with `#[path]` to replay `fuzz/corpus/` and
-//! `fuzz/regressions/` on the stable toolchain.
+//! `bytes` and `mqtt5_codec`, never on libFuzzer: the fuzz targets call them, and
+//! `tests/corpus.rs` replays `corpus/` and `regressions/` through them on the stable
+//! toolchain.
 //!
 //! # Input layout
 //!

@@ -8,6 +8,9 @@
 //! - [`server`]: the event loop;
 //! - [`auth_watch`]: users and access rules from the database, reloaded while the broker runs;
 //! - [`perms`]: a private data directory, and warnings about files others can read.
+//! - [`tls`]: TLS listeners (rustls) and their certificate files;
+//! - [`websocket`]: WebSocket listeners, over in-memory pipes the event loop owns;
+//! - [`metrics`]: the Prometheus text endpoint.
 //!
 //! Exit status: 0 on success, 1 for an invalid configuration, a failed command or a server
 //! error (with a message on stderr), 2 for a command line clap rejects.
@@ -104,7 +107,7 @@ fn run(config: Option<&Path>, overrides: &Overrides) -> Result<(), Failure> {
     for listener in &settings.listeners {
         tracing::debug!(
             bind = %listener.bind,
-            protocol = ?listener.protocol,
+            protocol = %listener.protocol,
             tls = listener.tls.is_some(),
             anonymous = settings.allows_anonymous(listener),
             "listener configured"
@@ -119,7 +122,9 @@ fn run(config: Option<&Path>, overrides: &Overrides) -> Result<(), Failure> {
         data_dir = %settings.storage.data_dir.display(),
         %durability,
         max_connections = settings.max_connections,
-        metrics = ?settings.metrics,
+        metrics = %settings
+            .metrics
+            .map_or_else(|| "off".to_owned(), |addr| addr.to_string()),
         "storage and limits"
     );
     server::run(settings)?;

@@ -17,7 +17,8 @@
 //!   its own thread.
 //! - **Durability.** In `sync` mode an `Action::Persist` is a barrier: every action after it
 //!   waits until the writer reports that batch committed, so an acknowledgement never leaves
-//!   before the data it confirms (STYLE.md §2). In `periodic` and `memory` modes nothing waits.
+//!   before the data it confirms (`docs/architecture.md`, "The persist barrier"). In
+//!   `periodic` and `memory` modes nothing waits.
 //! - **Bounded memory per connection.** Reads stop at the Maximum Packet Size (the decoder
 //!   refuses larger packets from their header); writes go to a per-connection buffer with a
 //!   hard limit, and a client whose buffer overflows is disconnected and logged.
@@ -55,7 +56,8 @@ impl ServerError {
 
 const WAKER: Token = Token(usize::MAX);
 const SIGNALS: Token = Token(usize::MAX - 1);
-/// Listener tokens are 0..LISTENER_BASE; connection tokens start there.
+/// Listener tokens are 0..CONN_BASE (one per listener, by index); connection tokens start
+/// here (`CONN_BASE + slab key`).
 const CONN_BASE: usize = 1 << 16;
 /// The most bytes read from one connection per readiness event, so that one busy client
 /// cannot starve the others; the rest is read on the next round.
@@ -117,8 +119,8 @@ fn raise_fd_limit() {
     }
     let now = getrlimit(Resource::Nofile);
     info!(
-        soft = ?now.current,
-        hard = ?now.maximum,
+        soft = %now.current.map_or_else(|| "unlimited".to_owned(), |n| n.to_string()),
+        hard = %now.maximum.map_or_else(|| "unlimited".to_owned(), |n| n.to_string()),
         "open-file limit: at most about this many connections"
     );
 }
@@ -1352,6 +1354,7 @@ impl<S: Store + Send + 'static> Server<S> {
                 let Some(c) = self.conns.get_mut(key) else {
                     return;
                 };
+                let before = c.buffered();
                 packet.encode(c.version, &mut c.wbuf);
                 let buffered = c.buffered();
                 if buffered > limit / 2 && !c.congested {
@@ -1364,9 +1367,11 @@ impl<S: Store + Send + 'static> Server<S> {
                 let Some(c) = self.conns.get_mut(key) else {
                     return;
                 };
-                if buffered > limit {
-                    // A client that does not read: its buffer is full. Disconnect it rather
-                    // than grow memory without bound.
+                if before > limit {
+                    // A client that does not read: its buffer was full already. Disconnect it
+                    // rather than grow memory without bound. (One packet may take a buffer
+                    // within the limit past it: a message can be larger than the limit when
+                    // `max_packet_size` is, and a client that reads still gets it.)
                     warn!(
                         conn = conn.0,
                         buffered = c.wbuf.len(),

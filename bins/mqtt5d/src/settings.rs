@@ -90,7 +90,9 @@ pub(crate) struct Settings {
     /// The address of the metrics endpoint (`[metrics] listen`); `None` (the default) when
     /// the file has no `[metrics]` table.
     pub(crate) metrics: Option<SocketAddr>,
-    /// The most bytes of outgoing data buffered for one connection. Default 1 MiB.
+    /// The most bytes of outgoing data buffered for one connection, plus one packet: a
+    /// client whose buffer is past it when another packet comes does not read, and is
+    /// disconnected. Default 1 MiB.
     pub(crate) write_buffer_limit: usize,
 }
 
@@ -141,6 +143,16 @@ pub(crate) enum ListenerProtocol {
         /// The HTTP path of the upgrade request, starting with `/`. Default `/mqtt`.
         path: String,
     },
+}
+
+impl fmt::Display for ListenerProtocol {
+    /// As the log shows it: `mqtt`, or `websocket` and its path.
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Self::Mqtt => f.write_str("mqtt"),
+            Self::WebSocket { path } => write!(f, "websocket {path}"),
+        }
+    }
 }
 
 /// A listener's TLS files (PEM). They existed when the settings were loaded.

@@ -84,7 +84,7 @@ pub enum CredentialError {
 /// of memory, [`PasswordParams::MAX_ITERATIONS`] passes or [`PasswordParams::MAX_PARALLELISM`]
 /// lanes is refused, so that a bad entry cannot make each login allocate gigabytes.
 ///
-/// Salts come from the caller (the core takes no randomness of its own, STYLE.md §2): 16 to 48
+/// Salts come from the caller (the core takes no randomness of its own): 16 to 48
 /// random bytes per password.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub struct PasswordParams {

@@ -1,4 +1,5 @@
-//! The sans-IO core of the mqtt5 broker (STYLE.md §2, in the manner of quinn-proto).
+//! The sans-IO core of the mqtt5 broker (in the manner of quinn-proto; see
+//! `docs/architecture.md` in the repository).
 //!
 //! [`Broker`] is a state machine. The driver (the `mqtt5d` binary, or a test) feeds it
 //! connection events and decoded packets with the current time, and drains the [`Action`]s it

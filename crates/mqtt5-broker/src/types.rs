@@ -212,7 +212,7 @@ pub enum Notice {
     },
 }
 
-/// What the core asks its driver to do, in order (STYLE.md §2).
+/// What the core asks its driver to do, in order (`docs/architecture.md`, "The sans-IO core").
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Action {
     /// Encode and send a packet on a connection, in the protocol version the connection's

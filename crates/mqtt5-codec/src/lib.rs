@@ -111,3 +111,8 @@ pub use reason::{
 pub use string::{MqttString, UserProperty};
 pub use topic::{TopicFilter, TopicName};
 pub use wire::{VARINT_MAX, varint_len};
+
+// The README's example runs as a doc test too.
+#[cfg(doctest)]
+#[doc = include_str!("../README.md")]
+struct ReadmeDoctests;

@@ -1,7 +1,6 @@
 //! UTF-8 Encoded Strings (MQTT 5 §1.5.4) and string pairs (§1.5.7).
 
 use bytes::Bytes;
-use bytestring::ByteString;
 
 use crate::Error;
 use crate::wire::{Reader, Sink};
@@ -14,8 +13,14 @@ use crate::wire::{Reader, Sink};
 /// as it is `[MQTT-1.5.4-3]`. The "Disallowed Unicode code points" of §1.5.4 (controls and
 /// non-characters) are a SHOULD NOT that a receiver MAY reject; this codec accepts them, as
 /// real clients send them, and leaves any policy to the application.
+///
+/// Equality, ordering and hashing are those of the bytes, which for UTF-8 agree with those of
+/// the text.
 #[derive(Clone, PartialEq, Eq, PartialOrd, Ord, Hash, Default)]
-pub struct MqttString(ByteString);
+pub struct MqttString(
+    /// Well-formed UTF-8: every constructor proves it, and `Bytes` never changes.
+    Bytes,
+);
 
 impl MqttString {
     /// The largest string MQTT can carry, in bytes.
@@ -23,7 +28,7 @@ impl MqttString {
 
     /// An empty string.
     pub const fn empty() -> Self {
-        Self(ByteString::from_static(""))
+        Self(Bytes::new())
     }
 
     /// Validates `bytes` as an MQTT string without copying.
@@ -42,30 +47,33 @@ impl MqttString {
             return Err(Error::StringTooLong(bytes.len()));
         }
         let scan = Scan::of(&bytes);
-        if scan.ascii && !scan.nul {
-            // SAFETY: every byte is below 0x80 (checked by `Scan::of` just above), and a byte
-            // sequence of ASCII code points is well-formed UTF-8, which is the only invariant
-            // `ByteString` requires. Re-validating it would repeat the scan we just made, on
-            // the decoder's hottest path (every topic and every property string).
-            #[allow(unsafe_code, reason = "audited: the bytes were just proven ASCII")]
-            let s = unsafe { ByteString::from_bytes_unchecked(bytes) };
-            return Ok((Self(s), scan.wildcard));
+        // ASCII is well-formed UTF-8: the scan just made settles the common case, on the
+        // decoder's hottest path (every topic and every property string), without a second
+        // pass over the bytes.
+        if !scan.ascii {
+            core::str::from_utf8(&bytes).map_err(|_| Error::InvalidUtf8)?;
         }
-        let s = ByteString::try_from(bytes).map_err(|_| Error::InvalidUtf8)?;
         if scan.nul {
             return Err(Error::NullCharacter);
         }
-        Ok((Self(s), scan.wildcard))
+        Ok((Self(bytes), scan.wildcard))
     }
 
     /// The string as `&str`.
+    #[allow(
+        unsafe_code,
+        reason = "audited: every constructor proves the bytes UTF-8"
+    )]
     pub fn as_str(&self) -> &str {
-        &self.0
+        // SAFETY: the bytes are well-formed UTF-8. `from_bytes_scanned` checks them (an ASCII
+        // scan, or `str::from_utf8`), `copy_of` and `detach` copy a `&str`, `empty` is empty,
+        // and no method changes them (`Bytes` is immutable; the field is private).
+        unsafe { core::str::from_utf8_unchecked(&self.0) }
     }
 
     /// The string's bytes.
     pub fn as_bytes(&self) -> &[u8] {
-        self.0.as_bytes()
+        &self.0
     }
 
     /// The length in bytes.
@@ -80,13 +88,13 @@ impl MqttString {
 
     /// The underlying bytes (a slice of the decoded frame, or its own allocation).
     pub fn into_bytes(self) -> Bytes {
-        self.0.into_bytes()
+        self.0
     }
 
     /// Copies the string into its own allocation, so it no longer pins the frame it came from.
     #[must_use]
     pub fn detach(&self) -> Self {
-        Self(ByteString::from(self.as_str()))
+        Self(Bytes::copy_from_slice(&self.0))
     }
 
     /// Reads a string into its own allocation: strings other than topic names are short and
@@ -99,7 +107,7 @@ impl MqttString {
     /// A copy of `s`, which the caller has checked with [`check_str`].
     #[inline]
     pub(crate) fn copy_of(s: &str) -> Self {
-        Self(ByteString::from(s))
+        Self(Bytes::copy_from_slice(s.as_bytes()))
     }
 
     pub(crate) fn write<S: Sink>(&self, s: &mut S) {

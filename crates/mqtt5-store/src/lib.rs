@@ -6,8 +6,9 @@
 //! not lose.
 //!
 //! [`MemoryStore`] keeps it all in `BTreeMap`s: it is what the broker's tests use and the model
-//! that other backends are checked against. The SQLite backend (`SqliteStore`, behind the
-//! default `sqlite` feature) keeps it in one file.
+//! that other backends are checked against. `SqliteStore` (behind the default `sqlite`
+//! feature) keeps it in one SQLite file, and [`Writer`] applies batches on a thread of its own
+//! with group commit.
 //!
 //! Users and access rules also have a smaller view, [`AuthState`] from
 //! [`Store::auth_state`], with a version that changes whenever they change: what an
@@ -375,7 +376,7 @@ pub enum Error {
     WriterGone,
 }
 
-/// A persistence backend.
+/// A persistence backend (`docs/architecture.md`, "The store").
 pub trait Store: Send {
     /// Reads back the whole persistent state.
     ///

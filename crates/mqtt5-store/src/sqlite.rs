@@ -1,4 +1,4 @@
-//! [`SqliteStore`]: the persistent state in one SQLite file.
+//! [`SqliteStore`]: the persistent state in one SQLite file (`docs/architecture.md`, "The store").
 //!
 //! Each [`Store::apply`] is one `BEGIN IMMEDIATE … COMMIT` transaction on a dedicated writer
 //! connection, with prepared statements from the connection's cache; when an op fails (an op

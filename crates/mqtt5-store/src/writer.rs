@@ -2,10 +2,11 @@
 //!
 //! The broker core emits `Action::Persist(Vec<StoreOp>)`, and an acknowledgement for a message
 //! that must be durable may be sent only after its batch is committed. The driver therefore
-//! [submits](WriterHandle::submit) each batch, gets a [`BatchId`] back at once, and holds back
-//! every later packet to the same client until a [`Completion`] covers that id. The writer
-//! thread reports completions on a channel and then calls a wake-up callback (in the driver, a
-//! `mio::Waker`), so the event loop never blocks on the disk.
+//! [submits](WriterHandle::submit) each batch, gets a [`BatchId`] back at once and, in sync
+//! durability, holds back every later action, whatever client it is for, until a
+//! [`Completion`] covers that id. The writer thread reports completions on a channel and then
+//! calls a wake-up callback (in the driver, a `mio::Waker`), so the event loop never blocks on
+//! the disk.
 //!
 //! ```text
 //!  event loop (driver)                            writer thread
@@ -14,13 +15,13 @@
 //!    └─ submit(ops) ─► BatchId 7
 //!         │                ┌───────────────────┐
 //!         └───────────────►│ bounded queue     │─► recv the first batch (blocking)
-//!    hold the client's     │ (full: submit     │   drain what is already queued,
-//!    later packets         │  waits)           │   up to max_batch_ops ops
+//!    hold every later      │ (full: submit     │   drain what is already queued,
+//!    action (sync mode)    │  waits)           │   up to max_batch_ops ops
 //!    behind #7             └───────────────────┘   store.apply(#5 ++ #6 ++ #7)
 //!                                                    one transaction, one fsync
 //!    completions ◄───────────────────────────────── Committed { upto: #7 }
 //!    wake() woke us ◄────────────────────────────── wake()
-//!    release the packets held behind ids ≤ #7
+//!    release the actions held behind ids ≤ #7
 //! ```
 //!
 //! # Group commit

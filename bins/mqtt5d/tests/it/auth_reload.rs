@@ -423,8 +423,7 @@ mod modes {
         // The broker creates them too, and SQLite's -wal and -shm files beside the database
         // take its mode.
         let data = root.path().join("broker");
-        let mut broker =
-            Mqtt5d::start_under_umask(&data, &["--listen", "127.0.0.1:0"], Some("022"));
+        let mut broker = Mqtt5d::start_under_umask(&data, &["--listen", "127.0.0.1:0"], "022");
         assert_eq!(mode(&data), 0o700);
         let db = db_path(&data);
         assert_eq!(mode(&db), 0o600);

@@ -12,10 +12,13 @@
 //!   subscriber ── CONNECT (session expiry 1 h), SUBSCRIBE crash/# QoS 1, DISCONNECT
 //!   3 publishers ── PUBLISH QoS 1 "p:n" ──► mqtt5d ──► queued for the offline session
 //!                 ◄── PUBACK n: recorded with the instant it was read
-//!   random delay ── SIGKILL ── restart on the same data dir
+//!   first PUBACK, then a random delay ── SIGKILL ── restart on the same data dir
 //!   subscriber ── CONNECT (clean start off) ◄── queued messages, until 2 s of quiet
 //!   check: every acknowledged n (old enough, in periodic mode) was received
 //! ```
+//!
+//! Each test also checks that it checked something: a run in which no acknowledged message
+//! was required back fails.
 
 use std::collections::hash_map::RandomState;
 use std::collections::{HashMap, HashSet, VecDeque};
@@ -78,7 +81,7 @@ struct Scenario {
     name: &'static str,
     /// The configuration file the broker runs with (before and after the crash).
     config: &'static str,
-    /// The kill comes between these many milliseconds after publishing starts (inclusive).
+    /// The kill comes between these many milliseconds after the first PUBACK (inclusive).
     kill_after_ms: (u64, u64),
     /// Each publisher sends at most this many messages a second; `None`: as fast as its
     /// window lets it.
@@ -115,7 +118,8 @@ const PERIODIC: Scenario = Scenario {
 
 #[test]
 fn sigkill_under_sync_durability_loses_no_acknowledged_message() {
-    run(&SYNC);
+    let required = run(&SYNC);
+    assert!(required > 0, "no message was acknowledged before a kill");
 }
 
 #[test]
@@ -168,6 +172,8 @@ fn crash_once(scenario: &Scenario, seed: u64, iteration: usize, kill_after: Dura
     for p in &publishers {
         p.go();
     }
+    // The kill point is random, but never before the broker has acknowledged something.
+    publishers[0].wait_acknowledged();
     thread::sleep(kill_after);
     // Taken before the signal: a PUBACK read before this instant certainly preceded the kill.
     let killed_at = Instant::now();
@@ -458,6 +464,17 @@ impl Publisher {
             })
             .unwrap_or_else(PoisonError::into_inner);
         assert!(f.connected, "a publisher did not connect: {:?}", f.ended);
+    }
+
+    /// Waits (bounded) for its first successful PUBACK.
+    fn wait_acknowledged(&self) {
+        let (flow, changed) = &*self.flow;
+        let (f, _) = changed
+            .wait_timeout_while(lock(flow), Duration::from_secs(30), |f| {
+                f.acked.is_empty() && f.ended.is_none()
+            })
+            .unwrap_or_else(PoisonError::into_inner);
+        assert!(!f.acked.is_empty(), "no PUBACK within 30 s: {:?}", f.ended);
     }
 
     /// Lets it publish.

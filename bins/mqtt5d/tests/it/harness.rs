@@ -8,6 +8,8 @@ use std::process::{Child, Command, ExitStatus, Stdio};
 use std::sync::mpsc;
 use std::time::{Duration, Instant};
 
+pub(crate) use crate::machine::python;
+
 /// A running broker.
 pub(crate) struct Mqtt5d {
     child: Option<Child>,
@@ -30,23 +32,34 @@ impl Mqtt5d {
     /// Starts `mqtt5d` with `data_dir` and exactly these extra arguments (no `--listen`: the
     /// listeners come from a config file).
     pub(crate) fn start_raw(data_dir: &Path, extra: &[&str]) -> Self {
-        Self::start_under_umask(data_dir, extra, None)
+        Self::start_logging(data_dir, "debug", extra)
+    }
+
+    /// As [`Mqtt5d::start_raw`], with this log filter (`--log-level`).
+    pub(crate) fn start_logging(data_dir: &Path, level: &str, extra: &[&str]) -> Self {
+        Self::start_with(data_dir, level, extra, None)
     }
 
     /// [`start_raw`](Self::start_raw), with the process's umask set to `umask` (octal, e.g.
-    /// `"022"`) first when given: it runs as `sh -c 'umask …; exec mqtt5d …'`, the same process.
-    pub(crate) fn start_under_umask(data_dir: &Path, extra: &[&str], umask: Option<&str>) -> Self {
+    /// `"022"`) first: it runs as `sh -c 'umask …; exec mqtt5d …'`, the same process.
+    pub(crate) fn start_under_umask(data_dir: &Path, extra: &[&str], umask: &str) -> Self {
+        Self::start_with(data_dir, "debug", extra, Some(umask))
+    }
+
+    /// Starts `mqtt5d` with this log filter, under `umask` when given.
+    fn start_with(data_dir: &Path, level: &str, extra: &[&str], umask: Option<&str>) -> Self {
+        crate::machine::machine();
         let mut args = vec![
             "--data-dir".to_owned(),
             data_dir.display().to_string(),
             "--log-format".to_owned(),
             "json".to_owned(),
             "--log-level".to_owned(),
-            "debug".to_owned(),
+            level.to_owned(),
         ];
         args.extend(extra.iter().map(|s| (*s).to_owned()));
         let mut command = match umask {
-            None => Command::new(env!("CARGO_BIN_EXE_mqtt5d")),
+            None => mqtt5d_command(),
             Some(umask) => {
                 let mut sh = Command::new("sh");
                 sh.args(["-c", &format!("umask {umask} && exec \"$0\" \"$@\"")])
@@ -119,6 +132,16 @@ impl Mqtt5d {
         None
     }
 
+    /// The address of its metrics endpoint (`[metrics] listen`), from its log (bounded wait).
+    pub(crate) fn metrics_addr(&mut self) -> Result<SocketAddr, String> {
+        let line = self
+            .wait_for_log("metrics endpoint listening", Duration::from_secs(10))
+            .ok_or("no metrics endpoint: the configuration has no [metrics] listen")?;
+        json_field(&line, "addr")
+            .and_then(|a| a.parse().ok())
+            .ok_or_else(|| format!("no address in {line}"))
+    }
+
     /// Sends SIGTERM to the broker's PID and waits (bounded) for it to exit.
     pub(crate) fn stop(&mut self) -> ExitStatus {
         let mut child = self.child.take().expect("running");
@@ -182,6 +205,57 @@ pub(crate) fn serving(broker: &Mqtt5d) {
     assert_eq!(first[0], 0x20, "a CONNACK");
 }
 
+/// A command running the `mqtt5d` binary under test.
+pub(crate) fn mqtt5d_command() -> Command {
+    Command::new(env!("CARGO_BIN_EXE_mqtt5d"))
+}
+
+/// `mqtt5d user add NAME --password-stdin` on `data_dir`; it must succeed.
+pub(crate) fn add_user(data_dir: &Path, name: &str, password: &str) {
+    add_user_with(data_dir, None, name, password);
+}
+
+/// `mqtt5d user add NAME --password-stdin` on `data_dir`, with a configuration file when given
+/// (SCRAM credentials are stored only when it enables SCRAM); it must succeed.
+pub(crate) fn add_user_with(data_dir: &Path, config: Option<&Path>, name: &str, password: &str) {
+    use std::io::Write as _;
+    let mut command = mqtt5d_command();
+    command.args(["--data-dir", &data_dir.display().to_string()]);
+    if let Some(config) = config {
+        command.args(["--config", &config.display().to_string()]);
+    }
+    let mut child = command
+        .args(["user", "add", name, "--password-stdin"])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("mqtt5d user add runs");
+    child
+        .stdin
+        .take()
+        .expect("stdin")
+        .write_all(format!("{password}\n").as_bytes())
+        .expect("write the password");
+    let out = child.wait_with_output().expect("wait");
+    assert!(
+        out.status.success(),
+        "mqtt5d user add failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+/// `mqtt5d acl add SCOPE ACCESS TOPIC` on `data_dir`; it must succeed.
+pub(crate) fn add_acl(data_dir: &Path, scope: &str, access: &str, topic: &str) {
+    let (status, out, err) = run_bounded(
+        mqtt5d_command()
+            .args(["--data-dir", &data_dir.display().to_string()])
+            .args(["acl", "add", scope, access, topic]),
+        Duration::from_secs(30),
+    );
+    assert!(status.success(), "mqtt5d acl add failed: {out}{err}");
+}
+
 /// The string value of `"key":"value"` in a JSON log line (tracing-subscriber's format puts
 /// event fields under "fields").
 pub(crate) fn json_field(line: &str, key: &str) -> Option<String> {
@@ -189,6 +263,46 @@ pub(crate) fn json_field(line: &str, key: &str) -> Option<String> {
     let start = line.find(&pat)? + pat.len();
     let end = line[start..].find('"')? + start;
     Some(line[start..end].to_owned())
+}
+
+/// The body of `GET /metrics` from the broker's metrics endpoint at `addr`, or why not.
+pub(crate) fn metrics_text(addr: SocketAddr) -> Result<String, String> {
+    use std::io::{Read, Write};
+    let mut stream = std::net::TcpStream::connect(addr).map_err(|e| format!("connect: {e}"))?;
+    stream
+        .set_read_timeout(Some(Duration::from_secs(10)))
+        .map_err(|e| e.to_string())?;
+    stream
+        .write_all(b"GET /metrics HTTP/1.1\r\nHost: x\r\n\r\n")
+        .map_err(|e| format!("request: {e}"))?;
+    let mut body = String::new();
+    stream
+        .read_to_string(&mut body)
+        .map_err(|e| format!("response: {e}"))?;
+    Ok(body)
+}
+
+/// Waits (bounded by `timeout`) until the metrics endpoint at `addr` shows `name` at
+/// `value`. The broker renders the text at most twice a second, so it is asked again until
+/// then; the error holds the last text.
+pub(crate) fn wait_for_metric(
+    addr: SocketAddr,
+    name: &str,
+    value: u64,
+    timeout: Duration,
+) -> Result<(), String> {
+    let line = format!("\n{name} {value}\n");
+    let end = Instant::now() + timeout;
+    loop {
+        let text = metrics_text(addr)?;
+        if text.contains(&line) {
+            return Ok(());
+        }
+        if Instant::now() > end {
+            return Err(format!("no {name} {value} within {timeout:?}:\n{text}"));
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
 }
 
 /// A fresh temporary directory for one test.

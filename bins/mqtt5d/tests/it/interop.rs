@@ -107,7 +107,7 @@ fn mqtt311_publisher_reaches_mqtt5_subscriber_with_retained_message() {
 /// Runs a paho-mqtt 2.x script against the broker; it prints "ok" on success.
 fn paho(port: &str, script: &str) -> String {
     let (status, out, err) = run_bounded(
-        Command::new("python3").args(["-c", script, port]),
+        Command::new(python()).args(["-c", script, port]),
         Duration::from_secs(30),
     );
     assert!(

@@ -35,7 +35,7 @@ fn sigterm_disconnects_mqtt5_clients_with_0x8b_and_exits_0() {
     let port = broker.port();
     let client = std::thread::spawn(move || {
         run_bounded(
-            Command::new("python3").args(["-c", PAHO_SHUTDOWN, &port]),
+            Command::new(python()).args(["-c", PAHO_SHUTDOWN, &port]),
             Duration::from_secs(40),
         )
     });
@@ -199,7 +199,7 @@ fn full_store_refuses_new_persistent_work_with_0x97_and_keeps_serving() {
     let mut broker = Mqtt5d::start(dir.path(), &["--config", &config.display().to_string()]);
     let port = broker.port();
     let (status, out, err) = run_bounded(
-        Command::new("python3").args(["-c", PAHO_FILL_STORE, &port]),
+        Command::new(python()).args(["-c", PAHO_FILL_STORE, &port]),
         Duration::from_secs(120),
     );
     assert!(status.success(), "{out}{err}");
@@ -215,34 +215,21 @@ fn full_store_refuses_new_persistent_work_with_0x97_and_keeps_serving() {
 
 #[test]
 fn metrics_endpoint_serves_prometheus_text() {
-    use std::io::{Read, Write};
     let dir = temp_dir();
     let config = dir.path().join("metrics.toml");
     std::fs::write(&config, "[metrics]\nlisten = \"127.0.0.1:0\"\n").expect("write");
     let mut broker = Mqtt5d::start(dir.path(), &["--config", &config.display().to_string()]);
-    let line = broker
-        .wait_for_log("metrics endpoint listening", Duration::from_secs(10))
-        .expect("the metrics endpoint started");
-    let addr: std::net::SocketAddr = json_field(&line, "addr")
-        .expect("addr")
-        .parse()
-        .expect("addr");
+    let addr = broker.metrics_addr().expect("the metrics endpoint started");
     let port = broker.port();
     mosquitto_pub(&port, &["-q", "1", "-r", "-t", "m/t", "-m", "x"]);
-    // The text is rendered at most twice a second: ask until it shows the message (bounded).
-    let mut body = String::new();
-    for _ in 0..50 {
-        let mut stream = std::net::TcpStream::connect(addr).expect("connect");
-        stream
-            .write_all(b"GET /metrics HTTP/1.1\r\nHost: x\r\n\r\n")
-            .expect("request");
-        body.clear();
-        stream.read_to_string(&mut body).expect("response");
-        if body.contains("mqtt5_messages_received_total 1") {
-            break;
-        }
-        std::thread::sleep(Duration::from_millis(100));
-    }
+    wait_for_metric(
+        addr,
+        "mqtt5_messages_received_total",
+        1,
+        Duration::from_secs(10),
+    )
+    .expect("the metrics show the message");
+    let body = metrics_text(addr).expect("GET /metrics");
     assert!(body.starts_with("HTTP/1.1 200 OK"), "{body}");
     for name in [
         "# TYPE mqtt5_connections gauge",

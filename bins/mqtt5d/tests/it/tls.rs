@@ -9,6 +9,7 @@ use crate::harness::*;
 /// Makes a CA, a server certificate for 127.0.0.1 / localhost, and a client certificate,
 /// all signed by the CA, in `dir`.
 fn make_certificates(dir: &Path) {
+    crate::machine::machine();
     let run = |args: &[&str]| {
         let (status, out, err) = run_bounded(
             Command::new("openssl").args(args).current_dir(dir),
@@ -207,7 +208,7 @@ fn secure_websocket_listener_serves_paho() {
     );
     let ca = dir.path().join("ca.crt").display().to_string();
     let (status, out, err) = run_bounded(
-        Command::new("python3").args(["-c", PAHO_WSS, &broker.port(), &ca]),
+        Command::new(python()).args(["-c", PAHO_WSS, &broker.port(), &ca]),
         Duration::from_secs(30),
     );
     assert!(status.success(), "{out}{err}");

@@ -55,7 +55,7 @@ fn websocket_listener_serves_paho_over_websockets_in_v5_and_v311() {
     );
     for version in ["5", "4"] {
         let (status, out, err) = run_bounded(
-            Command::new("python3").args(["-c", PAHO_WS, &broker.port(), "/mqtt", version]),
+            Command::new(python()).args(["-c", PAHO_WS, &broker.port(), "/mqtt", version]),
             Duration::from_secs(30),
         );
         assert!(status.success(), "v{version}: {out}{err}");
@@ -70,7 +70,7 @@ fn websocket_upgrade_on_another_path_is_refused() {
     let config = ws_config(dir.path());
     let broker = Mqtt5d::start_raw(dir.path(), &["--config", &config.display().to_string()]);
     let (status, _out, _err) = run_bounded(
-        Command::new("python3").args(["-c", PAHO_WS, &broker.port(), "/elsewhere", "5"]),
+        Command::new(python()).args(["-c", PAHO_WS, &broker.port(), "/elsewhere", "5"]),
         Duration::from_secs(30),
     );
     assert!(

@@ -1,5 +1,5 @@
 //! A deterministic simulation: a virtual clock, N clients, and every packet through the real
-//! codec in both directions (quinn's `Pair`, STYLE.md §2). No sockets, no sleeps.
+//! codec in both directions (quinn's `Pair`; `docs/architecture.md`). No sockets, no sleeps.
 
 use std::collections::{HashMap, VecDeque};
 use std::net::SocketAddr;

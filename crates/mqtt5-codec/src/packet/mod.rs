@@ -393,7 +393,8 @@ fn check_first_byte(first: u8, version: ProtocolVersion) -> Result<PacketType, E
         1 => (PacketType::Connect, 0),
         2 => (PacketType::ConnAck, 0),
         3 => {
-            // `[MQTT-3.3.1-4]`: QoS 3. DUP on QoS 0 is checked with the body.
+            // Both show in the first byte: QoS 3 (`[MQTT-3.3.1-4]`), and DUP on QoS 0
+            // (`[MQTT-3.3.1-2]`).
             if flags & 0x06 == 0x06 {
                 return Err(Error::InvalidQoS);
             }

@@ -82,10 +82,12 @@ impl Publish {
                 let bytes = frame
                     .get(at..at + usize::from(*topic_len))
                     .unwrap_or_default();
-                // SAFETY: `Publish::read` built this `Frame` only after `TopicName::
-                // from_bytes_allow_empty` accepted exactly these bytes, which proves them
-                // well-formed UTF-8; `Bytes` is immutable, and `body` is private, so nothing
-                // has changed them since.
+                // SAFETY: `Body::Frame` is built in one place, `Publish::read`, and only after
+                // `check_topic_bytes` accepted `frame[topic_at..][..topic_len]`, which proves
+                // those bytes well-formed UTF-8 (`topic_at` is at most 7, the fixed header and
+                // the length, so it fits its `u8`). `Bytes` is immutable and `body` private;
+                // a change to the topic replaces the `Frame` with `Parts`. A range outside the
+                // frame, which cannot happen, reads as the empty string.
                 #[allow(unsafe_code, reason = "audited: validated at decode, immutable since")]
                 unsafe {
                     core::str::from_utf8_unchecked(bytes)

@@ -1,6 +1,5 @@
-//! Integration tests of mqtt5-codec: one test binary (STYLE.md §1).
+//! Integration tests of mqtt5-codec: one test binary (`CONTRIBUTING.md`, "Layout").
 
-mod corpus;
 mod malformed;
 mod roundtrip;
 mod vectors;

@@ -1,4 +1,4 @@
-//! Property tests for every packet type and every protocol version (STYLE.md §7):
+//! Property tests for every packet type and every protocol version (`CONTRIBUTING.md`, "Tests"):
 //! encode then decode gives the packet back, `encoded_len` is exact, every strict prefix is
 //! `Ok(None)`, and any split of a stream of packets decodes to the same packets.
 

@@ -1,4 +1,4 @@
-//! Spec byte vectors (STYLE.md §7): every packet type of MQTT 5.0, 3.1.1 and 3.1, written in
+//! Spec byte vectors (`CONTRIBUTING.md`, "Tests"): every packet type of MQTT 5.0, 3.1.1 and 3.1, written in
 //! hex and checked by hand against the byte layouts of the specifications. Where MQTT 5.0
 //! prints example bytes (§1.5.5 Table 1-1, Figures 3-6, 3-9, 3-19, 3-21, 3.30, 3-24), the
 //! vector uses them and cites the section.

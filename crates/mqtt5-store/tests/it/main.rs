@@ -1,4 +1,4 @@
-//! Integration tests of mqtt5-store, in one test binary.
+//! Integration tests of mqtt5-store: one test binary (`CONTRIBUTING.md`, "Layout").
 //!
 //! - `conformance`: one suite, generic over [`mqtt5_store::Store`], run against every backend;
 //! - `model`: a property test of `SqliteStore` against `MemoryStore`, with close-and-reopen;

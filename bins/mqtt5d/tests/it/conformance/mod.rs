@@ -25,7 +25,6 @@ use std::fmt::Write as _;
 use std::io::{ErrorKind, Read, Write};
 use std::net::{SocketAddr, TcpStream};
 use std::path::{Path, PathBuf};
-use std::process::Command;
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
@@ -43,10 +42,16 @@ mod s3_2_connack_auth;
 mod s3_3_publish;
 mod s3_8_subscribe;
 mod s4_operational;
+mod s5_security;
 mod v311;
 
-/// The longest any one wait for the broker may take.
+/// The longest any one wait for the broker may take: a liveness bound, never a check of how
+/// fast the broker is.
 const STEP: Duration = Duration::from_secs(10);
+
+/// Broker configuration that enables the metrics endpoint on a loopback port the OS picks,
+/// for [`Script::expect_metric`].
+pub(crate) const METRICS: &str = "[metrics]\nlisten = \"127.0.0.1:0\"\n";
 
 /// The normative statement ids of MQTT 5.0, one per line.
 const NORMATIVE_IDS: &str = include_str!("normative-ids.txt");
@@ -120,6 +125,7 @@ fn all_cases() -> Vec<&'static Case> {
         s3_3_publish::CASES,
         s3_8_subscribe::CASES,
         s4_operational::CASES,
+        s5_security::CASES,
         v311::CASES,
     ]
     .into_iter()
@@ -135,6 +141,7 @@ fn all_not_applicable() -> Vec<&'static NotApplicable> {
         s3_3_publish::NOT_APPLICABLE,
         s3_8_subscribe::NOT_APPLICABLE,
         s4_operational::NOT_APPLICABLE,
+        s5_security::NOT_APPLICABLE,
         v311::NOT_APPLICABLE,
     ]
     .into_iter()
@@ -214,13 +221,22 @@ pub(crate) enum Step {
     Closed { conn: usize },
     /// Nothing may arrive on `conn` for this long (and it stays open).
     Quiet { conn: usize, time: Duration },
-    /// The client closes `conn` abruptly (no DISCONNECT).
+    /// The client closes `conn` without a DISCONNECT: a PINGREQ round trip (the broker has
+    /// read everything sent before), a FIN, then it reads until the broker closes its side
+    /// too. When the step ends, the broker has handled the lost connection.
     Hangup { conn: usize },
-    /// Waits.
-    Sleep(Duration),
-    /// Stops the broker with SIGTERM (it must exit 0) and starts it again on the same data
-    /// directory. Every open connection is gone; the address may change.
-    Restart,
+    /// Lets this much time pass, for a timer of the case (an expiry, a will delay) to run
+    /// out. It is a lower bound: what follows must hold however much later it runs. It never
+    /// waits for the broker to catch up; that is what [`Step::Metric`], [`Step::Log`], a packet
+    /// or a close are for.
+    Elapse(Duration),
+    /// Stops the broker with SIGTERM (it must exit 0), lets `down` pass while it is stopped,
+    /// and starts it again on the same data directory. Every open connection is gone; the
+    /// address may change.
+    Restart { down: Duration },
+    /// The broker's metrics endpoint must show `name` at `value` (within [`STEP`]); the
+    /// case's configuration enables it with [`METRICS`].
+    Metric { name: &'static str, value: u64 },
     /// The broker must log a line containing this (within [`STEP`]).
     Log(&'static str),
     /// Sends a WebSocket text frame on `conn` (a WebSocket connection).
@@ -378,7 +394,7 @@ impl Script {
         })
     }
 
-    /// The client drops `conn` without a DISCONNECT.
+    /// The client drops `conn` without a DISCONNECT, and waits for the broker to close it.
     pub(crate) fn hangup(self, conn: usize) -> Self {
         self.push(Step::Hangup { conn })
     }
@@ -410,14 +426,33 @@ impl Script {
         self.push(Step::Subprotocol { conn, want })
     }
 
-    /// Waits `ms` milliseconds.
-    pub(crate) fn sleep(self, ms: u64) -> Self {
-        self.push(Step::Sleep(Duration::from_millis(ms)))
+    /// Lets `ms` milliseconds pass for a timer of the case (see [`Step::Elapse`]).
+    pub(crate) fn elapse(self, ms: u64) -> Self {
+        self.push(Step::Elapse(Duration::from_millis(ms)))
     }
 
     /// Restarts the broker (SIGTERM, then start on the same data directory).
     pub(crate) fn restart(self) -> Self {
-        self.push(Step::Restart)
+        self.restart_after(0)
+    }
+
+    /// Stops the broker, lets `ms` milliseconds pass while it is down, and starts it again.
+    pub(crate) fn restart_after(self, ms: u64) -> Self {
+        self.push(Step::Restart {
+            down: Duration::from_millis(ms),
+        })
+    }
+
+    /// The broker's metrics endpoint must show `name` at `value` (the case's configuration
+    /// includes [`METRICS`]).
+    pub(crate) fn expect_metric(self, name: &'static str, value: u64) -> Self {
+        self.push(Step::Metric { name, value })
+    }
+
+    /// A PINGREQ on `conn` and its PINGRESP: the broker has handled everything `conn` sent
+    /// before.
+    pub(crate) fn ping(self, conn: usize) -> Self {
+        self.send_hex(conn, "c0 00").expect_hex(conn, "d0 00")
     }
 
     /// The broker must log a line containing `needle`.
@@ -685,6 +720,43 @@ impl Conn {
         }
     }
 
+    /// Closes the connection without a DISCONNECT, and returns once the broker has handled
+    /// the lost connection: a PINGREQ round trip first, so that the broker has read what came
+    /// before and the FIN reaches it on its own; then the FIN; then reads (dropping what
+    /// comes) until the broker closes its side.
+    fn hang_up(mut self) -> Result<(), String> {
+        self.write(&[0xC0, 0x00])?;
+        loop {
+            match self.recv()? {
+                Some(Packet::PingResp(_)) => break,
+                Some(_) => {}
+                None => return Ok(()),
+            }
+        }
+        let stream = match &self.io {
+            Io::Tcp(s) => s,
+            Io::Ws(ws) => ws.get_ref(),
+        };
+        if stream.shutdown(std::net::Shutdown::Write).is_err() {
+            // Not connected any more: the broker closed it first.
+            return Ok(());
+        }
+        loop {
+            match self.read_more() {
+                Ok(true) => self.buf.clear(),
+                Ok(false) => return Ok(()),
+                Err(e) if e == "timeout" => {
+                    return Err(format!(
+                        "the broker did not close the connection within {STEP:?} of the \
+                         client's FIN"
+                    ));
+                }
+                // A reset, or a WebSocket reply that cannot be written: closed as well.
+                Err(_) => return Ok(()),
+            }
+        }
+    }
+
     /// The next packet: `Ok(None)` when the broker closed the connection.
     fn recv(&mut self) -> Result<Option<Packet>, String> {
         loop {
@@ -805,25 +877,23 @@ impl Run<'_> {
             }
             Step::Hangup { conn } => {
                 if let Some(c) = self.conns.remove(conn) {
-                    match c.io {
-                        Io::Tcp(s) => {
-                            let _ = s.shutdown(std::net::Shutdown::Both);
-                        }
-                        Io::Ws(ws) => {
-                            let _ = ws.get_ref().shutdown(std::net::Shutdown::Both);
-                        }
-                    }
+                    c.hang_up()?;
                 }
             }
-            Step::Sleep(t) => std::thread::sleep(*t),
-            Step::Restart => {
+            Step::Elapse(t) => std::thread::sleep(*t),
+            Step::Restart { down } => {
                 self.conns.clear();
                 let mut broker = self.broker.take().expect("the broker runs");
                 let status = broker.stop();
                 if !status.success() {
                     return Err(format!("the broker exited with {status} on SIGTERM"));
                 }
+                std::thread::sleep(*down);
                 self.broker = Some(self.start_broker());
+            }
+            Step::Metric { name, value } => {
+                let addr = self.broker().metrics_addr()?;
+                wait_for_metric(addr, name, *value, STEP)?;
             }
             Step::SendText { conn, text } => match &mut self.conn(*conn)?.io {
                 Io::Ws(ws) => ws
@@ -859,7 +929,7 @@ fn run_case(case: &Case) -> Result<(), String> {
     let config = dir.path().join("case.toml");
     std::fs::write(&config, case.config).expect("write the config");
     for (name, password) in case.users {
-        add_user(dir.path(), &config, name, password);
+        crate::harness::add_user_with(dir.path(), Some(&config), name, password);
     }
     let mut run = Run {
         case,
@@ -891,31 +961,6 @@ fn run_case(case: &Case) -> Result<(), String> {
         return Err(format!("the broker panicked: {line}"));
     }
     Ok(())
-}
-
-/// `mqtt5d --config CONFIG user add NAME --password-stdin` on `data_dir`.
-fn add_user(data_dir: &Path, config: &Path, name: &str, password: &str) {
-    let mut child = Command::new(env!("CARGO_BIN_EXE_mqtt5d"))
-        .args(["--data-dir", &data_dir.display().to_string()])
-        .args(["--config", &config.display().to_string()])
-        .args(["user", "add", name, "--password-stdin"])
-        .stdin(std::process::Stdio::piped())
-        .stdout(std::process::Stdio::null())
-        .stderr(std::process::Stdio::piped())
-        .spawn()
-        .expect("mqtt5d user add runs");
-    child
-        .stdin
-        .take()
-        .expect("stdin")
-        .write_all(format!("{password}\n").as_bytes())
-        .expect("write the password");
-    let out = child.wait_with_output().expect("wait");
-    assert!(
-        out.status.success(),
-        "mqtt5d user add failed: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
 }
 
 /// How many cases run at once (each has its own broker).

@@ -136,6 +136,8 @@ const SCRAM_CONFIG: &str = "[auth]\nscram_sha_256 = true\n";
 
 const ALICE: &[(&str, &str)] = &[("alice", "secret")];
 
+const ALICE_BOB: &[(&str, &str)] = &[("alice", "secret"), ("bob", "hunter2")];
+
 type Key = [u8; 32];
 
 fn hmac(key: &[u8], data: &[u8]) -> Key {
@@ -488,12 +490,13 @@ pub(super) const CASES: &[Case] = &[
         },
     )
     .config("[broker]\nmaximum_qos = 0\n"),
-    // §3.2.2.3.4: a Client MUST NOT publish above the Maximum QoS; the Server answers a QoS 2
-    // PUBLISH past Maximum QoS 1 with DISCONNECT 0x9B (QoS not supported).
+    // §3.2.2.3.4: a Client MUST NOT publish above the Maximum QoS ([MQTT-3.2.2-11] binds the
+    // Client); the Server answers a QoS 2 PUBLISH past Maximum QoS 1 with DISCONNECT 0x9B (QoS
+    // not supported) and closes the connection ([MQTT-4.13.2-1]).
     Case::new(
         "connack_publish_above_maximum_qos_is_refused",
         &[
-            "MQTT-3.2.2-11",
+            "MQTT-4.13.2-1",
             "MQTT-3.14.2-1",
             "MQTT-3.14.4-1",
             "MQTT-3.14.4-2",
@@ -531,11 +534,12 @@ pub(super) const CASES: &[Case] = &[
         },
     )
     .config("[broker]\nretain_available = false\n"),
-    // §3.2.2.3.5: Retain Available is 0 in CONNACK, and a retained PUBLISH is then refused
-    // with DISCONNECT 0x9A.
+    // §3.2.2.3.5: Retain Available is 0 in CONNACK, and a retained PUBLISH ([MQTT-3.2.2-14]
+    // binds the Client not to send one) is then refused with DISCONNECT 0x9A and the
+    // connection closed ([MQTT-4.13.2-1]).
     Case::new(
         "connack_retained_publish_without_retain_support_is_refused",
-        &["MQTT-3.2.2-14"],
+        &["MQTT-4.13.2-1"],
         |s| {
             let s = s.open(0).send(0, connect("c322-14"));
             connack_that(s, 0, "CONNACK with Retain Available 0", |a| {
@@ -553,11 +557,12 @@ pub(super) const CASES: &[Case] = &[
         },
     )
     .config("[broker]\nretain_available = false\n"),
-    // §3.2.2.3.6: the Server announces its Maximum Packet Size, and a Client packet over it is
-    // answered with DISCONNECT 0x95 (Packet too large).
+    // §3.2.2.3.6: the Server announces its Maximum Packet Size, and a Client packet over it
+    // ([MQTT-3.2.2-15] binds the Client) is answered with DISCONNECT 0x95 (Packet too large)
+    // and the connection closed ([MQTT-4.13.2-1]).
     Case::new(
         "connack_packet_over_maximum_packet_size_is_refused",
-        &["MQTT-3.2.2-15"],
+        &["MQTT-4.13.2-1"],
         |s| {
             let s = s.open(0).send(0, connect("c322-15"));
             connack_that(s, 0, "CONNACK with Maximum Packet Size 64", |a| {
@@ -592,11 +597,12 @@ pub(super) const CASES: &[Case] = &[
                 .expect_hex(1, PINGRESP)
         },
     ),
-    // §3.2.2.3.8: a Topic Alias above the Topic Alias Maximum the Server sent is answered
-    // with DISCONNECT 0x94.
+    // §3.2.2.3.8: a Topic Alias above the Topic Alias Maximum the Server sent
+    // ([MQTT-3.2.2-17] binds the Client) is answered with DISCONNECT 0x94 and the connection
+    // closed ([MQTT-4.13.2-1]).
     Case::new(
         "connack_topic_alias_above_maximum_is_refused",
-        &["MQTT-3.2.2-17"],
+        &["MQTT-4.13.2-1"],
         |s| {
             let s = s.open(0).send(0, connect("c322-17"));
             connack_that(s, 0, "CONNACK with Topic Alias Maximum 2", |a| {
@@ -614,11 +620,12 @@ pub(super) const CASES: &[Case] = &[
         },
     )
     .config("[broker]\ntopic_alias_maximum = 2\n"),
-    // §3.2.2.3.8: with no Topic Alias Maximum (or 0) the Client may send no Topic Alias; one
-    // is answered with DISCONNECT 0x94.
+    // §3.2.2.3.8: with no Topic Alias Maximum (or 0) the Client may send no Topic Alias
+    // ([MQTT-3.2.2-18] binds the Client); one is answered with DISCONNECT 0x94 and the
+    // connection closed ([MQTT-4.13.2-1]).
     Case::new(
         "connack_topic_alias_without_maximum_is_refused",
-        &["MQTT-3.2.2-18"],
+        &["MQTT-4.13.2-1"],
         |s| {
             let s = s.open(0).send(0, connect("c322-18"));
             connack_that(s, 0, "CONNACK without a Topic Alias Maximum", |a| {
@@ -680,44 +687,49 @@ pub(super) const CASES: &[Case] = &[
         },
     ),
     // §3.2.2.3.14: with a Server Keep Alive in CONNACK the Client must use it instead of its
-    // own; the Server enforces the value it sent (1 s, against the Client's 60 s) with
-    // DISCONNECT 0x8D, which carries no Session Expiry Interval.
+    // own ([MQTT-3.2.2-21] binds the Client); the Server enforces the value it sent (3 s,
+    // against the Client's 60 s) under [MQTT-3.1.2-22], with DISCONNECT 0x8D, which carries
+    // no Session Expiry Interval. 1.5 s of quiet first leaves 3 s of room before the timeout.
     Case::new(
         "connack_server_keep_alive_is_enforced",
-        &["MQTT-3.2.2-21", "MQTT-3.14.2-1", "MQTT-3.14.2-2"],
+        &["MQTT-3.1.2-22", "MQTT-3.14.2-1", "MQTT-3.14.2-2"],
         |s| {
             let s = s.open(0).send(0, connect_keep_alive("c322-21", 60));
-            connack_that(s, 0, "CONNACK with Server Keep Alive 1", |a| {
+            connack_that(s, 0, "CONNACK with Server Keep Alive 3", |a| {
                 match a.properties.server_keep_alive {
-                    Some(1) => Ok(()),
+                    Some(3) => Ok(()),
                     other => Err(format!("Server Keep Alive {other:?}")),
                 }
             })
-            .expect_quiet(0, 1000)
+            .expect_quiet(0, 1500)
             .expect_disconnect(0, DisconnectReason::KeepAliveTimeout)
         },
     )
-    .config("[broker]\nmax_keep_alive_secs = 1\n"),
-    // §3.2.2.3.14: without a Server Keep Alive the Server uses the Client's Keep Alive: pings
-    // within it keep the connection, silence for 1.5 times it ends it.
+    .config("[broker]\nmax_keep_alive_secs = 3\n"),
+    // §3.2.2.3.14: without a Server Keep Alive the Server uses the Client's Keep Alive (3 s):
+    // a PINGREQ after each 1.5 s of quiet keeps the connection past 4.5 s, silence for 1.5
+    // times it ends it. Each gap leaves 3 s of room for a slow test thread.
     Case::new(
         "connack_client_keep_alive_is_used",
         &["MQTT-3.2.2-22"],
         |s| {
-            let s = s.open(0).send(0, connect_keep_alive("c322-22", 1));
+            let s = s.open(0).send(0, connect_keep_alive("c322-22", 3));
             connack_that(s, 0, "CONNACK without Server Keep Alive", |a| {
                 match a.properties.server_keep_alive {
                     None => Ok(()),
                     other => Err(format!("Server Keep Alive {other:?}")),
                 }
             })
-            .sleep(700)
+            .expect_quiet(0, 1500)
             .send_hex(0, PINGREQ)
             .expect_hex(0, PINGRESP)
-            .sleep(700)
+            .expect_quiet(0, 1500)
             .send_hex(0, PINGREQ)
             .expect_hex(0, PINGRESP)
-            .expect_quiet(0, 1000)
+            .expect_quiet(0, 1500)
+            .send_hex(0, PINGREQ)
+            .expect_hex(0, PINGRESP)
+            .expect_quiet(0, 1500)
             .expect_disconnect(0, DisconnectReason::KeepAliveTimeout)
         },
     ),
@@ -918,11 +930,12 @@ pub(super) const CASES: &[Case] = &[
             .expect_hex(0, PINGRESP)
         },
     ),
-    // §4.12: a Client that sent no Authentication Method in CONNECT MUST NOT send AUTH: the
-    // Server answers one with DISCONNECT 0x82 (Protocol Error).
+    // §4.12: a Client that sent no Authentication Method in CONNECT MUST NOT send AUTH
+    // ([MQTT-4.12.0-7] binds the Client): the Server answers one with DISCONNECT 0x82
+    // (Protocol Error) and closes the connection ([MQTT-4.13.1-1]).
     Case::new(
         "auth_without_method_in_connect_is_a_protocol_error",
-        &["MQTT-4.12.0-7", "MQTT-4.13.1-1"],
+        &["MQTT-4.13.1-1"],
         |s| {
             s.connect(0, "c4120-7")
                 .send(
@@ -981,11 +994,12 @@ pub(super) const CASES: &[Case] = &[
     )
     .config(SCRAM_CONFIG)
     .users(ALICE),
-    // §4.12: the Client answers the Server's AUTH with AUTH 0x18; one with another reason
-    // (0x00) is a Protocol Error, and before CONNACK the Server just closes.
+    // §4.12: the Client answers the Server's AUTH with AUTH 0x18 ([MQTT-4.12.0-3] binds the
+    // Client); one with another reason (0x00) is a Protocol Error: the Server rejects the
+    // authentication and, before CONNACK, just closes ([MQTT-4.12.0-4], [MQTT-4.13.1-1]).
     Case::new(
         "auth_scram_answer_without_continue_closes",
-        &["MQTT-4.12.0-3"],
+        &["MQTT-4.12.0-4", "MQTT-4.13.1-1"],
         |s| {
             let client = ScramClient::new("alice", "secret", "a1b2c3d4e5f6");
             let s = s.open(0).send(0, connect_scram("c4120-3", &client));
@@ -1028,12 +1042,7 @@ pub(super) const CASES: &[Case] = &[
     // runs the exchange again and ends with AUTH 0x00 carrying the server signature.
     Case::new(
         "auth_scram_reauthentication_succeeds",
-        &[
-            "MQTT-4.12.1-1",
-            "MQTT-4.12.0-2",
-            "MQTT-4.12.0-5",
-            "MQTT-3.15.2-1",
-        ],
+        &["MQTT-4.12.0-2", "MQTT-4.12.0-5", "MQTT-3.15.2-1"],
         |s| {
             let s = scram_connect(s, 0, "c4121-1", "zz11yy22xx33");
             let again = ScramClient::new("alice", "secret", "second-nonce-4121");
@@ -1061,10 +1070,11 @@ pub(super) const CASES: &[Case] = &[
     .config(SCRAM_CONFIG)
     .users(ALICE),
     // §4.12.1: re-authentication with another Authentication Method than the connection's
-    // is a Protocol Error: DISCONNECT 0x82.
+    // ([MQTT-4.12.1-1] binds the Client to the same one) is a Protocol Error: DISCONNECT 0x82,
+    // then close ([MQTT-4.13.1-1]).
     Case::new(
         "auth_reauthentication_with_another_method_is_a_protocol_error",
-        &["MQTT-4.12.1-1"],
+        &["MQTT-4.13.1-1"],
         |s| {
             scram_connect(s, 0, "c4121-1b", "mm99nn88")
                 .send(
@@ -1098,6 +1108,55 @@ pub(super) const CASES: &[Case] = &[
     )
     .config(SCRAM_CONFIG)
     .users(ALICE),
+    // §4.12.1: a re-authentication must prove the identity the connection has: one that
+    // proves another user (bob, on alice's connection) fails, DISCONNECT 0x87 (Not
+    // authorized) and close, though bob's proof is valid.
+    Case::new(
+        "auth_scram_reauthentication_as_another_user_disconnects",
+        &["MQTT-4.12.1-2"],
+        |s| {
+            let s = scram_connect(s, 0, "c4121-3", "ss33tt22");
+            let bob = ScramClient::new("bob", "hunter2", "fourth-nonce-4121");
+            let s = s.send(
+                0,
+                auth(
+                    AuthReason::ReAuthenticate,
+                    Some(SCRAM),
+                    Some(&bob.client_first()),
+                ),
+            );
+            let s = expect_server_first(s, 0, &bob, usize::MAX);
+            send_client_final(s, 0, &bob).expect_disconnect(0, DisconnectReason::NotAuthorized)
+        },
+    )
+    .config(SCRAM_CONFIG)
+    .users(ALICE_BOB),
+    // §4.12: the identity a client has is the one its exchange proved. A CONNECT naming the
+    // User Name "mallory" that proves alice by SCRAM-SHA-256 connects as alice, and the
+    // broker's "client connected" line names alice, not the User Name it was sent
+    // ([MQTT-4.12.0-5]: the CONNACK carries the method and the server signature).
+    Case::new(
+        "auth_scram_connected_line_names_the_proved_user",
+        &["MQTT-4.12.0-5"],
+        |s| {
+            let client = ScramClient::new("alice", "secret", "uu44vv55ww66");
+            let mut c = connect_scram("c4120-5", &client);
+            c.username = Some(MqttString::try_from("mallory").expect("a user name"));
+            let s = s.open(0).send(0, c);
+            let s = expect_server_first(s, 0, &client, usize::MAX);
+            let s = send_client_final(s, 0, &client);
+            connack_that(s, 0, "CONNACK 0x00 with the server signature", move |a| {
+                if a.reason != ConnAckReason::Success {
+                    return Err(format!("reason {:?}", a.reason));
+                }
+                method_is(a.properties.authentication_method.as_ref(), SCRAM)?;
+                server_final_is(&client, a.properties.authentication_data.as_ref())
+            })
+            .expect_log("\"identity\":\"user alice\"")
+        },
+    )
+    .config(SCRAM_CONFIG)
+    .users(ALICE_BOB),
     // §3.15.2.1: an AUTH whose reason code is not an Authenticate Reason Code (0x01) is a
     // Malformed Packet: DISCONNECT 0x81.
     Case::new(
@@ -1194,5 +1253,59 @@ pub(super) const NOT_APPLICABLE: &[NotApplicable] = &[
     na(
         "MQTT-6.0.0-3",
         "binds the Client only: the Client offers \"mqtt\" among its WebSocket subprotocols",
+    ),
+    na(
+        "MQTT-3.2.2-11",
+        "binds the Client only: it publishes at no QoS above the Maximum QoS. The Server's \
+         reaction (DISCONNECT 0x9B, then close) is under MQTT-4.13.2-1: \
+         `connack_publish_above_maximum_qos_is_refused`",
+    ),
+    na(
+        "MQTT-3.2.2-14",
+        "binds the Client only: with Retain Available 0 it sends no retained PUBLISH. The \
+         Server's reaction (DISCONNECT 0x9A, then close) is under MQTT-4.13.2-1: \
+         `connack_retained_publish_without_retain_support_is_refused`",
+    ),
+    na(
+        "MQTT-3.2.2-15",
+        "binds the Client only: it sends no packet above the Server's Maximum Packet Size. The \
+         Server's reaction (DISCONNECT 0x95, then close) is under MQTT-4.13.2-1: \
+         `connack_packet_over_maximum_packet_size_is_refused`",
+    ),
+    na(
+        "MQTT-3.2.2-17",
+        "binds the Client only: it sends no Topic Alias above the Server's Topic Alias Maximum. \
+         The Server's reaction (DISCONNECT 0x94, then close) is under MQTT-4.13.2-1: \
+         `connack_topic_alias_above_maximum_is_refused`",
+    ),
+    na(
+        "MQTT-3.2.2-18",
+        "binds the Client only: without a Topic Alias Maximum it sends no Topic Alias. The \
+         Server's reaction (DISCONNECT 0x94, then close) is under MQTT-4.13.2-1: \
+         `connack_topic_alias_without_maximum_is_refused`",
+    ),
+    na(
+        "MQTT-3.2.2-21",
+        "binds the Client only: it uses the Server Keep Alive from CONNACK. The Server enforces \
+         the value it sent under MQTT-3.1.2-22: `connack_server_keep_alive_is_enforced`",
+    ),
+    na(
+        "MQTT-4.12.0-3",
+        "binds the Client only: it answers the Server's AUTH with AUTH 0x18. The Server's \
+         reaction to another answer (it rejects the authentication and closes) is under \
+         MQTT-4.12.0-4 and MQTT-4.13.1-1: `auth_scram_answer_without_continue_closes`",
+    ),
+    na(
+        "MQTT-4.12.0-7",
+        "binds the Client only: without an Authentication Method in CONNECT it sends no AUTH. \
+         The Server's reaction (DISCONNECT 0x82, then close) is under MQTT-4.13.1-1: \
+         `auth_without_method_in_connect_is_a_protocol_error`",
+    ),
+    na(
+        "MQTT-4.12.1-1",
+        "binds the Client only: it re-authenticates with the connection's Authentication \
+         Method. The Server's reaction to another method (DISCONNECT 0x82, then close) is \
+         under MQTT-4.13.1-1: `auth_reauthentication_with_another_method_is_a_protocol_error`; \
+         a re-authentication that follows the rule: `auth_scram_reauthentication_succeeds`",
     ),
 ];

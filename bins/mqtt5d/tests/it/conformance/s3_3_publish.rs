@@ -80,6 +80,57 @@ fn expiring(mut p: Publish, secs: u32) -> Publish {
     p
 }
 
+/// When a PUBLISH was sent, noted by [`Script::send_noting_time`].
+type SentAt = std::sync::Arc<std::sync::Mutex<Option<std::time::Instant>>>;
+
+/// Checks a forwarded PUBLISH on `topic_name`: its Message Expiry Interval is the `sent` one
+/// minus the time the message waited in the Server. It waited at least `waited` seconds (the
+/// case let them pass), so the interval is at most `sent - waited`; and no longer than the
+/// time since it was published (measured here, rounded up), so it is at least `sent` minus
+/// that. Nothing bounds how long the wait may take.
+fn counted_down(
+    p: &Packet,
+    topic_name: &str,
+    sent: u32,
+    waited: u32,
+    sent_at: &SentAt,
+) -> Result<(), String> {
+    let Packet::Publish(p) = p else {
+        return Err("not a PUBLISH".to_owned());
+    };
+    if p.topic() != topic_name {
+        return Err(format!("a PUBLISH to {}", p.topic()));
+    }
+    let since = sent_at
+        .lock()
+        .expect("lock")
+        .expect("the PUBLISH was sent")
+        .elapsed();
+    let lowest = sent.saturating_sub(u32::try_from(since.as_secs() + 1).unwrap_or(u32::MAX));
+    match p.properties.message_expiry_interval {
+        Some(left) if (lowest..=sent - waited).contains(&left) => Ok(()),
+        other => Err(format!(
+            "Message Expiry Interval {other:?}, not {lowest}..={} ({since:?} after it was \
+             published)",
+            sent - waited
+        )),
+    }
+}
+
+impl Script {
+    /// Sends `publish` on `conn` (MQTT 5) and notes the time into `sent_at`.
+    fn send_noting_time(self, conn: usize, publish: Publish, sent_at: &SentAt) -> Self {
+        let sent_at = std::sync::Arc::clone(sent_at);
+        let what = format!("{publish:?}, noting the time");
+        self.send_later(conn, &what, move || {
+            let mut buf = BytesMut::new();
+            Packet::from(publish.clone()).encode(ProtocolVersion::V5, &mut buf);
+            *sent_at.lock().expect("lock") = Some(std::time::Instant::now());
+            Ok(buf.to_vec())
+        })
+    }
+}
+
 /// A PUBACK with `reason`.
 fn puback(id: u16, reason: u8) -> PubAck {
     let mut a = PubAck::new(pid(id));
@@ -482,7 +533,8 @@ pub(super) const CASES: &[Case] = &[
                 .expect(1, puback(1, 0x00))
                 .send(1, publish("exp/t", b"kept", QoS::AtLeastOnce, 2))
                 .expect(1, puback(2, 0x00))
-                .sleep(2100)
+                // Past the first message's 1 s Message Expiry Interval.
+                .elapse(2100)
                 .connect_with(2, persistent("exp-sub", false))
                 .expect(2, publish("exp/t", b"kept", QoS::AtLeastOnce, 1))
                 .send(2, PubAck::new(pid(1)))
@@ -495,33 +547,25 @@ pub(super) const CASES: &[Case] = &[
         "publish_message_expiry_counts_down_while_queued",
         &["MQTT-3.3.2-6"],
         |s| {
+            let sent_at = SentAt::default();
+            let published = std::sync::Arc::clone(&sent_at);
             s.connect_with(0, persistent("expd-sub", true))
                 .subscribe(0, 1, "expd/t", QoS::AtLeastOnce)
                 .send(0, normal_disconnect())
                 .expect_closed(0)
                 .connect(1, "expd-pub")
-                .send(
+                .send_noting_time(
                     1,
                     expiring(publish("expd/t", b"m", QoS::AtLeastOnce, 1), 60),
+                    &sent_at,
                 )
                 .expect(1, puback(1, 0x00))
-                .sleep(2100)
+                // At least 3 s of the 60 s interval spent in the queue.
+                .elapse(3000)
                 .connect_with(2, persistent("expd-sub", false))
-                .expect_that(
-                    2,
-                    "PUBLISH expd/t with Message Expiry Interval 50..=57",
-                    |p| match p {
-                        Packet::Publish(p)
-                            if p.topic() == "expd/t"
-                                && p.properties
-                                    .message_expiry_interval
-                                    .is_some_and(|s| (50..=57).contains(&s)) =>
-                        {
-                            Ok(())
-                        }
-                        _ => Err("wrong PUBLISH".to_owned()),
-                    },
-                )
+                .expect_that(2, "PUBLISH expd/t, 60 s minus its wait", move |p| {
+                    counted_down(p, "expd/t", 60, 3, &published)
+                })
         },
     ),
     // [MQTT-3.3.2-5], [MQTT-3.3.2-6] The same for retained messages: an expired one is not
@@ -530,34 +574,30 @@ pub(super) const CASES: &[Case] = &[
         "publish_retained_message_expiry",
         &["MQTT-3.3.2-5", "MQTT-3.3.2-6"],
         |s| {
+            let sent_at = SentAt::default();
+            let published = std::sync::Arc::clone(&sent_at);
             s.connect(0, "rexp-pub")
                 .send(
                     0,
                     expiring(retained(publish("rexp/a", b"a", QoS::AtLeastOnce, 1)), 1),
                 )
                 .expect(0, puback(1, 0x10))
-                .send(
+                .send_noting_time(
                     0,
                     expiring(retained(publish("rexp/b", b"b", QoS::AtLeastOnce, 2)), 60),
+                    &sent_at,
                 )
                 .expect(0, puback(2, 0x10))
-                .sleep(1600)
+                // Past rexp/a's 1 s Message Expiry Interval, and 2 s of rexp/b's.
+                .elapse(2000)
                 .connect(1, "rexp-sub")
                 .subscribe(1, 1, "rexp/#", QoS::AtMostOnce)
                 .expect_that(
                     1,
-                    "retained PUBLISH rexp/b with Message Expiry Interval 50..=58",
-                    |p| match p {
-                        Packet::Publish(p)
-                            if p.topic() == "rexp/b"
-                                && p.retain
-                                && p.properties
-                                    .message_expiry_interval
-                                    .is_some_and(|s| (50..=58).contains(&s)) =>
-                        {
-                            Ok(())
-                        }
-                        _ => Err("wrong PUBLISH".to_owned()),
+                    "retained PUBLISH rexp/b, 60 s minus its wait",
+                    move |p| match p {
+                        Packet::Publish(p) if !p.retain => Err("RETAIN 0".to_owned()),
+                        _ => counted_down(p, "rexp/b", 60, 2, &published),
                     },
                 )
                 .expect_quiet(1, 300)
@@ -583,21 +623,23 @@ pub(super) const CASES: &[Case] = &[
                 .expect_disconnect(1, DisconnectReason::ProtocolError)
         },
     ),
-    // [MQTT-3.3.2-8] A Topic Alias of 0 is not permitted: DISCONNECT 0x94 (Topic Alias
-    // invalid).
+    // [MQTT-4.13.2-1] A Topic Alias of 0 is not permitted ([MQTT-3.3.2-8], which binds every
+    // sender; the Server's own aliases: `connect_topic_alias_within_maximum`): DISCONNECT
+    // 0x94 (Topic Alias invalid), then close.
     Case::new(
         "publish_topic_alias_zero_is_invalid",
-        &["MQTT-3.3.2-8"],
+        &["MQTT-4.13.2-1"],
         |s| {
             s.connect(0, "alias0")
                 .send_hex(0, "30 07 00 01 74 03 23 00 00")
                 .expect_disconnect(0, DisconnectReason::TopicAliasInvalid)
         },
     ),
-    // [MQTT-3.3.2-9] A Topic Alias above the Topic Alias Maximum in CONNACK: DISCONNECT 0x94.
+    // [MQTT-4.13.2-1] A Topic Alias above the Topic Alias Maximum in CONNACK ([MQTT-3.3.2-9]
+    // binds the Client): DISCONNECT 0x94, then close.
     Case::new(
         "publish_topic_alias_above_maximum_is_invalid",
-        &["MQTT-3.3.2-9"],
+        &["MQTT-4.13.2-1"],
         |s| {
             s.open(0)
                 .send(0, connect("alias-max"))
@@ -610,10 +652,10 @@ pub(super) const CASES: &[Case] = &[
         },
     )
     .config("[broker]\ntopic_alias_maximum = 2\n"),
-    // [MQTT-3.3.2-9] With Topic Alias Maximum 0 (absent from CONNACK) any alias is invalid.
+    // [MQTT-4.13.2-1] With Topic Alias Maximum 0 (absent from CONNACK) any alias is invalid.
     Case::new(
         "publish_topic_alias_when_aliases_are_off_is_invalid",
-        &["MQTT-3.3.2-9"],
+        &["MQTT-4.13.2-1"],
         |s| {
             s.open(0)
                 .send(0, connect("alias-off"))
@@ -659,11 +701,11 @@ pub(super) const CASES: &[Case] = &[
         },
     )
     .config("[broker]\ntopic_alias_maximum = 3\n"),
-    // [MQTT-3.3.2-12], [MQTT-3.3.2-9] With the default configuration the Server announces its
-    // Topic Alias Maximum (64) and accepts alias 64; 65 is invalid.
+    // [MQTT-3.3.2-12], [MQTT-4.13.2-1] With the default configuration the Server announces
+    // its Topic Alias Maximum (64) and accepts alias 64; 65 is invalid.
     Case::new(
         "publish_topic_alias_default_maximum",
-        &["MQTT-3.3.2-12", "MQTT-3.3.2-9"],
+        &["MQTT-3.3.2-12", "MQTT-4.13.2-1"],
         |s| {
             s.open(0)
                 .send(0, connect("alias-64"))
@@ -859,11 +901,12 @@ pub(super) const CASES: &[Case] = &[
                 .expect_that(0, "a copy with its own identifier", check)
         },
     ),
-    // [MQTT-3.3.4-6] A PUBLISH from a Client MUST NOT contain a Subscription Identifier: a
-    // Protocol Error, and the message is not delivered.
+    // [MQTT-4.13.1-1] A PUBLISH from a Client MUST NOT contain a Subscription Identifier
+    // ([MQTT-3.3.4-6] binds the Client): a Protocol Error, the connection is closed, and the
+    // message is not delivered.
     Case::new(
         "publish_from_client_with_subscription_identifier_is_a_protocol_error",
-        &["MQTT-3.3.4-6"],
+        &["MQTT-4.13.1-1"],
         |s| {
             fn bad() -> Publish {
                 let mut p = publish("sidc/t", b"m", QoS::AtLeastOnce, 1);
@@ -878,11 +921,12 @@ pub(super) const CASES: &[Case] = &[
                 .expect_quiet(1, 200)
         },
     ),
-    // [MQTT-3.3.4-7] A Client sending more than Receive Maximum unacknowledged QoS 2
-    // PUBLISH packets: DISCONNECT 0x93 (Receive Maximum exceeded).
+    // [MQTT-4.13.2-1] A Client sending more than Receive Maximum unacknowledged QoS 2
+    // PUBLISH packets ([MQTT-3.3.4-7] binds the Client not to): DISCONNECT 0x93 (Receive
+    // Maximum exceeded), then close.
     Case::new(
         "publish_beyond_receive_maximum_is_refused",
-        &["MQTT-3.3.4-7"],
+        &["MQTT-4.13.2-1"],
         |s| {
             s.open(0)
                 .send(0, connect("rmax"))
@@ -1188,6 +1232,26 @@ pub(super) const NOT_APPLICABLE: &[NotApplicable] = &[
         "MQTT-3.3.2-10",
         "binds the Client only: a Client must accept every Topic Alias up to the maximum it sent \
          in CONNECT; the Server's side is MQTT-3.3.2-11/12",
+    ),
+    na(
+        "MQTT-3.3.2-9",
+        "binds the Client only: it sends no Topic Alias above the Server's Topic Alias Maximum. \
+         The Server's reaction (DISCONNECT 0x94, then close) is under MQTT-4.13.2-1: \
+         `publish_topic_alias_above_maximum_is_invalid`, \
+         `publish_topic_alias_when_aliases_are_off_is_invalid`, \
+         `publish_topic_alias_default_maximum`",
+    ),
+    na(
+        "MQTT-3.3.4-6",
+        "binds the Client only: its PUBLISH packets carry no Subscription Identifier. The \
+         Server's reaction (DISCONNECT 0x82, then close, nothing delivered) is under \
+         MQTT-4.13.1-1: `publish_from_client_with_subscription_identifier_is_a_protocol_error`",
+    ),
+    na(
+        "MQTT-3.3.4-7",
+        "binds the Client only: it keeps no more than Receive Maximum QoS 1 and 2 PUBLISH \
+         packets unacknowledged. The Server's reaction (DISCONNECT 0x93, then close) is under \
+         MQTT-4.13.2-1: `publish_beyond_receive_maximum_is_refused`",
     ),
     na(
         "MQTT-3.3.4-8",

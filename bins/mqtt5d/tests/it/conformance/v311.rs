@@ -79,7 +79,6 @@ pub(super) const CASES: &[Case] = &[
                 .expect_reason(1, PacketType::PubAck, 0)
                 .send(1, publish("v311/b", b"2", QoS::AtLeastOnce, 2))
                 .expect_reason(1, PacketType::PubAck, 0)
-                .sleep(1500)
                 .connect_v311(2, connect311("v311-b", false), RESUMED)
                 .expect(2, publish("v311/b", b"1", QoS::AtLeastOnce, 1))
                 .expect(2, publish("v311/b", b"2", QoS::AtLeastOnce, 2))

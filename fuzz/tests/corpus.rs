@@ -1,16 +1,12 @@
-//! Replays the committed fuzz corpus and every saved fuzzing crash through the fuzz targets'
-//! own checks, on the stable toolchain (STYLE.md §7: every crash becomes a regression test).
-//!
-//! The checks live in `fuzz/src/oracles.rs`, which depends on nothing but `bytes` and this
-//! crate, and is included here as a module. See `fuzz/README.md`.
+//! Replays the committed corpus and every saved fuzzing crash through the fuzz targets' own
+//! checks ([`mqtt5_codec_fuzz::oracles`]), on the stable toolchain: every crash found once
+//! stays a regression test (see `fuzz/README.md`). `scripts/test-all.sh` runs it as
+//! `cargo test --manifest-path fuzz/Cargo.toml`.
 
 use std::fs;
 use std::path::{Path, PathBuf};
 
-// The oracles are `pub` for the fuzz crate; here they sit in a private module.
-#[allow(unreachable_pub)]
-#[path = "../../../../fuzz/src/oracles.rs"]
-mod oracles;
+use mqtt5_codec_fuzz::oracles;
 
 /// A fuzz target's check: it panics when a property fails.
 type Check = fn(&[u8]);
@@ -23,7 +19,7 @@ const TARGETS: [(&str, Check); 3] = [
 ];
 
 fn fuzz_dir() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("../../fuzz")
+    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
 }
 
 /// The files of `dir`, sorted by name, except `README.md`.
