@@ -16,14 +16,14 @@ use crate::clock::Clock;
 use crate::config::Config;
 use crate::connect::{on_auth, on_connect, on_password_verdict, refusal_due, refuse};
 use crate::connections::{Conn, ConnState};
-use crate::state::Core;
 use crate::disconnect::{
-    Ending, check_connection, close_unconnected, end_connection, kick_slow_consumers, on_disconnect,
-    violation,
+    Ending, check_connection, close_unconnected, end_connection, kick_slow_consumers,
+    on_disconnect, violation,
 };
 use crate::expiry::{session_expiry_due, sweep_expired, will_due};
 use crate::publish::{on_puback, on_pubcomp, on_publish, on_pubrec, on_pubrel};
 use crate::random::RandomSource;
+use crate::state::Core;
 use crate::stats::Stats;
 use crate::subscribe::{on_subscribe, on_unsubscribe};
 use crate::sys::publish_sys;
@@ -89,7 +89,12 @@ impl Broker {
     ///
     /// # Errors
     /// [`Error::Config`] when a limit is zero where MQTT forbids it.
-    pub fn new(config: Config, services: Services, now: Instant, wall_clock_ms: u64) -> Result<Self, Error> {
+    pub fn new(
+        config: Config,
+        services: Services,
+        now: Instant,
+        wall_clock_ms: u64,
+    ) -> Result<Self, Error> {
         if config.receive_maximum == 0 || config.max_inflight == 0 {
             return Err(Error::Config(
                 "receive_maximum and max_inflight must be at least 1",
@@ -159,9 +164,17 @@ impl Broker {
     ///
     /// # Errors
     /// [`Error::ConnectionExists`] when `conn` is still open.
-    pub fn handle_connection(&mut self, now: Instant, conn: ConnId, peer: PeerInfo) -> Result<(), Error> {
+    pub fn handle_connection(
+        &mut self,
+        now: Instant,
+        conn: ConnId,
+        peer: PeerInfo,
+    ) -> Result<(), Error> {
         let core = &mut self.core;
-        if !core.conns.insert(conn, Conn::new(peer, now, core.config.max_inflight)) {
+        if !core
+            .conns
+            .insert(conn, Conn::new(peer, now, core.config.max_inflight))
+        {
             return Err(Error::ConnectionExists(conn));
         }
         // The connect timeout: CONNECT (and its AUTH exchange) must complete by then.
@@ -283,7 +296,14 @@ impl Broker {
     /// The network connection is gone (reset, EOF, write error). Its will is published
     /// (`[MQTT-3.1.2-8]`).
     pub fn handle_connection_lost(&mut self, now: Instant, conn: ConnId) {
-        end_connection(&mut self.core, now, conn, Ending::Abnormal, None, "connection lost");
+        end_connection(
+            &mut self.core,
+            now,
+            conn,
+            Ending::Abnormal,
+            None,
+            "connection lost",
+        );
         finish(&mut self.core, now);
     }
 

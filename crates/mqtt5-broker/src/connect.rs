@@ -32,11 +32,11 @@ use mqtt5_store::{ClientRecord, StoreOp};
 
 use crate::auth::{AuthExchange, AuthStep, AuthVerdict, ClientInfo, Passwords};
 use crate::connections::ConnState;
-use crate::state::Core;
 use crate::deliver::resume;
 use crate::disconnect::{Ending, close_unconnected, end_connection, end_session};
 use crate::durable::save_session;
 use crate::session::SessionId;
+use crate::state::Core;
 use crate::timers::Timer;
 use crate::types::{Action, ConnId, Identity, Notice, PasswordCheck, PeerInfo};
 use crate::violation::Violation;
@@ -124,7 +124,13 @@ fn connect_refusal(core: &Core, connect: &Connect) -> Option<(ConnAckReason, &'s
 }
 
 /// Starts the enhanced authentication of a CONNECT (MQTT 5 §4.12).
-fn begin_enhanced(core: &mut Core, now: Instant, conn: ConnId, connect: Box<Connect>, method: MqttString) {
+fn begin_enhanced(
+    core: &mut Core,
+    now: Instant,
+    conn: ConnId,
+    connect: Box<Connect>,
+    method: MqttString,
+) {
     let data = connect
         .properties
         .authentication_data
@@ -167,7 +173,14 @@ fn connect_step(
             send_auth(core, conn, AuthReason::ContinueAuthentication, method, data);
         }
         AuthStep::Success { data, username } => {
-            authenticated(core, now, conn, &connect, Identity::User(username.into()), data);
+            authenticated(
+                core,
+                now,
+                conn,
+                &connect,
+                Identity::User(username.into()),
+                data,
+            );
         }
         AuthStep::Failure => {
             let user = connect.username.as_ref().map(|u| u.as_str().to_owned());
@@ -189,7 +202,9 @@ fn check_credentials(core: &mut Core, now: Instant, conn: ConnId, connect: Box<C
         return;
     };
     let anonymous_ok = peer.allow_anonymous.unwrap_or(core.config.allow_anonymous);
-    let ignore = peer.ignore_credentials.unwrap_or(core.config.ignore_credentials);
+    let ignore = peer
+        .ignore_credentials
+        .unwrap_or(core.config.ignore_credentials);
     let certificate = peer.certificate.clone();
     let username = connect.username.as_ref().map(|u| u.as_str().to_owned());
     let Some(name) = username.filter(|_| !ignore) else {
@@ -245,14 +260,20 @@ fn check_credentials(core: &mut Core, now: Instant, conn: ConnId, connect: Box<C
 }
 
 /// The driver's verdict on a [`PasswordCheck`]; ignored unless `conn` is waiting for one.
-pub(crate) fn on_password_verdict(core: &mut Core, now: Instant, conn: ConnId, verdict: AuthVerdict) {
+pub(crate) fn on_password_verdict(
+    core: &mut Core,
+    now: Instant,
+    conn: ConnId,
+    verdict: AuthVerdict,
+) {
     let Some(c) = core.conns.get_mut(conn) else {
         return;
     };
     if !matches!(c.state, ConnState::AwaitingVerdict { .. }) {
         return;
     }
-    let ConnState::AwaitingVerdict { connect } = core::mem::replace(&mut c.state, ConnState::AwaitConnect)
+    let ConnState::AwaitingVerdict { connect } =
+        core::mem::replace(&mut c.state, ConnState::AwaitConnect)
     else {
         return;
     };
@@ -436,7 +457,12 @@ fn accept(
             .and_then(|sid| core.sessions.get(sid))
             .is_some_and(|s| s.stored);
     if core.refusing_persistent() && expiry.granted > 0 && !resumes_stored {
-        refuse(core, conn, ConnAckReason::QuotaExceeded, Some("storage full"));
+        refuse(
+            core,
+            conn,
+            ConnAckReason::QuotaExceeded,
+            Some("storage full"),
+        );
         return;
     }
     let (sid, present) = take_session(core, now, &id, connect);
@@ -461,7 +487,14 @@ fn accept(
     client_record(core, now, &id, &identity, connect.protocol, peer.as_deref());
     save_session(core, sid, None);
     core.stats.connects += 1;
-    let ack = connack(core, connect, present, expiry, assigned.then_some(&*id), auth_data);
+    let ack = connack(
+        core,
+        connect,
+        present,
+        expiry,
+        assigned.then_some(&*id),
+        auth_data,
+    );
     core.send(conn, Packet::ConnAck(Box::new(ack)));
     let connected = core.conns.connected() as u64;
     core.stats.max_connected = core.stats.max_connected.max(connected);
@@ -517,7 +550,12 @@ fn granted_expiry(core: &Core, connect: &Connect) -> Expiry {
 
 /// Ends the connection that holds the session of `client_id`, discards the session on Clean
 /// Start, and returns the session the new connection gets, and whether it existed.
-fn take_session(core: &mut Core, now: Instant, client_id: &Arc<str>, connect: &Connect) -> (SessionId, bool) {
+fn take_session(
+    core: &mut Core,
+    now: Instant,
+    client_id: &Arc<str>,
+    connect: &Connect,
+) -> (SessionId, bool) {
     // Take over: the old connection gets DISCONNECT 0x8E ([MQTT-3.1.4-3]).
     if let Some(sid) = core.sessions.find(client_id)
         && let Some(old) = core.sessions.get(sid).and_then(|s| s.conn)
@@ -556,7 +594,13 @@ fn take_session(core: &mut Core, now: Instant, client_id: &Arc<str>, connect: &C
 
 /// Attaches the connection to its session: its state, window, aliases and keep-alive.
 /// Returns the peer, which only the client record needs from here on.
-fn attach(core: &mut Core, now: Instant, conn: ConnId, sid: SessionId, connect: &Connect) -> Option<Box<PeerInfo>> {
+fn attach(
+    core: &mut Core,
+    now: Instant,
+    conn: ConnId,
+    sid: SessionId,
+    connect: &Connect,
+) -> Option<Box<PeerInfo>> {
     let keep_alive = keep_alive(core, connect).0;
     core.conns.attach(conn, sid);
     let c = core.conns.get_mut(conn)?;
@@ -673,7 +717,12 @@ fn send_auth(core: &mut Core, conn: ConnId, reason: AuthReason, method: MqttStri
 /// # Errors
 /// [`Violation::UnexpectedAuth`] or [`Violation::ReauthenticationMethod`] on a connected
 /// connection.
-pub(crate) fn on_auth(core: &mut Core, now: Instant, conn: ConnId, auth: &Auth) -> Result<(), Violation> {
+pub(crate) fn on_auth(
+    core: &mut Core,
+    now: Instant,
+    conn: ConnId,
+    auth: &Auth,
+) -> Result<(), Violation> {
     let Some(c) = core.conns.get_mut(conn) else {
         return Ok(());
     };
@@ -697,7 +746,9 @@ pub(crate) fn on_auth(core: &mut Core, now: Instant, conn: ConnId, auth: &Auth) 
             connect_step(core, now, conn, connect, exchange, *expected, step);
             Ok(())
         }
-        (ConnState::Connected, AuthReason::ReAuthenticate) => begin_reauth(core, now, conn, method, &data),
+        (ConnState::Connected, AuthReason::ReAuthenticate) => {
+            begin_reauth(core, now, conn, method, &data)
+        }
         (
             ConnState::Reauthenticating {
                 mut exchange,
@@ -802,7 +853,13 @@ fn reauth_step(
                 );
                 return;
             }
-            send_auth(core, conn, AuthReason::Success, method, data.unwrap_or_default());
+            send_auth(
+                core,
+                conn,
+                AuthReason::Success,
+                method,
+                data.unwrap_or_default(),
+            );
         }
         AuthStep::Failure => {
             set_state(core, conn, ConnState::Connected);

@@ -16,16 +16,20 @@ use mqtt5_codec::{Delivery as Wire, Packet, PacketId, PubRel, Publish, QoS, Topi
 use mqtt5_store::{DeliveryState, StoreOp};
 
 use crate::config::QueuePolicy;
-use crate::state::Core;
 use crate::durable::{forget_delivery, record_delivery};
 use crate::session::{
     DELIVERY_OVERHEAD, Delivery, InFlight, Message, SessionId, Stage, SubEntry, message_size,
 };
+use crate::state::Core;
 use crate::topic_tree::Match;
 use crate::types::{ConnId, Notice};
 
 /// The members of a shared group, as the tree lists them.
 type Members = Vec<(SessionId, SubEntry)>;
+
+/// The targets of a message: ordinary subscriptions merged per session, and the matching
+/// shared groups (their whole filters and members).
+type Targets = (Vec<(SessionId, Target)>, Vec<(Arc<str>, Members)>);
 
 /// One target of a routed message, before it becomes a [`Delivery`].
 struct Target {
@@ -154,34 +158,32 @@ pub(crate) fn route(core: &mut Core, now: Instant, message: Arc<Message>) -> usi
 
 /// The ordinary subscriptions that match, merged per session in session order (so that tests
 /// and replays see the same sequence), and the matching shared groups.
-fn matching_targets(
-    core: &Core,
-    message: &Message,
-) -> (Vec<(SessionId, Target)>, Vec<(Arc<str>, Members)>) {
+fn matching_targets(core: &Core, message: &Message) -> Targets {
     // One entry per matching subscription, then merged per session: no map per message.
     let mut targets: Vec<(SessionId, Target)> = Vec::new();
     let mut shared: Vec<(Arc<str>, Members)> = Vec::new();
-    core.router.for_each_match(message.publish.topic(), |m| match m {
-        Match::Direct { key, value } => {
-            if value.options.no_local && message.origin == Some(key) {
-                return; // [MQTT-3.8.3-3]
+    core.router
+        .for_each_match(message.publish.topic(), |m| match m {
+            Match::Direct { key, value } => {
+                if value.options.no_local && message.origin == Some(key) {
+                    return; // [MQTT-3.8.3-3]
+                }
+                targets.push((
+                    key,
+                    Target {
+                        qos: value.options.qos,
+                        retain_as_published: value.options.retain_as_published,
+                        ids: value.identifier.into_iter().collect(),
+                        shared: None,
+                    },
+                ));
             }
-            targets.push((
-                key,
-                Target {
-                    qos: value.options.qos,
-                    retain_as_published: value.options.retain_as_published,
-                    ids: value.identifier.into_iter().collect(),
-                    shared: None,
-                },
-            ));
-        }
-        Match::Shared {
-            filter, members, ..
-        } => {
-            shared.push((Arc::from(filter), members.to_vec()));
-        }
-    });
+            Match::Shared {
+                filter, members, ..
+            } => {
+                shared.push((Arc::from(filter), members.to_vec()));
+            }
+        });
     targets.sort_by_key(|(sid, _)| *sid);
     targets.dedup_by(|(sid, later), (kept_sid, kept)| {
         if sid != kept_sid {
@@ -241,7 +243,9 @@ pub(crate) fn hand_over_shared(core: &mut Core, now: Instant, sid: SessionId) {
         .inflight()
         .iter()
         .filter(|(_, f)| {
-            f.delivery.shared.is_some() && f.stage == Stage::Sent && f.delivery.qos != QoS::ExactlyOnce
+            f.delivery.shared.is_some()
+                && f.stage == Stage::Sent
+                && f.delivery.qos != QoS::ExactlyOnce
         })
         .map(|(&id, _)| id)
         .collect();
@@ -450,11 +454,15 @@ fn send_publish(
         .expires_at
         .map(|at| at.saturating_duration_since(now).as_secs());
     if c.protocol.is_v5()
-        && (!original.properties.is_empty() || !delivery.subscription_ids.is_empty() || remaining.is_some())
+        && (!original.properties.is_empty()
+            || !delivery.subscription_ids.is_empty()
+            || remaining.is_some())
     {
         let props = &mut *p.properties;
         props.topic_alias = None;
-        props.subscription_identifiers.clone_from(&delivery.subscription_ids);
+        props
+            .subscription_identifiers
+            .clone_from(&delivery.subscription_ids);
         if let Some(secs) = remaining {
             props.message_expiry_interval = Some(u32::try_from(secs.max(1)).unwrap_or(u32::MAX));
         }
@@ -594,7 +602,8 @@ pub(crate) fn resume(core: &mut Core, now: Instant, sid: SessionId) {
         .values()
         .filter(|f| f.stage == Stage::Released)
         .count();
-    let mut order: Vec<(u64, PacketId)> = s.inflight().iter().map(|(&id, f)| (f.order, id)).collect();
+    let mut order: Vec<(u64, PacketId)> =
+        s.inflight().iter().map(|(&id, f)| (f.order, id)).collect();
     order.sort_unstable();
     for (_, id) in order {
         if drop_denied_inflight(core, sid, id) {
@@ -628,12 +637,18 @@ fn drop_denied_inflight(core: &mut Core, sid: SessionId, id: PacketId) -> bool {
         .sessions
         .get(sid)
         .and_then(|s| s.inflight().get(&id))
-        .is_some_and(|f| f.stage == Stage::Sent && !core.may_receive(sid, f.delivery.message.publish.topic()));
+        .is_some_and(|f| {
+            f.stage == Stage::Sent && !core.may_receive(sid, f.delivery.message.publish.topic())
+        });
     if !denied {
         return false;
     }
     core.stats.denied_deliveries += 1;
-    if let Some(mut gone) = core.sessions.held(sid).and_then(|(s, t)| s.remove_inflight(id, t)) {
+    if let Some(mut gone) = core
+        .sessions
+        .held(sid)
+        .and_then(|(s, t)| s.remove_inflight(id, t))
+    {
         forget_delivery(core, sid, &mut gone.delivery, false);
     }
     true
@@ -648,7 +663,10 @@ fn resend_publish(core: &mut Core, now: Instant, sid: SessionId, conn: ConnId, i
     f.resend = false;
     let delivery = f.delivery.clone();
     if !send_publish(core, now, conn, &delivery, Some(id), true)
-        && let Some(mut gone) = core.sessions.held(sid).and_then(|(s, t)| s.remove_inflight(id, t))
+        && let Some(mut gone) = core
+            .sessions
+            .held(sid)
+            .and_then(|(s, t)| s.remove_inflight(id, t))
     {
         forget_delivery(core, sid, &mut gone.delivery, false);
     }

@@ -14,12 +14,12 @@ use std::time::{Duration, Instant};
 use mqtt5_codec::{Disconnect, DisconnectReason, MqttString, Packet};
 use mqtt5_store::StoreOp;
 
-use crate::state::Core;
 use crate::deliver::hand_over_shared;
 use crate::durable::{forget_delivery, save_session};
 use crate::outbox::fit_packet;
 use crate::publish::publish_will;
 use crate::session::SessionId;
+use crate::state::Core;
 use crate::timers::Timer;
 use crate::types::{ConnId, Notice};
 use crate::violation::Violation;
@@ -40,7 +40,12 @@ pub(crate) enum Ending {
 ///
 /// # Errors
 /// [`Violation::SessionExpiryAfterZero`] for a Session Expiry Interval set after 0.
-pub(crate) fn on_disconnect(core: &mut Core, now: Instant, conn: ConnId, d: &Disconnect) -> Result<(), Violation> {
+pub(crate) fn on_disconnect(
+    core: &mut Core,
+    now: Instant,
+    conn: ConnId,
+    d: &Disconnect,
+) -> Result<(), Violation> {
     let Some(sid) = core.conns.session_of(conn) else {
         return Ok(());
     };
@@ -58,9 +63,10 @@ pub(crate) fn on_disconnect(core: &mut Core, now: Instant, conn: ConnId, d: &Dis
     }
     let (ending, why) = match d.reason {
         DisconnectReason::NormalDisconnection => (Ending::Normal, "client disconnected".to_owned()),
-        DisconnectReason::DisconnectWithWillMessage => {
-            (Ending::Abnormal, "client disconnected with will (0x04)".to_owned())
-        }
+        DisconnectReason::DisconnectWithWillMessage => (
+            Ending::Abnormal,
+            "client disconnected with will (0x04)".to_owned(),
+        ),
         other => (
             Ending::Normal,
             format!("client disconnected with 0x{:02X}", other.as_u8()),
@@ -80,7 +86,14 @@ pub(crate) fn violation(core: &mut Core, now: Instant, conn: ConnId, v: &Violati
         return;
     }
     core.stats.protocol_errors += 1;
-    end_connection(core, now, conn, Ending::Abnormal, Some(v.reason()), &v.to_string());
+    end_connection(
+        core,
+        now,
+        conn,
+        Ending::Abnormal,
+        Some(v.reason()),
+        &v.to_string(),
+    );
 }
 
 /// Closes a connection that never completed CONNECT: no CONNACK is owed.

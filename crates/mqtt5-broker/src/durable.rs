@@ -16,13 +16,18 @@ use std::sync::atomic::Ordering;
 use mqtt5_codec::QoS;
 use mqtt5_store::{DeliveryRecord, DeliveryState, SessionRecord, StoreOp};
 
-use crate::state::Core;
 use crate::session::{Delivery, SessionId};
+use crate::state::Core;
 use crate::types::Identity;
 
 /// Stores a new delivery of a persistent session (QoS 1 and 2 only), and its message if this
 /// is the message's first stored delivery.
-pub(crate) fn record_delivery(core: &mut Core, sid: SessionId, d: &mut Delivery, state: DeliveryState) {
+pub(crate) fn record_delivery(
+    core: &mut Core,
+    sid: SessionId,
+    d: &mut Delivery,
+    state: DeliveryState,
+) {
     if d.seq.is_some() {
         update_delivery(core, sid, d, state);
         return;
@@ -68,7 +73,12 @@ pub(crate) fn update_delivery(core: &mut Core, sid: SessionId, d: &Delivery, sta
 /// Forgets a stored delivery (acknowledged, dropped, or moved to another session), and its
 /// message with the last one. `session_gone` skips the delivery's own record when the whole
 /// session has just been deleted.
-pub(crate) fn forget_delivery(core: &mut Core, sid: SessionId, d: &mut Delivery, session_gone: bool) {
+pub(crate) fn forget_delivery(
+    core: &mut Core,
+    sid: SessionId,
+    d: &mut Delivery,
+    session_gone: bool,
+) {
     let Some(seq) = d.seq.take() else {
         return;
     };

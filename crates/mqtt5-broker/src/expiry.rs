@@ -6,15 +6,19 @@ use std::time::Instant;
 
 use mqtt5_store::StoreOp;
 
-use crate::state::Core;
 use crate::disconnect::end_session;
 use crate::durable::forget_delivery;
 use crate::publish::publish_will;
 use crate::session::SessionId;
+use crate::state::Core;
 
 /// A will's delay ran out: it is published, unless the session was resumed since.
 pub(crate) fn will_due(core: &mut Core, now: Instant, sid: SessionId, at: Instant) {
-    if core.sessions.get(sid).is_some_and(|s| s.will_at == Some(at)) {
+    if core
+        .sessions
+        .get(sid)
+        .is_some_and(|s| s.will_at == Some(at))
+    {
         publish_will(core, now, sid);
     }
 }

@@ -31,4 +31,3 @@ impl core::hash::Hasher for IdHasher {
 
 /// The `BuildHasher` of [`IdHasher`].
 pub(crate) type IdHash = core::hash::BuildHasherDefault<IdHasher>;
-

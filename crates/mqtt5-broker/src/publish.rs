@@ -21,11 +21,11 @@ use mqtt5_codec::{
 use mqtt5_store::{DeliveryState, StoreOp};
 
 use crate::auth::ClientInfo;
-use crate::state::Core;
 use crate::deliver::{ingest, pump, retained_refused};
 use crate::durable::{forget_delivery, resave_session, update_delivery};
 use crate::router::is_broker_topic;
 use crate::session::{SessionId, Stage, message_size};
+use crate::state::Core;
 use crate::types::ConnId;
 use crate::violation::Violation;
 
@@ -170,7 +170,13 @@ fn on_qos2_publish(
 /// Routes a client's PUBLISH unless something refuses it; returns the acknowledgement's
 /// reason. 3.1.1 has no negative acknowledgement: a refused message is dropped quietly and
 /// acknowledged as a success.
-fn route_inbound(core: &mut Core, now: Instant, sid: SessionId, publish: Publish, v5: bool) -> PubAckReason {
+fn route_inbound(
+    core: &mut Core,
+    now: Instant,
+    sid: SessionId,
+    publish: Publish,
+    v5: bool,
+) -> PubAckReason {
     let qos = publish.qos();
     let outcome = match refusal(core, sid, &publish, v5) {
         Some(reason) => Err(reason),
@@ -252,8 +258,7 @@ pub(crate) fn on_puback(core: &mut Core, now: Instant, conn: ConnId, packet_id: 
         return;
     };
     if let Some((s, total)) = core.sessions.held(sid)
-        && s
-            .inflight()
+        && s.inflight()
             .get(&packet_id)
             .is_some_and(|f| f.delivery.qos == QoS::AtLeastOnce)
         && let Some(mut f) = s.remove_inflight(packet_id, total)
@@ -306,8 +311,7 @@ pub(crate) fn on_pubcomp(core: &mut Core, now: Instant, conn: ConnId, packet_id:
         return;
     };
     if let Some((s, total)) = core.sessions.held(sid)
-        && s
-            .inflight()
+        && s.inflight()
             .get(&packet_id)
             .is_some_and(|f| f.stage == Stage::Released)
         && let Some(mut f) = s.remove_inflight(packet_id, total)
@@ -339,7 +343,8 @@ pub(crate) fn publish_will(core: &mut Core, now: Instant, sid: SessionId) {
         client_id: &client,
         username: username.as_deref(),
     };
-    if is_broker_topic(will.topic.as_str()) || !core.access.can_publish(&info, will.topic.as_str()) {
+    if is_broker_topic(will.topic.as_str()) || !core.access.can_publish(&info, will.topic.as_str())
+    {
         core.stats.denied_publishes += 1;
         resave_session(core, sid);
         return;

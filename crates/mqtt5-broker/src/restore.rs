@@ -16,10 +16,10 @@ use std::time::{Duration, Instant};
 use mqtt5_store::{DeliveryState, Recovered, StoreOp, StoredMessage, StoredSession};
 
 use crate::clock::Clock;
-use crate::state::Core;
 use crate::disconnect::end_session;
 use crate::publish::publish_will;
 use crate::session::{Delivery, InFlight, Message, SessionId, Stage, SubEntry};
+use crate::state::Core;
 use crate::timers::Timer;
 use crate::types::{Error, Identity};
 
@@ -35,7 +35,14 @@ pub(crate) fn restore(core: &mut Core, now: Instant, recovered: Recovered) -> Re
     let wall_now = core.wall_ms(now);
     let instant_of = |ms: u64| Clock::instant_of(now, wall_now, ms);
     let mut messages: BTreeMap<u64, Arc<Message>> = BTreeMap::new();
-    for (id, StoredMessage { message, expires_at_ms }) in recovered.messages {
+    for (
+        id,
+        StoredMessage {
+            message,
+            expires_at_ms,
+        },
+    ) in recovered.messages
+    {
         core.seen_message_id(id);
         let qos = message.qos();
         let message = Message::new(message, qos, expires_at_ms.map(instant_of), None, id);

@@ -33,7 +33,12 @@ pub(crate) struct Router {
 
 impl Router {
     /// Adds or replaces a subscription; returns the one replaced.
-    pub(crate) fn subscribe(&mut self, filter: &str, sid: SessionId, entry: SubEntry) -> Option<SubEntry> {
+    pub(crate) fn subscribe(
+        &mut self,
+        filter: &str,
+        sid: SessionId,
+        entry: SubEntry,
+    ) -> Option<SubEntry> {
         self.tree.insert(filter, sid, entry)
     }
 
@@ -43,7 +48,11 @@ impl Router {
     }
 
     /// Visits every subscription that matches `topic` ([`TopicTree::for_each_match`]).
-    pub(crate) fn for_each_match<'a>(&'a self, topic: &str, visit: impl FnMut(Match<'a, SubEntry>)) {
+    pub(crate) fn for_each_match<'a>(
+        &'a self,
+        topic: &str,
+        visit: impl FnMut(Match<'a, SubEntry>),
+    ) {
         self.tree.for_each_match(topic, visit);
     }
 
@@ -59,7 +68,11 @@ impl Router {
     }
 
     /// Visits every retained message whose topic matches `filter`.
-    pub(crate) fn for_each_retained<'a>(&'a self, filter: &str, visit: impl FnMut(&'a Arc<Message>)) {
+    pub(crate) fn for_each_retained<'a>(
+        &'a self,
+        filter: &str,
+        visit: impl FnMut(&'a Arc<Message>),
+    ) {
         self.retained.for_each_match(filter, visit);
     }
 

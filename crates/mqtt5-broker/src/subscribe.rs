@@ -11,10 +11,10 @@ use mqtt5_codec::{
 use mqtt5_store::StoreOp;
 
 use crate::auth::ClientInfo;
-use crate::state::Core;
 use crate::deliver::deliver;
 use crate::publish::level_count;
 use crate::session::{Delivery, SessionId, SubEntry};
+use crate::state::Core;
 use crate::types::ConnId;
 
 /// SUBSCRIBE: one reason code per filter, then the retained messages it asks for.
@@ -41,7 +41,11 @@ pub(crate) fn on_subscribe(core: &mut Core, now: Instant, conn: ConnId, sub: &Su
 }
 
 /// Why the broker refuses a filter before looking at the session, if it does.
-fn unsupported(core: &Core, s: &Subscription, identifier: Option<NonZeroU32>) -> Option<SubAckReason> {
+fn unsupported(
+    core: &Core,
+    s: &Subscription,
+    identifier: Option<NonZeroU32>,
+) -> Option<SubAckReason> {
     let cfg = &core.config;
     if s.filter.is_shared() && !cfg.shared_subscriptions {
         return Some(SubAckReason::SharedSubscriptionsNotSupported);

@@ -5,8 +5,8 @@ use std::time::Instant;
 
 use mqtt5_codec::{Publish, TopicName};
 
-use crate::state::Core;
 use crate::deliver::ingest_sys;
+use crate::state::Core;
 
 /// Publishes the statistics now.
 pub(crate) fn publish_sys(core: &mut Core, now: Instant) {
@@ -15,12 +15,21 @@ pub(crate) fn publish_sys(core: &mut Core, now: Instant) {
     let entries: [(&str, String); 19] = [
         ("$SYS/broker/version", core.config.version.clone()),
         ("$SYS/broker/uptime", format!("{uptime} seconds")),
-        ("$SYS/broker/clients/connected", core.conns.connected().to_string()),
+        (
+            "$SYS/broker/clients/connected",
+            core.conns.connected().to_string(),
+        ),
         ("$SYS/broker/clients/total", core.sessions.len().to_string()),
         ("$SYS/broker/clients/maximum", s.max_connected.to_string()),
-        ("$SYS/broker/messages/received", s.messages_received.to_string()),
+        (
+            "$SYS/broker/messages/received",
+            s.messages_received.to_string(),
+        ),
         ("$SYS/broker/messages/sent", s.messages_sent.to_string()),
-        ("$SYS/broker/messages/dropped", s.messages_dropped.to_string()),
+        (
+            "$SYS/broker/messages/dropped",
+            s.messages_dropped.to_string(),
+        ),
         ("$SYS/broker/bytes/received", s.bytes_received.to_string()),
         ("$SYS/broker/bytes/sent", s.bytes_sent.to_string()),
         (
@@ -35,11 +44,26 @@ pub(crate) fn publish_sys(core: &mut Core, now: Instant) {
             "$SYS/broker/retained messages/bytes",
             core.router.retained_bytes().to_string(),
         ),
-        ("$SYS/broker/retained messages/refused", s.retained_refused.to_string()),
-        ("$SYS/broker/messages/denied", s.denied_deliveries.to_string()),
-        ("$SYS/broker/queued/bytes", core.sessions.queued_bytes().to_string()),
-        ("$SYS/broker/queued/memory drops", s.queue_memory_drops.to_string()),
-        ("$SYS/broker/clients/auth failures", s.auth_failures.to_string()),
+        (
+            "$SYS/broker/retained messages/refused",
+            s.retained_refused.to_string(),
+        ),
+        (
+            "$SYS/broker/messages/denied",
+            s.denied_deliveries.to_string(),
+        ),
+        (
+            "$SYS/broker/queued/bytes",
+            core.sessions.queued_bytes().to_string(),
+        ),
+        (
+            "$SYS/broker/queued/memory drops",
+            s.queue_memory_drops.to_string(),
+        ),
+        (
+            "$SYS/broker/clients/auth failures",
+            s.auth_failures.to_string(),
+        ),
         (
             "$SYS/broker/clients/ownership refusals",
             s.ownership_refusals.to_string(),

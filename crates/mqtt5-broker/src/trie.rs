@@ -175,4 +175,3 @@ pub(crate) fn split_level(levels: &str) -> (&str, Option<&str>) {
         None => (levels, None),
     }
 }
-

@@ -86,13 +86,13 @@ mod tests {
 
     #[test]
     fn codec_errors_keep_their_reason_code() {
-        let too_large = Violation::Malformed(mqtt5_codec::Error::PacketTooLarge {
-            size: 10,
-            max: 5,
-        });
+        let too_large =
+            Violation::Malformed(mqtt5_codec::Error::PacketTooLarge { size: 10, max: 5 });
         assert_eq!(too_large.reason(), DisconnectReason::PacketTooLarge);
         assert_eq!(
-            Violation::Malformed(mqtt5_codec::Error::ZeroPacketId).reason().as_u8(),
+            Violation::Malformed(mqtt5_codec::Error::ZeroPacketId)
+                .reason()
+                .as_u8(),
             mqtt5_codec::Error::ZeroPacketId.reason_code().as_u8()
         );
     }
