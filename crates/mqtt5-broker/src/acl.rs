@@ -359,6 +359,22 @@ impl TryFrom<&AclRecord> for AclRule {
     }
 }
 
+/// The record the store keeps for a rule; [`AclRule::try_from`] reads it back.
+impl From<&AclRule> for AclRecord {
+    fn from(rule: &AclRule) -> Self {
+        let scope = match rule.scope() {
+            AclScope::Anonymous => "anonymous".to_owned(),
+            AclScope::User(name) => format!("user {name}"),
+            AclScope::Pattern => "pattern".to_owned(),
+        };
+        Self {
+            scope,
+            access: rule.access().keyword().to_owned(),
+            topic: rule.topic().to_owned(),
+        }
+    }
+}
+
 impl AclRules {
     /// No rules: denies everything.
     #[must_use]
