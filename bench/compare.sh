@@ -77,10 +77,11 @@ mkdir -p "$target/compare"
 results="$target/compare/results-$stamp.txt"
 : >"$results"
 bench="$target/release/mqtt5-bench"
-common=(--brokers "$brokers" --rounds "$rounds"
-    --mqtt5d "$target/release/mqtt5d" --mosquitto "$mosquitto" --rumqttd "$rumqttd")
+common=(--brokers "$brokers" --rounds "$rounds" --mqtt5d "$target/release/mqtt5d")
 if [[ -n $baseline ]]; then
     common+=(--mqtt5d-baseline "$baseline")
+else
+    common+=(--mosquitto "$mosquitto" --rumqttd "$rumqttd")
 fi
 flow=(--duration "$duration" --warmup "$warmup")
 status=0
@@ -109,6 +110,10 @@ for pin in none 0; do
 done
 if grep -q 'verified=FAILED' "$results"; then
     status=1
+fi
+if ! grep -q '^result ' "$results"; then
+    echo "no run produced a result; docs/benchmarks.md is left alone" >&2
+    exit 1
 fi
 
 table=$(mktemp)
