@@ -16,12 +16,14 @@
 //!
 //! # Contract with the driver
 //! - Call [`Broker::handle_connection`] for each accepted connection, then
-//!   [`Broker::handle_packet`] for each packet its decoder yields (setting the decoder's version
-//!   from the CONNECT), [`Broker::handle_decode_error`] when the decoder fails, and
+//!   [`Broker::handle_packet`] for each packet its decoder yields,
+//!   [`Broker::handle_decode_error`] when the decoder fails, and
 //!   [`Broker::handle_connection_lost`] when the socket dies.
 //! - After each input, run every [`Broker::poll_action`] in order. An
 //!   [`Action::Persist`] must be durable before any later [`Action::Send`] goes out: that is
-//!   how an acknowledgement never runs ahead of the data it confirms.
+//!   how an acknowledgement never runs ahead of the data it confirms. An
+//!   [`Action::Protocol`] sets the version the connection's decoder and encoder use from then
+//!   on; an [`Action::CheckPassword`] is answered with [`Broker::handle_password_verdict`].
 //! - Call [`Broker::handle_timeout`] when [`Broker::poll_timeout`] says.
 //!
 //! # Example
