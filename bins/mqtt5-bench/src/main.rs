@@ -135,7 +135,11 @@ struct BrokerArgs {
     #[arg(long, value_name = "PATH")]
     mqtt5d: Option<PathBuf>,
     /// The mqtt5d executable of `mqtt5d-baseline`: another build, measured in the same run
-    #[arg(long, value_name = "PATH", required_if_eq("brokers", "mqtt5d-baseline"))]
+    #[arg(
+        long,
+        value_name = "PATH",
+        required_if_eq("brokers", "mqtt5d-baseline")
+    )]
     mqtt5d_baseline: Option<PathBuf>,
     /// The Mosquitto executable
     #[arg(long, value_name = "PATH", default_value = "/usr/sbin/mosquitto")]
