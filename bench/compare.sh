@@ -11,6 +11,11 @@
 #   bench/compare.sh                  the full comparison (about 15-20 minutes)
 #   ROUNDS=3 DURATION=5 bench/compare.sh
 #   bench/compare.sh --no-write       print the table, leave docs/benchmarks.md alone
+#   BASELINE=PATH bench/compare.sh    this build against another mqtt5d executable (the
+#                                     build before a change) instead of the peers, in the
+#                                     same run: fan-in, fan-out, topics and latency, the table
+#                                     between <!-- baseline:begin --> and <!-- baseline:end -->
+#                                     (BASELINE_LABEL names the baseline in the table)
 #
 # It installs nothing. It needs:
 #   Mosquitto    apt-get install mosquitto        (/usr/sbin/mosquitto, or MOSQUITTO=PATH)
@@ -30,14 +35,29 @@ warmup=${WARMUP:-0.5}
 connections=${CONNECTIONS:-19000}
 mosquitto=${MOSQUITTO:-/usr/sbin/mosquitto}
 rumqttd=${RUMQTTD:-$(command -v rumqttd || true)}
+baseline=${BASELINE:-}
 write=1
 if [[ ${1:-} == --no-write ]]; then
     write=0
 fi
 
 missing=()
-[[ -x $mosquitto ]] || missing+=("Mosquitto ($mosquitto not found): apt-get install mosquitto")
-[[ -n $rumqttd && -x $rumqttd ]] || missing+=("rumqttd (not on the PATH): cargo install rumqttd")
+if [[ -n $baseline ]]; then
+    [[ -x $baseline ]] || missing+=("the baseline mqtt5d ($baseline is not an executable)")
+    brokers=mqtt5d,mqtt5d-baseline
+    scenarios=(fan-in fan-out topics latency)
+    marker=baseline
+    heading='mqtt5d against a baseline build (BASELINE=PATH bench/compare.sh)'
+else
+    brokers=mqtt5d,mosquitto,rumqttd
+    scenarios=(fan-in fan-out topics latency conns)
+    marker=compare
+    heading='Broker comparison (bench/compare.sh)'
+fi
+if [[ -z $baseline ]]; then
+    [[ -x $mosquitto ]] || missing+=("Mosquitto ($mosquitto not found): apt-get install mosquitto")
+    [[ -n $rumqttd && -x $rumqttd ]] || missing+=("rumqttd (not on the PATH): cargo install rumqttd")
+fi
 command -v taskset >/dev/null || missing+=("taskset: apt-get install util-linux")
 if ((${#missing[@]} > 0)); then
     echo "bench/compare.sh installs nothing; please install:" >&2
@@ -57,8 +77,12 @@ mkdir -p "$target/compare"
 results="$target/compare/results-$stamp.txt"
 : >"$results"
 bench="$target/release/mqtt5-bench"
-common=(--brokers mqtt5d,mosquitto,rumqttd --rounds "$rounds"
-    --mqtt5d "$target/release/mqtt5d" --mosquitto "$mosquitto" --rumqttd "$rumqttd")
+common=(--brokers "$brokers" --rounds "$rounds" --mqtt5d "$target/release/mqtt5d")
+if [[ -n $baseline ]]; then
+    common+=(--mqtt5d-baseline "$baseline")
+else
+    common+=(--mosquitto "$mosquitto" --rumqttd "$rumqttd")
+fi
 flow=(--duration "$duration" --warmup "$warmup")
 status=0
 started=$(date +%s)
@@ -71,7 +95,7 @@ for pin in none 0; do
         run=(taskset -c 1 "$bench")
         pinning=(--broker-cpus 0)
     fi
-    for scenario in fan-in fan-out topics latency conns; do
+    for scenario in "${scenarios[@]}"; do
         args=("$scenario" "${common[@]}" "${pinning[@]}")
         case $scenario in
             latency) args+=(--duration "$((duration + 2))" --warmup "$warmup") ;;
@@ -87,6 +111,10 @@ done
 if grep -q 'verified=FAILED' "$results"; then
     status=1
 fi
+if ! grep -q '^result ' "$results"; then
+    echo "no run produced a result; docs/benchmarks.md is left alone" >&2
+    exit 1
+fi
 
 table=$(mktemp)
 trap 'rm -f "$table"' EXIT
@@ -98,6 +126,9 @@ trap 'rm -f "$table"' EXIT
         "after ${warmup} s of warm-up; $connections connections for conns." \
         "✗: a run of that cell failed its verification. ↓: lower is better." \
         "Ratios are mqtt5d ÷ peer."
+    if [[ -n $baseline ]]; then
+        echo "mqtt5d-baseline: ${BASELINE_LABEL:-$baseline}."
+    fi
     echo
     "$bench" summarize "$results"
 } >"$table"
@@ -105,12 +136,12 @@ cat "$table"
 
 if ((write)); then
     doc=docs/benchmarks.md
-    if ! grep -q '<!-- compare:begin -->' "$doc"; then
-        printf '\n## Broker comparison (bench/compare.sh)\n\n<!-- compare:begin -->\n<!-- compare:end -->\n' >>"$doc"
+    if ! grep -q "<!-- $marker:begin -->" "$doc"; then
+        printf '\n## %s\n\n<!-- %s:begin -->\n<!-- %s:end -->\n' "$heading" "$marker" "$marker" >>"$doc"
     fi
-    awk -v table="$table" '
-        /<!-- compare:begin -->/ { print; while ((getline line < table) > 0) print line; skip = 1; next }
-        /<!-- compare:end -->/ { skip = 0 }
+    awk -v table="$table" -v begin="<!-- $marker:begin -->" -v end="<!-- $marker:end -->" '
+        $0 == begin { print; while ((getline line < table) > 0) print line; skip = 1; next }
+        $0 == end { skip = 0 }
         !skip { print }
     ' "$doc" >"$doc.tmp"
     mv "$doc.tmp" "$doc"

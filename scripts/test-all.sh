@@ -9,7 +9,7 @@
 # runs
 #
 #   1. cargo fmt --check           (root workspace, then the fuzz workspace)
-#   2. cargo clippy -D warnings    (every target of the root workspace)
+#   2. cargo clippy -D warnings    (every target and feature of the root workspace)
 #   3. cargo test --no-fail-fast   (unit, integration and doc tests of the root workspace)
 #   4. cargo doc with warnings denied (broken intra-doc links, bad doc markup)
 #   5. cargo deny check            (licenses, bans, sources; advisories where a database is
@@ -132,8 +132,8 @@ cargo fmt --all --check
 cargo fmt --manifest-path fuzz/Cargo.toml --all --check
 
 # --- 2. Lints ------------------------------------------------------------------------------
-step "2/7 cargo clippy --workspace --all-targets -- -D warnings"
-cargo clippy --locked --workspace --all-targets -- -D warnings
+step "2/7 cargo clippy --workspace --all-targets --all-features -- -D warnings"
+cargo clippy --locked --workspace --all-targets --all-features -- -D warnings
 
 # --- 3. Tests ------------------------------------------------------------------------------
 step "3/7 cargo test --workspace --no-fail-fast"

@@ -227,6 +227,12 @@ impl World {
                     panic!("no password checks without users: {check:?}");
                 }
                 Action::Notice(_) => {}
+                Action::Protocol { conn, version } => {
+                    let slot = self.slots.iter_mut().flatten().find(|c| c.id == conn);
+                    if let Some(c) = slot {
+                        c.decoder.set_version(version);
+                    }
+                }
             }
         }
     }
@@ -243,9 +249,7 @@ impl World {
             let id = c.id;
             match c.decoder.decode(&mut buf) {
                 Ok(Some(packet)) => {
-                    if let Packet::Connect(connect) = &packet {
-                        c.decoder.set_version(connect.protocol);
-                    }
+                    // The core says which version to decode in next (Action::Protocol).
                     self.broker.handle_packet(self.now, id, packet);
                     self.run();
                 }

@@ -52,6 +52,9 @@ const BYTES_LIMIT: u64 = 64 << 30;
 pub(crate) enum BrokerSpec {
     /// mqtt5d, started from this executable, with `--durability sync`.
     Mqtt5d(PathBuf),
+    /// Another mqtt5d executable, started the same way: the build a change is measured
+    /// against, in the same run.
+    Mqtt5dBaseline(PathBuf),
     /// Mosquitto, started from this executable.
     Mosquitto(PathBuf),
     /// rumqttd, started from this executable.
@@ -65,6 +68,7 @@ impl BrokerSpec {
     pub(crate) fn name(&self) -> String {
         match self {
             Self::Mqtt5d(_) => "mqtt5d".into(),
+            Self::Mqtt5dBaseline(_) => "mqtt5d-baseline".into(),
             Self::Mosquitto(_) => "mosquitto".into(),
             Self::Rumqttd(_) => "rumqttd".into(),
             Self::External(addr) => addr.to_string(),
@@ -74,7 +78,9 @@ impl BrokerSpec {
     /// What durability the broker's acknowledgements stand for, in words.
     pub(crate) fn durability(&self) -> &'static str {
         match self {
-            Self::Mqtt5d(_) => "sync: PUBACK after the fsync of a group commit",
+            Self::Mqtt5d(_) | Self::Mqtt5dBaseline(_) => {
+                "sync: PUBACK after the fsync of a group commit"
+            }
             Self::Mosquitto(_) => {
                 "persistence true: PUBACK from memory, saved every autosave_interval (1800 s) \
                  and at exit, never fsynced per message"
@@ -156,7 +162,7 @@ impl RunningBroker {
                     _dir: None,
                 });
             }
-            BrokerSpec::Mqtt5d(program) => {
+            BrokerSpec::Mqtt5d(program) | BrokerSpec::Mqtt5dBaseline(program) => {
                 let (dir, port) = prepare(data_root, "mqtt5d")?;
                 let config = dir.path().join("mqtt5d.toml");
                 write(&config, &mqtt5d_config(""))?;

@@ -134,6 +134,13 @@ struct BrokerArgs {
     /// The mqtt5d executable [default: mqtt5d beside this executable]
     #[arg(long, value_name = "PATH")]
     mqtt5d: Option<PathBuf>,
+    /// The mqtt5d executable of `mqtt5d-baseline`: another build, measured in the same run
+    #[arg(
+        long,
+        value_name = "PATH",
+        required_if_eq("brokers", "mqtt5d-baseline")
+    )]
+    mqtt5d_baseline: Option<PathBuf>,
     /// The Mosquitto executable
     #[arg(long, value_name = "PATH", default_value = "/usr/sbin/mosquitto")]
     mosquitto: PathBuf,
@@ -160,6 +167,8 @@ struct BrokerArgs {
 enum BrokerName {
     /// mqtt5d with --durability sync.
     Mqtt5d,
+    /// Another mqtt5d build (`--mqtt5d-baseline`), configured as mqtt5d.
+    Mqtt5dBaseline,
     /// Mosquitto with persistence on.
     Mosquitto,
     /// rumqttd (no persistence).
@@ -426,6 +435,11 @@ fn specs(args: &BrokerArgs) -> Vec<BrokerSpec> {
         .iter()
         .map(|b| match b {
             BrokerName::Mqtt5d => BrokerSpec::Mqtt5d(mqtt5d.clone()),
+            BrokerName::Mqtt5dBaseline => BrokerSpec::Mqtt5dBaseline(
+                args.mqtt5d_baseline
+                    .clone()
+                    .unwrap_or_else(|| PathBuf::from("mqtt5d")),
+            ),
             BrokerName::Mosquitto => BrokerSpec::Mosquitto(args.mosquitto.clone()),
             BrokerName::Rumqttd => BrokerSpec::Rumqttd(args.rumqttd.clone()),
         })
@@ -906,7 +920,7 @@ fn print_persist_report(
         if let (Some(a), Some(b)) = (median(low), median(high))
             && a > 0.0
         {
-            let target = if matches!(spec, BrokerSpec::Mqtt5d(_)) {
+            let target = if matches!(spec, BrokerSpec::Mqtt5d(_) | BrokerSpec::Mqtt5dBaseline(_)) {
                 " (target: at least 20× from group commit)"
             } else {
                 ""

@@ -19,12 +19,19 @@ use std::fmt::{self, Write as _};
 use std::io::BufRead;
 use std::time::{Duration, Instant};
 
-use mqtt5_broker::{AclAccess, AclError, AclRule, AclRules, AclScope, CredentialError};
+use mqtt5_broker::{
+    AclAccess, AclError, AclRule, AclRules, AclScope, CredentialError, InvalidAclRecord,
+};
 use mqtt5_broker::{PasswordParams, ScramCredentials, hash_password_with};
 use mqtt5_store::{AclRecord, SqliteOptions, SqliteStore, Store, StoreOp};
 
-use crate::auth_watch::{AUTH_APPLIED, BROKER_PID};
 use crate::settings::Settings;
+
+/// The `meta` key of the running broker's process id.
+pub(crate) const BROKER_PID: &str = "broker_pid";
+
+/// The `meta` key of the version of the users and rules the running broker applies.
+pub(crate) const AUTH_APPLIED: &str = "auth_applied";
 
 /// The salt length of new password hashes, in bytes.
 pub(crate) const SALT_LEN: usize = 16;
@@ -88,8 +95,8 @@ pub(crate) enum AdminError {
     #[error("no such rule: {0}")]
     NoSuchRule(RuleDisplay),
     /// The database holds a rule this version cannot read.
-    #[error("the database holds an invalid ACL rule {0:?}")]
-    BadRecord(AclRecord),
+    #[error(transparent)]
+    BadRecord(#[from] InvalidAclRecord),
 }
 
 /// A rule, shown as `SCOPE ACCESS TOPIC` the way the command line takes it.
@@ -324,46 +331,13 @@ pub(crate) fn parse_rule(scope: &str, access: &str, topic: &str) -> Result<AclRu
     Ok(AclRule::new(scope, access, topic)?)
 }
 
-/// The stored form of a rule.
-pub(crate) fn to_record(rule: &AclRule) -> AclRecord {
-    let scope = match rule.scope() {
-        AclScope::Anonymous => "anonymous".to_owned(),
-        AclScope::User(name) => format!("user {name}"),
-        AclScope::Pattern => "pattern".to_owned(),
-    };
-    AclRecord {
-        scope,
-        access: rule.access().keyword().to_owned(),
-        topic: rule.topic().to_owned(),
-    }
-}
-
-/// The rule a stored record holds.
-///
-/// # Errors
-///
-/// [`AdminError::BadRecord`] if it holds no valid rule.
-pub(crate) fn from_record(record: &AclRecord) -> Result<AclRule, AdminError> {
-    let bad = || AdminError::BadRecord(record.clone());
-    let scope = match record.scope.as_str() {
-        "anonymous" => AclScope::Anonymous,
-        "pattern" => AclScope::Pattern,
-        other => match other.strip_prefix("user ") {
-            Some(name) if check_username(name).is_ok() => AclScope::User(name.to_owned()),
-            _ => return Err(bad()),
-        },
-    };
-    let access = AclAccess::from_keyword(&record.access).ok_or_else(bad)?;
-    AclRule::new(scope, access, record.topic.clone()).map_err(|_| bad())
-}
-
 /// Adds a rule; false if it was already there (nothing is written then).
 ///
 /// # Errors
 ///
 /// A store failure.
 pub(crate) fn acl_add<S: Store>(store: &mut S, rule: &AclRule) -> Result<bool, AdminError> {
-    let record = to_record(rule);
+    let record = AclRecord::from(rule);
     if store.auth_state()?.acl.contains(&record) {
         return Ok(false);
     }
@@ -377,7 +351,7 @@ pub(crate) fn acl_add<S: Store>(store: &mut S, rule: &AclRule) -> Result<bool, A
 ///
 /// [`AdminError::NoSuchRule`], or a store failure.
 pub(crate) fn acl_remove<S: Store>(store: &mut S, rule: &AclRule) -> Result<(), AdminError> {
-    let record = to_record(rule);
+    let record = AclRecord::from(rule);
     if !store.auth_state()?.acl.contains(&record) {
         return Err(AdminError::NoSuchRule(RuleDisplay(rule.clone())));
     }
@@ -393,7 +367,7 @@ pub(crate) fn acl_remove<S: Store>(store: &mut S, rule: &AclRule) -> Result<(), 
 pub(crate) fn acl_rules<S: Store>(store: &mut S) -> Result<AclRules, AdminError> {
     let mut rules = AclRules::new();
     for record in &store.auth_state()?.acl {
-        rules.add(from_record(record)?);
+        rules.add(AclRule::try_from(record)?);
     }
     Ok(rules)
 }
@@ -781,18 +755,18 @@ mod tests {
             ("pattern", "write", "devices/%c/#", "pattern"),
         ] {
             let rule = parse_rule(scope, access, topic).unwrap();
-            let record = to_record(&rule);
+            let record = AclRecord::from(&rule);
             assert_eq!(record.scope, stored_scope);
             assert_eq!(record.access, access);
             assert_eq!(record.topic, topic);
-            assert_eq!(from_record(&record).unwrap(), rule);
+            assert_eq!(AclRule::try_from(&record).unwrap(), rule);
         }
         let bad = AclRecord {
             scope: "group admins".into(),
             access: "read".into(),
             topic: "a".into(),
         };
-        assert!(matches!(from_record(&bad), Err(AdminError::BadRecord(_))));
+        assert!(AclRule::try_from(&bad).is_err());
     }
 
     fn acl_round_trip<S: Store>(store: &mut S) {

@@ -36,15 +36,9 @@ use mqtt5_broker::{
 use mqtt5_store::{AuthState, SqliteOptions, SqliteReader, SqliteStore};
 use tracing::{debug, error, info, warn};
 
-use crate::admin::AdminError;
+use crate::admin::{AUTH_APPLIED, AdminError, BROKER_PID};
 use crate::passwords::PasswordCheckers;
 use crate::settings::Settings;
-
-/// The `meta` key of the running broker's process id.
-pub(crate) const BROKER_PID: &str = "broker_pid";
-
-/// The `meta` key of the version of the users and rules the running broker applies.
-pub(crate) const AUTH_APPLIED: &str = "auth_applied";
 
 /// The name of the secret that keys SCRAM's fake salts for unknown users.
 pub(crate) const SCRAM_FAKE_SALT: &str = "scram_fake_salt";

@@ -21,7 +21,8 @@ use std::path::PathBuf;
 use clap::error::ErrorKind;
 use clap::{Args, CommandFactory, Parser, Subcommand};
 
-use crate::settings::{DurabilityKind, LogFormat, Overrides};
+use crate::logging::LogFormat;
+use crate::settings::{DurabilityKind, Overrides};
 
 /// The mqtt5 MQTT broker (MQTT 5.0, 3.1.1 and 3.1).
 #[derive(Debug, Parser)]

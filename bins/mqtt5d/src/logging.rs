@@ -7,10 +7,30 @@
 use std::io::IsTerminal;
 use std::str::FromStr;
 
+use serde::Deserialize;
 use tracing_subscriber::EnvFilter;
 use tracing_subscriber::filter::LevelFilter;
 
-use crate::settings::{LogFormat, LogSettings};
+/// `[log]`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct LogSettings {
+    /// A `tracing` filter: a level (`info`) or directives (`info,mqtt5d=debug`). `RUST_LOG`,
+    /// when set, wins. Default `info`.
+    pub(crate) level: String,
+    /// Text or JSON lines, on stderr.
+    pub(crate) format: LogFormat,
+}
+
+/// How log lines are written.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize, clap::ValueEnum)]
+#[serde(rename_all = "lowercase")]
+pub(crate) enum LogFormat {
+    /// Human-readable lines (the default)
+    #[default]
+    Text,
+    /// One JSON object per line
+    Json,
+}
 
 /// The environment variable that overrides the configured level.
 const ENV_VAR: &str = "RUST_LOG";

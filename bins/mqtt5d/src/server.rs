@@ -149,9 +149,9 @@ struct Connection {
     id: ConnId,
     stream: TcpStream,
     listener: usize,
+    /// The decoder, whose version (set by the core's `Action::Protocol`) is also the one the
+    /// broker's packets are encoded in.
     decoder: Decoder,
-    /// The version the broker's packets are encoded in.
-    version: ProtocolVersion,
     rbuf: BytesMut,
     wbuf: BytesMut,
     /// The core asked for the connection to be closed once `wbuf` is flushed.
@@ -208,12 +208,9 @@ impl core::ops::DerefMut for WsConn {
 
 /// Who a connection's client is, for the log.
 enum ClientName {
-    /// CONNECT arrived: the client identifier and user name it presented, until CONNACK is
-    /// logged.
+    /// CONNECT arrived: the client identifier and user name it presented (clipped), until the
+    /// core accepts or refuses it.
     Connecting(Box<(String, Option<String>)>),
-    /// The core accepted it: the client identifier in force and the identity it
-    /// authenticated as, until CONNACK is logged.
-    Accepted(Box<(String, String)>),
     /// CONNACK was logged: the (possibly assigned) client identifier alone, in one small
     /// allocation, since every idle connection holds it.
     Known(Box<str>),
@@ -454,6 +451,14 @@ struct Server<S: Store + Send + 'static> {
     accept_log: RateLimit,
     /// Lines about the retained store's limits, and about the queue memory.
     limit_log: RateLimit,
+    /// The instant the loop took at its last wake-up: every input to the core in this round
+    /// carries it.
+    now: Instant,
+    /// Connections that became congested while actions were executed, for the core once the
+    /// drain is over.
+    congested: Vec<ConnId>,
+    /// Connections lost to a full write buffer while actions were executed, likewise.
+    lost: Vec<ConnId>,
     /// Users and access rules changed in the database, to apply (auth_watch.rs).
     auth_watch: Option<AuthWatch>,
 }
@@ -652,6 +657,9 @@ fn serve<S: Store + Send + 'static>(
         refusal_log: RateLimit::new(Duration::from_secs(60), 10),
         accept_log: RateLimit::new(Duration::from_secs(10), 1),
         limit_log: RateLimit::new(Duration::from_secs(60), 10),
+        now: Instant::now(),
+        congested: Vec::new(),
+        lost: Vec::new(),
         auth_watch,
     };
     server.event_loop(&mut signals)?;
@@ -737,6 +745,7 @@ impl<S: Store + Send + 'static> Server<S> {
                 return Err(ServerError::new(format!("poll failed: {e}")));
             }
             let now = Instant::now();
+            self.now = now;
             for event in events.iter() {
                 match event.token() {
                     WAKER => {}
@@ -899,7 +908,6 @@ impl<S: Store + Send + 'static> Server<S> {
                 listener: i,
                 decoder: Decoder::new(ProtocolVersion::V5)
                     .with_max_packet_size(self.max_packet_size),
-                version: ProtocolVersion::V5,
                 // Allocated when bytes arrive, returned when they are consumed: an idle
                 // connection holds no read buffer.
                 rbuf: BytesMut::new(),
@@ -990,26 +998,6 @@ impl<S: Store + Send + 'static> Server<S> {
             let id = c.id;
             match c.decoder.decode(&mut c.rbuf) {
                 Ok(Some(packet)) => {
-                    match &packet {
-                        mqtt5_codec::Packet::Connect(connect) => {
-                            c.decoder.set_version(connect.protocol);
-                            c.version = connect.protocol;
-                            // Clipped now: a refused CONNECT's strings go to the log as such.
-                            c.client = Some(ClientName::Connecting(Box::new((
-                                Clipped(&connect.client_id).to_string(),
-                                connect
-                                    .username
-                                    .as_ref()
-                                    .map(|u| Clipped(u.as_str()).to_string()),
-                            ))));
-                        }
-                        mqtt5_codec::Packet::Disconnect(d) => {
-                            c.close_reason = Some(
-                                format!("client sent DISCONNECT 0x{:02X}", d.reason.as_u8()).into(),
-                            );
-                        }
-                        _ => {}
-                    }
                     self.broker.handle_packet(now, id, packet);
                     self.run_actions();
                     if !self.broker.accepts_packets(id)
@@ -1022,10 +1010,6 @@ impl<S: Store + Send + 'static> Server<S> {
                 }
                 Ok(None) => break,
                 Err(e) => {
-                    if matches!(e, mqtt5_codec::Error::UnsupportedProtocolLevel(_)) {
-                        // Answered in the 3.1.1 form (see Broker::handle_decode_error).
-                        c.version = ProtocolVersion::V3_1_1;
-                    }
                     info!(conn = id.0, error = %e, "malformed packet; closing");
                     self.broker.handle_decode_error(now, id, &e);
                     self.run_actions();
@@ -1093,6 +1077,17 @@ impl<S: Store + Send + 'static> Server<S> {
                     self.log_notice(notice);
                     continue;
                 }
+                // The decoder reads the connection's next packets in this version, and the
+                // broker's packets are encoded in it: before anything after it is decoded or
+                // sent.
+                Action::Protocol { conn, version } => {
+                    if let Some(key) = self.key_of(conn)
+                        && let Some(c) = self.conns.get_mut(key)
+                    {
+                        c.decoder.set_version(version);
+                    }
+                    continue;
+                }
                 action => action,
             };
             match self.barrier {
@@ -1102,15 +1097,26 @@ impl<S: Store + Send + 'static> Server<S> {
                 _ => self.execute(action),
             }
         }
-        if !busy.is_empty() {
-            // The checkers' queue is full: those logins are answered "server busy" at once.
-            let now = Instant::now();
-            for conn in busy {
-                self.broker
-                    .handle_password_verdict(now, conn, AuthVerdict::Busy);
-            }
-            self.run_actions();
+        // What executing the actions found out goes to the core now that the drain is over,
+        // with the loop's one `now`: logins the checkers had no room for (answered "server
+        // busy" at once), connections that became congested, and ones lost to a full buffer.
+        let now = self.now;
+        let congested = core::mem::take(&mut self.congested);
+        let lost = core::mem::take(&mut self.lost);
+        if busy.is_empty() && congested.is_empty() && lost.is_empty() {
+            return;
         }
+        for conn in busy {
+            self.broker
+                .handle_password_verdict(now, conn, AuthVerdict::Busy);
+        }
+        for conn in congested {
+            self.broker.handle_congestion(now, conn, true);
+        }
+        for conn in lost {
+            self.broker.handle_connection_lost(now, conn);
+        }
+        self.run_actions();
     }
 
     /// Hands the password checkers' verdicts to the core, and lets the connections they
@@ -1137,20 +1143,70 @@ impl<S: Store + Send + 'static> Server<S> {
     /// Logs a notice of the core: client-supplied strings clipped, repeated lines about one
     /// source rate-limited.
     fn log_notice(&mut self, notice: Notice) {
-        let now = Instant::now();
+        let now = self.now;
         match notice {
+            Notice::Connecting {
+                conn,
+                client_id,
+                username,
+            } => {
+                if let Some(c) = self.key_of(conn).and_then(|k| self.conns.get_mut(k)) {
+                    // Clipped now: a refused CONNECT's strings go to the log as such.
+                    c.client = Some(ClientName::Connecting(Box::new((
+                        Clipped(&client_id).to_string(),
+                        username.map(|u| Clipped(&u).to_string()),
+                    ))));
+                }
+            }
             Notice::Accepted {
                 conn,
                 client_id,
                 identity,
+                session_present,
             } => {
-                if let Some(key) = self.key_of(conn)
-                    && let Some(c) = self.conns.get_mut(key)
+                let Some(key) = self.key_of(conn) else {
+                    return;
+                };
+                if let Some(c) = self.conns.get_mut(key) {
+                    c.connected = true;
+                    info!(
+                        peer = %c.peer,
+                        client_id = %Clipped(&client_id),
+                        identity = %Clipped(&identity.to_string()),
+                        protocol = c.decoder.version().level(),
+                        session_present,
+                        "client connected"
+                    );
+                    c.client = Some(ClientName::Known(Clipped(&client_id).to_string().into()));
+                }
+                self.done_connecting(key);
+            }
+            Notice::Refused { conn, reason } => {
+                let Some(c) = self.key_of(conn).and_then(|k| self.conns.get_mut(k)) else {
+                    return;
+                };
+                let (client_id, username) = match c.client.take() {
+                    Some(ClientName::Connecting(b)) => (b.0, b.1),
+                    Some(ClientName::Known(id)) => (id.into_string(), None),
+                    None => (String::new(), None),
+                };
+                let peer = c.peer;
+                if let Verdict::Write { suppressed } = self.refusal_log.check(now, peer.ip()) {
+                    info!(
+                        %peer,
+                        client_id,
+                        username = username.unwrap_or_default(),
+                        reason = format!("0x{:02X}", reason.as_u8()),
+                        suppressed,
+                        "connection refused"
+                    );
+                }
+            }
+            Notice::Ended { conn, reason } => {
+                if let Some(c) = self.key_of(conn).and_then(|k| self.conns.get_mut(k))
+                    && c.close_reason.is_none()
                 {
-                    c.client = Some(ClientName::Accepted(Box::new((
-                        Clipped(&client_id).to_string(),
-                        Clipped(&identity.to_string()).to_string(),
-                    ))));
+                    c.close_reason = Some(reason.into());
                 }
             }
             Notice::SessionOwnedByOther {
@@ -1287,48 +1343,6 @@ impl<S: Store + Send + 'static> Server<S> {
         self.conns.get(key).filter(|c| c.id == id).map(|_| key)
     }
 
-    /// Logs a CONNACK as it leaves: the client connected, or was refused (rate-limited per
-    /// source).
-    fn log_connack(&mut self, key: usize, ack: &mqtt5_codec::ConnAck) {
-        let Some(c) = self.conns.get_mut(key) else {
-            return;
-        };
-        let (client_id, who) = match c.client.take() {
-            Some(ClientName::Connecting(b)) => (b.0, b.1),
-            Some(ClientName::Accepted(b)) => (b.0, Some(b.1)),
-            Some(ClientName::Known(id)) => (id.into_string(), None),
-            None => (String::new(), None),
-        };
-        let peer = c.peer;
-        if ack.reason.is_error() {
-            if let Verdict::Write { suppressed } = self.refusal_log.check(Instant::now(), peer.ip())
-            {
-                info!(
-                    %peer,
-                    client_id,
-                    username = who.unwrap_or_default(),
-                    reason = format!("0x{:02X}", ack.reason.as_u8()),
-                    suppressed,
-                    "connection refused"
-                );
-            }
-        } else {
-            c.connected = true;
-            info!(
-                %peer,
-                client_id,
-                identity = who.unwrap_or_default(),
-                protocol = c.version.level(),
-                session_present = ack.session_present,
-                "client connected"
-            );
-            self.done_connecting(key);
-        }
-        if let Some(c) = self.conns.get_mut(key) {
-            c.client = Some(ClientName::Known(client_id.into_boxed_str()));
-        }
-    }
-
     fn execute(&mut self, action: Action) {
         match action {
             Action::Send { conn, packet } => {
@@ -1340,33 +1354,19 @@ impl<S: Store + Send + 'static> Server<S> {
                 if closing && !matches!(packet, mqtt5_codec::Packet::Disconnect(_)) {
                     return;
                 }
-                match &packet {
-                    mqtt5_codec::Packet::ConnAck(ack) => self.log_connack(key, ack),
-                    mqtt5_codec::Packet::Disconnect(d) => {
-                        if let Some(c) = self.conns.get_mut(key) {
-                            c.close_reason = Some(
-                                format!("broker sent DISCONNECT 0x{:02X}", d.reason.as_u8()).into(),
-                            );
-                        }
-                    }
-                    _ => {}
-                }
                 let Some(c) = self.conns.get_mut(key) else {
                     return;
                 };
                 let before = c.buffered();
-                packet.encode(c.version, &mut c.wbuf);
+                packet.encode(c.decoder.version(), &mut c.wbuf);
                 let buffered = c.buffered();
                 if buffered > limit / 2 && !c.congested {
                     // Past the high-water mark: the core keeps further messages in the
-                    // client's session queue until the buffer drains.
+                    // client's session queue until the buffer drains (told after the drain).
                     c.congested = true;
                     debug!(conn = conn.0, buffered, "client congested");
-                    self.broker.handle_congestion(Instant::now(), conn, true);
+                    self.congested.push(conn);
                 }
-                let Some(c) = self.conns.get_mut(key) else {
-                    return;
-                };
                 if before > limit {
                     // A client that does not read: its buffer was full already. Disconnect it
                     // rather than grow memory without bound. (One packet may take a buffer
@@ -1379,8 +1379,7 @@ impl<S: Store + Send + 'static> Server<S> {
                     );
                     c.wbuf.clear();
                     c.close_reason = Some("slow consumer: write buffer full".into());
-                    let now = Instant::now();
-                    self.broker.handle_connection_lost(now, conn);
+                    self.lost.push(conn);
                     self.remove(key);
                     return;
                 }
@@ -1395,7 +1394,10 @@ impl<S: Store + Send + 'static> Server<S> {
                 }
             }
             // Handled where the actions are drained; never held.
-            Action::Persist(_) | Action::CheckPassword(_) | Action::Notice(_) => {}
+            Action::Persist(_)
+            | Action::Protocol { .. }
+            | Action::CheckPassword(_)
+            | Action::Notice(_) => {}
         }
     }
 
@@ -1424,7 +1426,7 @@ impl<S: Store + Send + 'static> Server<S> {
                 let id = c.id;
                 let closing = c.closing;
                 if !closing {
-                    self.broker.handle_connection_lost(Instant::now(), id);
+                    self.broker.handle_connection_lost(self.now, id);
                 }
                 self.remove(key);
                 return;
@@ -1438,7 +1440,7 @@ impl<S: Store + Send + 'static> Server<S> {
             c.congested = false;
             let id = c.id;
             debug!(conn = id.0, "client drained");
-            self.broker.handle_congestion(Instant::now(), id, false);
+            self.broker.handle_congestion(self.now, id, false);
             self.run_actions();
         }
         let Some(c) = self.conns.get_mut(key) else {
@@ -1491,7 +1493,6 @@ impl<S: Store + Send + 'static> Server<S> {
             .map_or_else(|| "closed by the broker".to_owned(), String::from);
         let client_id = match c.client.take() {
             Some(ClientName::Connecting(b)) => b.0,
-            Some(ClientName::Accepted(b)) => b.0,
             Some(ClientName::Known(id)) => id.into_string(),
             None => String::new(),
         };

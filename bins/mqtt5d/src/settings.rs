@@ -24,6 +24,8 @@ use mqtt5_codec::QoS;
 use serde::Deserialize;
 use toml::Spanned;
 
+use crate::logging::{LogFormat, LogSettings};
+
 /// The listener with no configuration: plain MQTT on the loopback interface.
 pub(crate) const DEFAULT_BIND: SocketAddr = SocketAddr::new(IpAddr::V4(Ipv4Addr::LOCALHOST), 1883);
 
@@ -224,27 +226,6 @@ pub(crate) struct AuthSettings {
     pub(crate) scram_iterations: u32,
 }
 
-/// `[log]`.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub(crate) struct LogSettings {
-    /// A `tracing` filter: a level (`info`) or directives (`info,mqtt5d=debug`). `RUST_LOG`,
-    /// when set, wins. Default `info`.
-    pub(crate) level: String,
-    /// Text or JSON lines, on stderr.
-    pub(crate) format: LogFormat,
-}
-
-/// How log lines are written.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize, clap::ValueEnum)]
-#[serde(rename_all = "lowercase")]
-pub(crate) enum LogFormat {
-    /// Human-readable lines (the default)
-    #[default]
-    Text,
-    /// One JSON object per line
-    Json,
-}
-
 /// The durability chosen in the file or on the command line, before the period is attached.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize, clap::ValueEnum)]
 #[serde(rename_all = "lowercase")]
@@ -411,19 +392,19 @@ fn default_password_workers() -> usize {
 ///
 /// # Errors
 ///
-/// [`AdminError::BadRecord`](crate::admin::AdminError::BadRecord) for a stored rule that is
-/// not valid.
+/// [`InvalidAclRecord`](mqtt5_broker::InvalidAclRecord) for a stored rule that is not
+/// valid.
 pub(crate) fn authorizer(
     settings: &Settings,
     acl: &[mqtt5_store::AclRecord],
-) -> Result<Option<Box<dyn mqtt5_broker::Authorizer>>, crate::admin::AdminError> {
+) -> Result<Option<Box<dyn mqtt5_broker::Authorizer>>, mqtt5_broker::InvalidAclRecord> {
     if settings.auth.acl_rules.is_none() && !settings.auth.use_database_acl {
         return Ok(None);
     }
     let mut rules = settings.auth.acl_rules.clone().unwrap_or_default();
     if settings.auth.use_database_acl {
         for record in acl {
-            rules.add(crate::admin::from_record(record)?);
+            rules.add(mqtt5_broker::AclRule::try_from(record)?);
         }
     }
     Ok(Some(Box::new(rules)))

@@ -1,21 +1,15 @@
 //! The broker's topic trees under load: matching a PUBLISH topic against 100k subscriptions,
 //! subscribing and unsubscribing them, and replaying wildcard filters over 1M retained topics.
 //!
-//! Run: `cargo bench -p mqtt5-broker --bench topic_tree`. It prints Markdown tables.
-//! Each timed figure is the median of several rounds. The trees are private to the crate, so
-//! this bench includes their source files by path; they use nothing else from the crate.
+//! Run: `cargo bench -p mqtt5-broker --features bench --bench topic_tree`. It prints Markdown
+//! tables. Each timed figure is the median of several rounds. The trees are private to the
+//! crate: the `bench` feature exposes them through thin wrappers (`mqtt5_broker::bench`).
 //! Inputs come from a fixed-seed generator, so every run measures the same trees.
-
-#[path = "../src/retained.rs"]
-mod retained;
-#[path = "../src/topic_tree.rs"]
-mod topic_tree;
 
 use std::hint::black_box;
 use std::time::{Duration, Instant};
 
-use retained::RetainedTree;
-use topic_tree::{SessionId, TopicTree};
+use mqtt5_broker::bench::{RetainedMessages, Subscriptions};
 
 /// Subscriptions in the subscription tree, one session each.
 const SUBSCRIPTIONS: u32 = 100_000;
@@ -157,12 +151,12 @@ fn fmt_rss(before: Option<u64>, after: Option<u64>) -> String {
 }
 
 /// Matches every topic once; returns the matches seen.
-fn match_all(tree: &TopicTree<u32>, topics: &[String]) -> u64 {
+fn match_all(tree: &Subscriptions, topics: &[String]) -> u64 {
     let mut matches = 0u64;
     for topic in topics {
-        tree.for_each_match(black_box(topic), |m| {
+        tree.for_each_match(black_box(topic), |session, value| {
             matches += 1;
-            black_box(&m);
+            black_box((session, value));
         });
     }
     matches
@@ -191,9 +185,9 @@ fn main() {
     // set growth of each is read before any other allocation comes and goes.
     let filters: Vec<String> = (0..SUBSCRIPTIONS).map(|_| filter(&mut rng)).collect();
     let rss0 = rss_bytes();
-    let mut tree = TopicTree::new();
+    let mut tree = Subscriptions::new();
     for (i, f) in filters.iter().enumerate() {
-        tree.insert(f, SessionId(i as u32), i as u32);
+        tree.insert(f, i as u32, i as u32);
     }
     let rss1 = rss_bytes();
     let (sites, devices, metrics) = RETAINED_SHAPE;
@@ -208,7 +202,7 @@ fn main() {
         .collect();
     let rss2 = rss_bytes();
     let t = now();
-    let mut retained = RetainedTree::new();
+    let mut retained = RetainedMessages::new();
     for (i, topic) in retained_topics.iter().enumerate() {
         retained.insert(topic, i as u64);
     }
@@ -274,14 +268,14 @@ fn main() {
     let mut removes = Vec::new();
     for _ in 0..MIN_ROUNDS {
         let t = now();
-        let mut fresh = TopicTree::new();
+        let mut fresh = Subscriptions::new();
         for (i, f) in filters.iter().enumerate() {
-            fresh.insert(black_box(f), SessionId(i as u32), i as u32);
+            fresh.insert(black_box(f), i as u32, i as u32);
         }
         inserts.push(t.elapsed());
         let t = now();
         for &i in &order {
-            black_box(fresh.remove(&filters[i], SessionId(i as u32)));
+            black_box(fresh.remove(&filters[i], i as u32));
         }
         removes.push(t.elapsed());
         assert_eq!(fresh.node_count(), 0);

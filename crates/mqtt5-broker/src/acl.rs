@@ -9,6 +9,8 @@
 
 use std::collections::BTreeMap;
 
+use mqtt5_store::AclRecord;
+
 use crate::auth::ClientInfo;
 
 /// The longest topic an MQTT UTF-8 string can carry (MQTT 5 §1.5.4).
@@ -320,6 +322,57 @@ pub struct AclRules {
     anonymous: Vec<Entry>,
     users: BTreeMap<String, Vec<Entry>>,
     patterns: Vec<Entry>,
+}
+
+/// A stored access rule that holds no valid rule: an unknown scope or access keyword, a user
+/// name that a `user` line could not hold, or an invalid topic filter.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("invalid stored access rule {0:?}")]
+pub struct InvalidAclRecord(pub AclRecord);
+
+/// A rule as the store keeps it: `scope` is `anonymous`, `pattern` or `user NAME`; `access` a
+/// keyword of [`AclAccess::from_keyword`].
+impl TryFrom<&AclRecord> for AclRule {
+    type Error = InvalidAclRecord;
+
+    fn try_from(record: &AclRecord) -> Result<Self, InvalidAclRecord> {
+        let bad = || InvalidAclRecord(record.clone());
+        let scope = match record.scope.as_str() {
+            "anonymous" => AclScope::Anonymous,
+            "pattern" => AclScope::Pattern,
+            other => match other.strip_prefix("user ") {
+                // A `user` line of an ACL file could not hold an empty name, control
+                // characters or white space at either end.
+                Some(name)
+                    if !name.is_empty()
+                        && name.len() <= 65_535
+                        && !name.chars().any(char::is_control)
+                        && name.trim() == name =>
+                {
+                    AclScope::User(name.to_owned())
+                }
+                _ => return Err(bad()),
+            },
+        };
+        let access = AclAccess::from_keyword(&record.access).ok_or_else(bad)?;
+        Self::new(scope, access, record.topic.clone()).map_err(|_| bad())
+    }
+}
+
+/// The record the store keeps for a rule; [`AclRule::try_from`] reads it back.
+impl From<&AclRule> for AclRecord {
+    fn from(rule: &AclRule) -> Self {
+        let scope = match rule.scope() {
+            AclScope::Anonymous => "anonymous".to_owned(),
+            AclScope::User(name) => format!("user {name}"),
+            AclScope::Pattern => "pattern".to_owned(),
+        };
+        Self {
+            scope,
+            access: rule.access().keyword().to_owned(),
+            topic: rule.topic().to_owned(),
+        }
+    }
 }
 
 impl AclRules {

@@ -1,6 +1,7 @@
-//! Authentication: the [`Authenticator`] for username and password, the
-//! [`EnhancedAuthenticator`] for the AUTH exchange (MQTT 5 §4.12), and the
-//! [`RandomSource`] that supplies every random byte the core needs.
+//! Authentication: the [`Authenticator`] for username and password, and the
+//! [`EnhancedAuthenticator`] for the AUTH exchange (MQTT 5 §4.12).
+
+use crate::random::RandomSource;
 
 /// Who is asking: the identity a CONNECT presents, as the authenticator and the authorizer see
 /// it.
@@ -78,13 +79,6 @@ pub enum AuthStep {
     },
     /// Authentication failed: CONNACK 0x86 (or DISCONNECT 0x86 during re-authentication).
     Failure,
-}
-
-/// A source of random bytes, handed to the core from outside (`docs/architecture.md`) so
-/// that tests are deterministic. The binary backs it with the operating system's generator.
-pub trait RandomSource: Send {
-    /// Fills `dest` with random bytes.
-    fn fill_bytes(&mut self, dest: &mut [u8]);
 }
 
 /// An enhanced authentication method such as SCRAM-SHA-256 (MQTT 5 §4.12).

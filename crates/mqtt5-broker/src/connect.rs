@@ -31,790 +31,330 @@ use mqtt5_codec::{
 use mqtt5_store::{ClientRecord, StoreOp};
 
 use crate::auth::{AuthExchange, AuthStep, AuthVerdict, ClientInfo, Passwords};
-use crate::broker::{Broker, ConnState, Ending, Timer};
-use crate::topic_tree::SessionId;
-use crate::types::{Action, ConnId, Identity, Notice, PasswordCheck};
+use crate::connections::ConnState;
+use crate::deliver::resume;
+use crate::disconnect::{Ending, close_unconnected, end_connection, end_session};
+use crate::durable::save_session;
+use crate::session::SessionId;
+use crate::state::Core;
+use crate::timers::Timer;
+use crate::types::{Action, ConnId, Identity, Notice, PasswordCheck, PeerInfo};
+use crate::violation::Violation;
 
-impl Broker {
-    /// A CONNECT on `conn`.
-    pub(crate) fn on_connect(&mut self, now: Instant, conn: ConnId, connect: Box<Connect>) {
-        let Some(c) = self.conns.get_mut(&conn) else {
-            return;
-        };
-        if !matches!(c.state, ConnState::AwaitConnect) {
-            // [MQTT-3.1.0-2]: a second CONNECT is a Protocol Error.
-            self.protocol_violation(
+/// A CONNECT on `conn`.
+///
+/// # Errors
+/// [`Violation::SecondConnect`] on a connection past its first CONNECT.
+pub(crate) fn on_connect(
+    core: &mut Core,
+    now: Instant,
+    conn: ConnId,
+    connect: Box<Connect>,
+) -> Result<(), Violation> {
+    let Some(c) = core.conns.get_mut(conn) else {
+        return Ok(());
+    };
+    if !matches!(c.state, ConnState::AwaitConnect) {
+        // [MQTT-3.1.0-2]: a second CONNECT is a Protocol Error.
+        return Err(Violation::SecondConnect);
+    }
+    c.protocol = connect.protocol;
+    c.problem_information = connect
+        .properties
+        .request_problem_information
+        .unwrap_or(true);
+    // The client's Maximum Packet Size binds every packet sent from now on, a refusing
+    // CONNACK and the AUTH of an exchange included ([MQTT-3.2.2-19], [MQTT-3.2.2-20]).
+    c.max_packet_size = connect
+        .properties
+        .maximum_packet_size
+        .map_or(mqtt5_codec::MAX_PACKET_SIZE, NonZeroU32::get);
+    core.out.push(Action::Protocol {
+        conn,
+        version: connect.protocol,
+    });
+    core.notice(Notice::Connecting {
+        conn,
+        client_id: connect.client_id.to_string(),
+        username: connect.username.as_ref().map(|u| u.as_str().to_owned()),
+    });
+    if let Some((reason, why)) = connect_refusal(core, &connect) {
+        refuse(core, conn, reason, Some(why));
+        return Ok(());
+    }
+    if let Some(method) = connect.properties.authentication_method.clone() {
+        begin_enhanced(core, now, conn, connect, method);
+        return Ok(());
+    }
+    check_credentials(core, now, conn, connect);
+    Ok(())
+}
+
+/// What refuses a CONNECT before any authentication: client identifier rules of 3.1 and
+/// 3.1.1, and a will the server cannot honour.
+fn connect_refusal(core: &Core, connect: &Connect) -> Option<(ConnAckReason, &'static str)> {
+    let id_len = connect.client_id.len();
+    let bad_id = match connect.protocol {
+        // MQTT 3.1 §3.1: 1 to 23 characters.
+        ProtocolVersion::V3_1 => id_len == 0 || id_len > 23,
+        // [MQTT-3.1.3-8]: an empty id needs Clean Session.
+        ProtocolVersion::V3_1_1 => id_len == 0 && !connect.clean_start,
+        ProtocolVersion::V5 => false,
+    };
+    if bad_id {
+        return Some((
+            ConnAckReason::ClientIdentifierNotValid,
+            "client identifier not valid",
+        ));
+    }
+    let will = connect.will.as_ref().filter(|_| connect.protocol.is_v5())?;
+    if will.qos > core.config.maximum_qos {
+        return Some((
+            ConnAckReason::QoSNotSupported,
+            "[MQTT-3.2.2-12] Will QoS above Maximum QoS",
+        ));
+    }
+    if will.retain && !core.config.retain_available {
+        return Some((
+            ConnAckReason::RetainNotSupported,
+            "[MQTT-3.2.2-13] Will Retain without retained messages",
+        ));
+    }
+    None
+}
+
+/// Starts the enhanced authentication of a CONNECT (MQTT 5 §4.12).
+fn begin_enhanced(
+    core: &mut Core,
+    now: Instant,
+    conn: ConnId,
+    connect: Box<Connect>,
+    method: MqttString,
+) {
+    let data = connect
+        .properties
+        .authentication_data
+        .clone()
+        .unwrap_or_default();
+    let Some(auth) = core.access.method(method.as_str()) else {
+        refuse(
+            core,
+            conn,
+            ConnAckReason::BadAuthenticationMethod,
+            Some("unsupported authentication method"),
+        );
+        return;
+    };
+    let (exchange, step) = auth.begin(&connect.client_id, &data, &mut *core.random);
+    connect_step(core, now, conn, connect, exchange, method, step);
+}
+
+/// The next step of a CONNECT's enhanced authentication.
+fn connect_step(
+    core: &mut Core,
+    now: Instant,
+    conn: ConnId,
+    connect: Box<Connect>,
+    exchange: Box<dyn AuthExchange>,
+    method: MqttString,
+    step: AuthStep,
+) {
+    match step {
+        AuthStep::Continue(data) => {
+            set_state(
+                core,
+                conn,
+                ConnState::Authenticating {
+                    connect,
+                    exchange,
+                    method: Box::new(method.clone()),
+                },
+            );
+            send_auth(core, conn, AuthReason::ContinueAuthentication, method, data);
+        }
+        AuthStep::Success { data, username } => {
+            authenticated(
+                core,
                 now,
                 conn,
-                DisconnectReason::ProtocolError,
-                "[MQTT-3.1.0-2] second CONNECT",
+                &connect,
+                Identity::User(username.into()),
+                data,
             );
-            return;
         }
-        c.protocol = connect.protocol;
-        c.problem_information = connect
-            .properties
-            .request_problem_information
-            .unwrap_or(true);
-        // The client's Maximum Packet Size binds every packet sent from now on, a refusing
-        // CONNACK and the AUTH of an exchange included ([MQTT-3.2.2-19], [MQTT-3.2.2-20]).
-        c.max_packet_size = connect
-            .properties
-            .maximum_packet_size
-            .map_or(mqtt5_codec::MAX_PACKET_SIZE, NonZeroU32::get);
-        if let Some((reason, why)) = self.connect_refusal(&connect) {
-            self.refuse(conn, reason, Some(why));
-            return;
-        }
-        if let Some(method) = connect.properties.authentication_method.clone() {
-            self.begin_enhanced(now, conn, connect, method);
-            return;
-        }
-        self.check_credentials(now, conn, connect);
-    }
-
-    /// What refuses a CONNECT before any authentication: client identifier rules of 3.1 and
-    /// 3.1.1, and a will the server cannot honour.
-    fn connect_refusal(&self, connect: &Connect) -> Option<(ConnAckReason, &'static str)> {
-        let id_len = connect.client_id.len();
-        let bad_id = match connect.protocol {
-            // MQTT 3.1 §3.1: 1 to 23 characters.
-            ProtocolVersion::V3_1 => id_len == 0 || id_len > 23,
-            // [MQTT-3.1.3-8]: an empty id needs Clean Session.
-            ProtocolVersion::V3_1_1 => id_len == 0 && !connect.clean_start,
-            ProtocolVersion::V5 => false,
-        };
-        if bad_id {
-            return Some((
-                ConnAckReason::ClientIdentifierNotValid,
-                "client identifier not valid",
-            ));
-        }
-        let will = connect.will.as_ref().filter(|_| connect.protocol.is_v5())?;
-        if will.qos > self.config.maximum_qos {
-            return Some((
-                ConnAckReason::QoSNotSupported,
-                "[MQTT-3.2.2-12] Will QoS above Maximum QoS",
-            ));
-        }
-        if will.retain && !self.config.retain_available {
-            return Some((
-                ConnAckReason::RetainNotSupported,
-                "[MQTT-3.2.2-13] Will Retain without retained messages",
-            ));
-        }
-        None
-    }
-
-    /// Starts the enhanced authentication of a CONNECT (MQTT 5 §4.12).
-    fn begin_enhanced(
-        &mut self,
-        now: Instant,
-        conn: ConnId,
-        connect: Box<Connect>,
-        method: MqttString,
-    ) {
-        let Some(auth) = self.enhanced.iter().find(|a| a.method() == method.as_str()) else {
-            self.refuse(
+        AuthStep::Failure => {
+            let user = connect.username.as_ref().map(|u| u.as_str().to_owned());
+            login_failed(
+                core,
+                now,
                 conn,
-                ConnAckReason::BadAuthenticationMethod,
-                Some("unsupported authentication method"),
+                user.as_deref(),
+                ConnAckReason::BadUserNameOrPassword,
+                "authentication failed",
+            );
+        }
+    }
+}
+
+/// User Name and Password (MQTT 5 §3.1.3.5, §3.1.3.6), or anonymous access.
+fn check_credentials(core: &mut Core, now: Instant, conn: ConnId, connect: Box<Connect>) {
+    let Some(peer) = core.conns.get(conn).and_then(|c| c.peer.as_deref()) else {
+        return;
+    };
+    let anonymous_ok = peer.allow_anonymous.unwrap_or(core.config.allow_anonymous);
+    let ignore = peer
+        .ignore_credentials
+        .unwrap_or(core.config.ignore_credentials);
+    let certificate = peer.certificate.clone();
+    let username = connect.username.as_ref().map(|u| u.as_str().to_owned());
+    let Some(name) = username.filter(|_| !ignore) else {
+        if !anonymous_ok {
+            core.stats.auth_failures += 1;
+            refuse(
+                core,
+                conn,
+                ConnAckReason::NotAuthorized,
+                Some("anonymous access is disabled"),
             );
             return;
-        };
-        let data = connect
-            .properties
-            .authentication_data
-            .clone()
-            .unwrap_or_default();
-        let (exchange, step) = auth.begin(&connect.client_id, &data, &mut *self.random);
-        self.connect_step(now, conn, connect, exchange, method, step);
-    }
-
-    /// The next step of a CONNECT's enhanced authentication.
-    fn connect_step(
-        &mut self,
-        now: Instant,
-        conn: ConnId,
-        connect: Box<Connect>,
-        exchange: Box<dyn AuthExchange>,
-        method: MqttString,
-        step: AuthStep,
-    ) {
-        match step {
-            AuthStep::Continue(data) => {
-                self.set_state(
-                    conn,
-                    ConnState::Authenticating {
-                        connect,
-                        exchange,
-                        method: Box::new(method.clone()),
-                    },
-                );
-                self.send_auth(conn, AuthReason::ContinueAuthentication, method, data);
-            }
-            AuthStep::Success { data, username } => {
-                self.authenticated(now, conn, connect, Identity::User(username.into()), data);
-            }
-            AuthStep::Failure => {
-                let user = connect.username.as_ref().map(|u| u.as_str().to_owned());
-                self.login_failed(
-                    now,
-                    conn,
-                    user.as_deref(),
-                    ConnAckReason::BadUserNameOrPassword,
-                    "authentication failed",
-                );
-            }
         }
-    }
-
-    /// User Name and Password (MQTT 5 §3.1.3.5, §3.1.3.6), or anonymous access.
-    fn check_credentials(&mut self, now: Instant, conn: ConnId, connect: Box<Connect>) {
-        let Some(peer) = self.conns.get(&conn).and_then(|c| c.peer.as_deref()) else {
-            return;
-        };
-        let anonymous_ok = peer.allow_anonymous.unwrap_or(self.config.allow_anonymous);
-        let ignore = peer
-            .ignore_credentials
-            .unwrap_or(self.config.ignore_credentials);
-        let certificate = peer.certificate.clone();
-        let username = connect.username.as_ref().map(|u| u.as_str().to_owned());
-        let Some(name) = username.filter(|_| !ignore) else {
-            if !anonymous_ok {
-                self.stats.auth_failures += 1;
-                self.refuse(
-                    conn,
-                    ConnAckReason::NotAuthorized,
-                    Some("anonymous access is disabled"),
-                );
-                return;
-            }
-            let identity = certificate.map_or(Identity::Anonymous, |subject| {
-                Identity::Certificate(subject.into())
-            });
-            self.authenticated(now, conn, connect, identity, None);
-            return;
-        };
-        match &self.passwords {
-            Passwords::NoUsers => {
-                // Fail closed: a user name with no users to check it against is refused.
-                self.login_failed(
-                    now,
-                    conn,
-                    Some(&name),
-                    ConnAckReason::BadUserNameOrPassword,
-                    "no users are configured",
-                );
-            }
-            Passwords::Inline(authenticator) => {
-                let verdict = authenticator.authenticate(
-                    &ClientInfo {
-                        client_id: &connect.client_id,
-                        username: Some(&name),
-                    },
-                    connect.password.as_deref(),
-                );
-                self.password_verdict(now, conn, connect, name, verdict);
-            }
-            Passwords::Deferred => {
-                let check = PasswordCheck {
-                    conn,
-                    client_id: connect.client_id.to_string(),
-                    username: name,
-                    password: connect.password.clone(),
-                };
-                self.set_state(conn, ConnState::AwaitingVerdict { connect });
-                self.flush_ops();
-                self.actions.push_back(Action::CheckPassword(check));
-            }
-        }
-    }
-
-    /// The driver's verdict on a [`PasswordCheck`]; ignored unless `conn` is waiting for one.
-    pub(crate) fn on_password_verdict(&mut self, now: Instant, conn: ConnId, verdict: AuthVerdict) {
-        let Some(c) = self.conns.get_mut(&conn) else {
-            return;
-        };
-        if !matches!(c.state, ConnState::AwaitingVerdict { .. }) {
-            return;
-        }
-        let ConnState::AwaitingVerdict { connect } =
-            core::mem::replace(&mut c.state, ConnState::AwaitConnect)
-        else {
-            return;
-        };
-        let name = connect
-            .username
-            .as_ref()
-            .map(|u| u.as_str().to_owned())
-            .unwrap_or_default();
-        self.password_verdict(now, conn, connect, name, verdict);
-    }
-
-    fn password_verdict(
-        &mut self,
-        now: Instant,
-        conn: ConnId,
-        connect: Box<Connect>,
-        name: String,
-        verdict: AuthVerdict,
-    ) {
-        match verdict {
-            AuthVerdict::Allow => {
-                self.authenticated(now, conn, connect, Identity::User(name.into()), None);
-            }
-            AuthVerdict::BadCredentials => self.login_failed(
+        let identity = certificate.map_or(Identity::Anonymous, |subject| {
+            Identity::Certificate(subject.into())
+        });
+        authenticated(core, now, conn, &connect, identity, None);
+        return;
+    };
+    match &core.access.passwords {
+        Passwords::NoUsers => {
+            // Fail closed: a user name with no users to check it against is refused.
+            login_failed(
+                core,
                 now,
                 conn,
                 Some(&name),
                 ConnAckReason::BadUserNameOrPassword,
-                "bad user name or password",
-            ),
-            AuthVerdict::NotAuthorized => self.login_failed(
-                now,
+                "no users are configured",
+            );
+        }
+        Passwords::Inline(authenticator) => {
+            let verdict = authenticator.authenticate(
+                &ClientInfo {
+                    client_id: &connect.client_id,
+                    username: Some(&name),
+                },
+                connect.password.as_deref(),
+            );
+            password_verdict(core, now, conn, &connect, name, verdict);
+        }
+        Passwords::Deferred => {
+            let check = PasswordCheck {
                 conn,
-                Some(&name),
-                ConnAckReason::NotAuthorized,
-                "not authorized",
-            ),
-            AuthVerdict::Busy => self.refuse(
-                conn,
-                ConnAckReason::ServerBusy,
-                Some("too many logins in progress"),
-            ),
-        }
-    }
-
-    /// A failed login: counted, and refused after the delay the failures so far call for
-    /// ([`crate::Config::failed_login_delay_max`]).
-    fn login_failed(
-        &mut self,
-        now: Instant,
-        conn: ConnId,
-        user: Option<&str>,
-        reason: ConnAckReason,
-        why: &'static str,
-    ) {
-        self.stats.auth_failures += 1;
-        let addr = self
-            .conns
-            .get(&conn)
-            .and_then(|c| c.peer.as_ref())
-            .map(|p| p.addr.ip());
-        let delay = self
-            .throttle
-            .failed(now, addr, user, self.config.failed_login_delay_max);
-        if delay.is_zero() {
-            self.refuse(conn, reason, Some(why));
-            return;
-        }
-        self.set_state(conn, ConnState::Refusing { reason, why });
-        self.timers.insert((now + delay, Timer::Refusal(conn)));
-    }
-
-    /// A delayed refusal falls due.
-    pub(crate) fn refusal_due(&mut self, conn: ConnId) {
-        let Some(c) = self.conns.get(&conn) else {
-            return;
-        };
-        if let ConnState::Refusing { reason, why } = c.state {
-            self.refuse(conn, reason, Some(why));
-        }
-    }
-
-    /// The client proved `identity`: settle its client identifier, then accept it.
-    fn authenticated(
-        &mut self,
-        now: Instant,
-        conn: ConnId,
-        connect: Box<Connect>,
-        identity: Identity,
-        auth_data: Option<Vec<u8>>,
-    ) {
-        if let Some(name) = identity.username() {
-            self.throttle.succeeded(name);
-        }
-        let by_username = self
-            .conns
-            .get(&conn)
-            .and_then(|c| c.peer.as_ref())
-            .and_then(|p| p.use_username_as_client_id)
-            .unwrap_or(self.config.use_username_as_client_id);
-        let client_id = if by_username {
-            let Some(name) = identity.username() else {
-                self.stats.auth_failures += 1;
-                self.refuse(
-                    conn,
-                    ConnAckReason::NotAuthorized,
-                    Some("a user name is required on this listener"),
-                );
-                return;
+                client_id: connect.client_id.to_string(),
+                username: name,
+                password: connect.password.clone(),
             };
-            ClientId::Replaced(Arc::from(name))
-        } else if connect.client_id.is_empty() {
-            ClientId::Assigned(self.assign_client_id().into())
-        } else {
-            ClientId::Own(Arc::from(connect.client_id.as_str()))
-        };
-        self.accept(now, conn, connect, identity, client_id, auth_data);
+            set_state(core, conn, ConnState::AwaitingVerdict { connect });
+            core.out.push(Action::CheckPassword(check));
+        }
     }
+}
 
-    /// The owner of the session of `client_id` if it is another identity than `identity` and
-    /// may not be taken over.
-    fn foreign_owner(&self, client_id: &str, identity: &Identity) -> Option<Identity> {
-        if self.config.allow_cross_user_takeover {
-            return None;
-        }
-        let sid = *self.by_client.get(client_id)?;
-        self.session(sid)
-            .and_then(|s| s.owner.clone())
-            .filter(|owner| owner != identity)
+/// The driver's verdict on a [`PasswordCheck`]; ignored unless `conn` is waiting for one.
+pub(crate) fn on_password_verdict(
+    core: &mut Core,
+    now: Instant,
+    conn: ConnId,
+    verdict: AuthVerdict,
+) {
+    let Some(c) = core.conns.get_mut(conn) else {
+        return;
+    };
+    if !matches!(c.state, ConnState::AwaitingVerdict { .. }) {
+        return;
     }
+    let ConnState::AwaitingVerdict { connect } =
+        core::mem::replace(&mut c.state, ConnState::AwaitConnect)
+    else {
+        return;
+    };
+    let name = connect
+        .username
+        .as_ref()
+        .map(|u| u.as_str().to_owned())
+        .unwrap_or_default();
+    password_verdict(core, now, conn, &connect, name, verdict);
+}
 
-    /// Completes a CONNECT: takes over or creates the session, sends CONNACK, resumes delivery.
-    fn accept(
-        &mut self,
-        now: Instant,
-        conn: ConnId,
-        connect: Box<Connect>,
-        identity: Identity,
-        client_id: ClientId,
-        auth_data: Option<Vec<u8>>,
-    ) {
-        let (id, assigned) = match &client_id {
-            ClientId::Own(id) => (id.clone(), false),
-            ClientId::Assigned(id) | ClientId::Replaced(id) => (id.clone(), true),
-        };
-        if let Some(owner) = self.foreign_owner(&id, &identity) {
-            self.stats.ownership_refusals += 1;
-            self.notice(Notice::SessionOwnedByOther {
-                conn,
-                client_id: id.to_string(),
-                identity,
-                owner,
-            });
-            self.refuse(
-                conn,
-                ConnAckReason::NotAuthorized,
-                Some("the client identifier belongs to another identity"),
-            );
-            return;
+fn password_verdict(
+    core: &mut Core,
+    now: Instant,
+    conn: ConnId,
+    connect: &Connect,
+    name: String,
+    verdict: AuthVerdict,
+) {
+    match verdict {
+        AuthVerdict::Allow => {
+            authenticated(core, now, conn, connect, Identity::User(name.into()), None);
         }
-        let expiry = self.granted_expiry(&connect);
-        let resumes_stored = !connect.clean_start
-            && self
-                .by_client
-                .get(&id)
-                .and_then(|&sid| self.session(sid))
-                .is_some_and(|s| s.stored);
-        if self.refusing_persistent() && expiry.granted > 0 && !resumes_stored {
-            self.refuse(conn, ConnAckReason::QuotaExceeded, Some("storage full"));
-            return;
-        }
-        let (sid, present) = self.take_session(now, &id, &connect);
-        let username = identity.username().map(Box::from);
-        if let Some(s) = self.session_mut(sid) {
-            s.conn = Some(conn);
-            s.protocol = connect.protocol;
-            if s.owner.as_ref() != Some(&identity) {
-                // A new session, a legacy one being claimed, or a cross-user takeover.
-                s.owner = Some(identity.clone());
-            }
-            s.username = username;
-            s.expiry_interval = expiry.granted;
-            s.will = connect.will.as_ref().map(|w| Box::new(w.detach()));
-        }
-        let peer = self.attach(now, conn, sid, &connect);
-        self.notice(Notice::Accepted {
+        AuthVerdict::BadCredentials => login_failed(
+            core,
+            now,
             conn,
-            client_id: id.to_string(),
-            identity: identity.clone(),
-        });
-        if self.config.client_records {
-            let wall = self.wall_ms(now);
-            self.persist(StoreOp::ClientConnected(ClientRecord {
-                client_id: id.to_string(),
-                username: identity.username().map(str::to_owned),
-                protocol: connect.protocol,
-                peer: peer.map(|p| p.addr.to_string()).unwrap_or_default(),
-                at_ms: wall,
-            }));
-        }
-        self.save_session(sid, None);
-        self.stats.connects += 1;
-        let ack = self.connack(
-            &connect,
-            present,
-            expiry,
-            assigned.then_some(&*id),
-            auth_data,
-        );
-        self.send(conn, Packet::ConnAck(Box::new(ack)));
-        let connected = self.connected_clients();
-        self.stats.max_connected = self.stats.max_connected.max(connected as u64);
-        if present {
-            self.resume(now, sid);
-        }
+            Some(&name),
+            ConnAckReason::BadUserNameOrPassword,
+            "bad user name or password",
+        ),
+        AuthVerdict::NotAuthorized => login_failed(
+            core,
+            now,
+            conn,
+            Some(&name),
+            ConnAckReason::NotAuthorized,
+            "not authorized",
+        ),
+        AuthVerdict::Busy => refuse(
+            core,
+            conn,
+            ConnAckReason::ServerBusy,
+            Some("too many logins in progress"),
+        ),
     }
+}
 
-    /// The Session Expiry Interval a CONNECT asks for, and the one it gets.
-    fn granted_expiry(&self, connect: &Connect) -> Expiry {
-        // 5.0 says it; 3.1.1 Clean Session 0 means "forever".
-        let requested = if connect.protocol.is_v5() {
-            connect.properties.session_expiry_interval.unwrap_or(0)
-        } else if connect.clean_start {
-            0
-        } else {
-            u32::MAX
-        };
-        Expiry {
-            requested,
-            granted: requested.min(self.config.max_session_expiry),
-        }
+/// A failed login: counted, and refused after the delay the failures so far call for
+/// ([`crate::Config::failed_login_delay_max`]).
+fn login_failed(
+    core: &mut Core,
+    now: Instant,
+    conn: ConnId,
+    user: Option<&str>,
+    reason: ConnAckReason,
+    why: &'static str,
+) {
+    core.stats.auth_failures += 1;
+    let addr = core
+        .conns
+        .get(conn)
+        .and_then(|c| c.peer.as_ref())
+        .map(|p| p.addr.ip());
+    let max = core.config.failed_login_delay_max;
+    let delay = core.access.throttle.failed(now, addr, user, max);
+    if delay.is_zero() {
+        refuse(core, conn, reason, Some(why));
+        return;
     }
+    set_state(core, conn, ConnState::Refusing { reason, why });
+    core.timers.insert(now + delay, Timer::Refusal(conn));
+}
 
-    /// Ends the connection that holds the session of `client_id`, discards the session on
-    /// Clean Start, and returns the session the new connection gets, and whether it existed.
-    fn take_session(
-        &mut self,
-        now: Instant,
-        client_id: &Arc<str>,
-        connect: &Connect,
-    ) -> (SessionId, bool) {
-        // Take over: the old connection gets DISCONNECT 0x8E ([MQTT-3.1.4-3]).
-        if let Some(&sid) = self.by_client.get(client_id)
-            && let Some(old) = self.session(sid).and_then(|s| s.conn)
-        {
-            self.end_connection(
-                now,
-                old,
-                Ending::Abnormal,
-                Some(DisconnectReason::SessionTakenOver),
-                "session taken over",
-            );
-            self.stats.takeovers += 1;
-        }
-        // Clean Start discards any existing session ([MQTT-3.1.2-4]).
-        if connect.clean_start
-            && let Some(&sid) = self.by_client.get(client_id)
-        {
-            self.end_session(now, sid);
-        }
-        let (sid, present) = self.session_for(client_id, connect.protocol);
-        // Resuming cancels a pending will ([MQTT-3.1.3-9]) and the expiry.
-        let (old_will_at, old_expires_at) = self
-            .session_mut(sid)
-            .map(|s| (s.will_at.take(), s.expires_at.take()))
-            .unwrap_or_default();
-        if let Some(at) = old_will_at {
-            self.timers.remove(&(at, Timer::Will(sid)));
-        }
-        if let Some(at) = old_expires_at {
-            self.timers.remove(&(at, Timer::SessionExpiry(sid)));
-        }
-        (sid, present)
-    }
-
-    /// Attaches the connection to its session: its state, window, aliases and keep-alive.
-    /// Returns the peer, which only the client record needs from here on.
-    fn attach(
-        &mut self,
-        now: Instant,
-        conn: ConnId,
-        sid: SessionId,
-        connect: &Connect,
-    ) -> Option<Box<crate::types::PeerInfo>> {
-        let keep_alive = self.keep_alive(connect).0;
-        let c = self.conns.get_mut(&conn)?;
-        // The connect timeout no longer applies; the keep-alive (if any) is armed below.
-        c.keep_alive_tick = 0;
-        c.state = ConnState::Connected;
-        c.session = Some(sid);
-        self.connected += 1;
-        c.auth_method = connect
-            .properties
-            .authentication_method
-            .clone()
-            .map(Box::new);
-        let props = &connect.properties;
-        c.window = props
-            .receive_maximum
-            .map_or(u16::MAX, NonZeroU16::get)
-            .min(self.config.max_inflight);
-        c.alias_max = props.topic_alias_maximum.unwrap_or(0);
-        c.keep_alive_ms = u32::from(keep_alive) * 1500;
-        let keep_alive_ms = c.keep_alive_ms;
-        let peer = c.peer.take();
-        if keep_alive_ms > 0 {
-            self.arm_keep_alive(conn, now + Duration::from_millis(u64::from(keep_alive_ms)));
-        }
-        peer
-    }
-
-    /// The keep-alive in force, and the Server Keep Alive to send when it differs from the
-    /// client's: MQTT 5 clients get the server's cap when they ask for 0 or more.
-    fn keep_alive(&self, connect: &Connect) -> (u16, Option<u16>) {
-        let asked = connect.keep_alive;
-        if connect.protocol.is_v5()
-            && let Some(max) = self.config.max_keep_alive
-            && (asked == 0 || asked > max)
-        {
-            return (max, Some(max));
-        }
-        (asked, None)
-    }
-
-    /// The CONNACK of an accepted CONNECT.
-    fn connack(
-        &self,
-        connect: &Connect,
-        present: bool,
-        expiry: Expiry,
-        assigned: Option<&str>,
-        auth_data: Option<Vec<u8>>,
-    ) -> ConnAck {
-        let mut ack = ConnAck {
-            session_present: present,
-            reason: ConnAckReason::Success,
-            properties: ConnAckProperties::default(),
-        };
-        if !connect.protocol.is_v5() {
-            return ack;
-        }
-        let p = &mut ack.properties;
-        let cfg = &self.config;
-        if expiry.granted != expiry.requested {
-            p.session_expiry_interval = Some(expiry.granted);
-        }
-        p.receive_maximum = NonZeroU16::new(cfg.receive_maximum);
-        if cfg.maximum_qos != QoS::ExactlyOnce {
-            p.maximum_qos = Some(cfg.maximum_qos);
-        }
-        if !cfg.retain_available {
-            p.retain_available = Some(false);
-        }
-        p.maximum_packet_size = NonZeroU32::new(cfg.max_packet_size);
-        // An empty client identifier was assigned one ([MQTT-3.2.2-16]); one replaced by the
-        // user name is announced the same way, so that the client knows its session.
-        if let Some(id) = assigned.filter(|id| *id != connect.client_id.as_str()) {
-            p.assigned_client_identifier = MqttString::try_from(id).ok();
-        }
-        p.topic_alias_maximum = Some(cfg.topic_alias_maximum);
-        p.wildcard_subscription_available = Some(cfg.wildcard_subscriptions);
-        p.subscription_identifiers_available = Some(cfg.subscription_identifiers);
-        p.shared_subscription_available = Some(cfg.shared_subscriptions);
-        p.server_keep_alive = self.keep_alive(connect).1;
-        if let Some(method) = &connect.properties.authentication_method {
-            p.authentication_method = Some(method.clone());
-            p.authentication_data = auth_data.map(Into::into);
-        }
-        ack
-    }
-
-    /// A fresh client identifier: the configured prefix and 16 random alphanumerics.
-    fn assign_client_id(&mut self) -> String {
-        const ALPHABET: &[u8; 62] =
-            b"0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz";
-        loop {
-            let mut raw = [0u8; 16];
-            self.random.fill_bytes(&mut raw);
-            let mut id = self.config.assigned_id_prefix.clone();
-            id.extend(
-                raw.iter()
-                    .map(|b| char::from(ALPHABET[usize::from(*b) % ALPHABET.len()])),
-            );
-            if !self.by_client.contains_key(id.as_str()) {
-                return id;
-            }
-        }
-    }
-
-    fn send_auth(&mut self, conn: ConnId, reason: AuthReason, method: MqttString, data: Vec<u8>) {
-        let mut auth = Auth {
-            reason,
-            properties: mqtt5_codec::AuthProperties::default(),
-        };
-        auth.properties.authentication_method = Some(method);
-        auth.properties.authentication_data = Some(data.into());
-        self.send(conn, Packet::Auth(Box::new(auth)));
-    }
-
-    /// An AUTH packet: the next step of a CONNECT's exchange, or a re-authentication.
-    pub(crate) fn on_auth(&mut self, now: Instant, conn: ConnId, auth: Auth) {
-        let Some(c) = self.conns.get_mut(&conn) else {
-            return;
-        };
-        let method = auth.properties.authentication_method.clone();
-        let data = auth
-            .properties
-            .authentication_data
-            .clone()
-            .unwrap_or_default();
-        let state = core::mem::replace(&mut c.state, ConnState::AwaitConnect);
-        match (state, auth.reason) {
-            (
-                ConnState::Authenticating {
-                    connect,
-                    mut exchange,
-                    method: expected,
-                },
-                AuthReason::ContinueAuthentication,
-            ) if method.as_ref() == Some(&expected) => {
-                let step = exchange.step(&data);
-                self.connect_step(now, conn, connect, exchange, *expected, step);
-            }
-            (ConnState::Connected, AuthReason::ReAuthenticate) => {
-                self.begin_reauth(now, conn, method, &data);
-            }
-            (
-                ConnState::Reauthenticating {
-                    mut exchange,
-                    method: expected,
-                },
-                AuthReason::ContinueAuthentication,
-            ) if method.as_ref() == Some(&expected) => {
-                let step = exchange.step(&data);
-                self.reauth_step(now, conn, exchange, *expected, step);
-            }
-            (state, _) => {
-                let connected = matches!(
-                    state,
-                    ConnState::Connected | ConnState::Reauthenticating { .. }
-                );
-                if connected {
-                    self.set_state(conn, ConnState::Connected);
-                    self.protocol_violation(
-                        now,
-                        conn,
-                        DisconnectReason::ProtocolError,
-                        "[MQTT-4.12.0-2] unexpected AUTH",
-                    );
-                } else {
-                    // Before CONNACK there is no DISCONNECT to send: close.
-                    self.close_unconnected(conn);
-                }
-            }
-        }
-    }
-
-    /// AUTH 0x19 on a connected connection (MQTT 5 §4.12.1).
-    fn begin_reauth(
-        &mut self,
-        now: Instant,
-        conn: ConnId,
-        method: Option<MqttString>,
-        data: &[u8],
-    ) {
-        self.set_state(conn, ConnState::Connected);
-        // The method must be the one of the CONNECT.
-        let original = self.conns.get(&conn).and_then(|c| c.auth_method.clone());
-        let method = method.filter(|m| Some(m) == original.as_deref());
-        let authn = method
-            .as_ref()
-            .and_then(|m| self.enhanced.iter().find(|a| a.method() == m.as_str()));
-        let (Some(method), Some(authn)) = (method.clone(), authn) else {
-            self.protocol_violation(
-                now,
-                conn,
-                DisconnectReason::ProtocolError,
-                "[MQTT-4.12.1-1] re-authentication without the connection's method",
-            );
-            return;
-        };
-        let client_id = self
-            .conns
-            .get(&conn)
-            .and_then(|c| c.session)
-            .and_then(|sid| self.session(sid))
-            .map(|s| s.client_id.to_string())
-            .unwrap_or_default();
-        let (exchange, step) = authn.begin(&client_id, data, &mut *self.random);
-        self.reauth_step(now, conn, exchange, method, step);
-    }
-
-    pub(crate) fn set_state(&mut self, conn: ConnId, state: ConnState) {
-        if let Some(c) = self.conns.get_mut(&conn) {
-            c.state = state;
-        }
-    }
-
-    fn reauth_step(
-        &mut self,
-        now: Instant,
-        conn: ConnId,
-        exchange: Box<dyn AuthExchange>,
-        method: MqttString,
-        step: AuthStep,
-    ) {
-        match step {
-            AuthStep::Continue(out) => {
-                self.set_state(
-                    conn,
-                    ConnState::Reauthenticating {
-                        exchange,
-                        method: Box::new(method.clone()),
-                    },
-                );
-                self.send_auth(conn, AuthReason::ContinueAuthentication, method, out);
-            }
-            AuthStep::Success { data, username } => {
-                self.set_state(conn, ConnState::Connected);
-                // A re-authentication proves the same identity again, or nothing.
-                let identity = self
-                    .conns
-                    .get(&conn)
-                    .and_then(|c| c.session)
-                    .and_then(|sid| self.session(sid))
-                    .and_then(|s| s.owner.clone())
-                    .unwrap_or(Identity::Anonymous);
-                if identity.username() != Some(username.as_str()) {
-                    self.stats.auth_failures += 1;
-                    self.notice(Notice::ReauthenticatedAsOther {
-                        conn,
-                        identity,
-                        proved: username,
-                    });
-                    self.end_connection(
-                        now,
-                        conn,
-                        Ending::Abnormal,
-                        Some(DisconnectReason::NotAuthorized),
-                        "re-authentication proved another identity",
-                    );
-                    return;
-                }
-                self.send_auth(conn, AuthReason::Success, method, data.unwrap_or_default());
-            }
-            AuthStep::Failure => {
-                self.set_state(conn, ConnState::Connected);
-                self.stats.auth_failures += 1;
-                self.end_connection(
-                    now,
-                    conn,
-                    Ending::Abnormal,
-                    Some(DisconnectReason::NotAuthorized),
-                    "re-authentication failed",
-                );
-            }
-        }
-    }
-
-    /// Refuses a CONNECT with CONNACK `reason` (the encoder maps it to a 3.1.1 return code),
-    /// then closes (`[MQTT-3.2.2-7]`: no Session Present on failure).
-    pub(crate) fn refuse(&mut self, conn: ConnId, reason: ConnAckReason, why: Option<&str>) {
-        let mut ack = ConnAck {
-            session_present: false,
-            reason,
-            ..ConnAck::default()
-        };
-        if let (Some(why), Some(c)) = (why, self.conns.get(&conn))
-            && c.problem_information
-        {
-            ack.properties.reason_string = MqttString::try_from(why).ok();
-        }
-        self.send(conn, Packet::ConnAck(Box::new(ack)));
-        self.close_unconnected(conn);
+/// A delayed refusal falls due.
+pub(crate) fn refusal_due(core: &mut Core, conn: ConnId) {
+    let Some(c) = core.conns.get(conn) else {
+        return;
+    };
+    if let ConnState::Refusing { reason, why } = c.state {
+        refuse(core, conn, reason, Some(why));
     }
 }
 
@@ -828,9 +368,528 @@ enum ClientId {
     Replaced(Arc<str>),
 }
 
+/// The client proved `identity`: settle its client identifier, then accept it.
+fn authenticated(
+    core: &mut Core,
+    now: Instant,
+    conn: ConnId,
+    connect: &Connect,
+    identity: Identity,
+    auth_data: Option<Vec<u8>>,
+) {
+    if let Some(name) = identity.username() {
+        core.access.throttle.succeeded(name);
+    }
+    let by_username = core
+        .conns
+        .get(conn)
+        .and_then(|c| c.peer.as_ref())
+        .and_then(|p| p.use_username_as_client_id)
+        .unwrap_or(core.config.use_username_as_client_id);
+    let client_id = if by_username {
+        let Some(name) = identity.username() else {
+            core.stats.auth_failures += 1;
+            refuse(
+                core,
+                conn,
+                ConnAckReason::NotAuthorized,
+                Some("a user name is required on this listener"),
+            );
+            return;
+        };
+        ClientId::Replaced(Arc::from(name))
+    } else if connect.client_id.is_empty() {
+        ClientId::Assigned(assign_client_id(core).into())
+    } else {
+        ClientId::Own(Arc::from(connect.client_id.as_str()))
+    };
+    accept(core, now, conn, connect, identity, &client_id, auth_data);
+}
+
+/// The owner of the session of `client_id` if it is another identity than `identity` and may
+/// not be taken over.
+fn foreign_owner(core: &Core, client_id: &str, identity: &Identity) -> Option<Identity> {
+    if core.config.allow_cross_user_takeover {
+        return None;
+    }
+    let sid = core.sessions.find(client_id)?;
+    core.sessions
+        .get(sid)
+        .and_then(|s| s.owner.clone())
+        .filter(|owner| owner != identity)
+}
+
+/// Completes a CONNECT: takes over or creates the session, sends CONNACK, resumes delivery.
+fn accept(
+    core: &mut Core,
+    now: Instant,
+    conn: ConnId,
+    connect: &Connect,
+    identity: Identity,
+    client_id: &ClientId,
+    auth_data: Option<Vec<u8>>,
+) {
+    let (id, assigned) = match client_id {
+        ClientId::Own(id) => (id.clone(), false),
+        ClientId::Assigned(id) | ClientId::Replaced(id) => (id.clone(), true),
+    };
+    if let Some(owner) = foreign_owner(core, &id, &identity) {
+        core.stats.ownership_refusals += 1;
+        core.notice(Notice::SessionOwnedByOther {
+            conn,
+            client_id: id.to_string(),
+            identity,
+            owner,
+        });
+        refuse(
+            core,
+            conn,
+            ConnAckReason::NotAuthorized,
+            Some("the client identifier belongs to another identity"),
+        );
+        return;
+    }
+    let expiry = granted_expiry(core, connect);
+    let resumes_stored = !connect.clean_start
+        && core
+            .sessions
+            .find(&id)
+            .and_then(|sid| core.sessions.get(sid))
+            .is_some_and(|s| s.stored);
+    if core.refusing_persistent() && expiry.granted > 0 && !resumes_stored {
+        refuse(
+            core,
+            conn,
+            ConnAckReason::QuotaExceeded,
+            Some("storage full"),
+        );
+        return;
+    }
+    let (sid, present) = take_session(core, now, &id, connect);
+    if let Some(s) = core.sessions.get_mut(sid) {
+        s.conn = Some(conn);
+        s.protocol = connect.protocol;
+        if s.owner.as_ref() != Some(&identity) {
+            // A new session, a legacy one being claimed, or a cross-user takeover.
+            s.owner = Some(identity.clone());
+        }
+        s.username = identity.username().map(Box::from);
+        s.expiry_interval = expiry.granted;
+        s.will = connect.will.as_ref().map(|w| Box::new(w.detach()));
+    }
+    let peer = attach(core, now, conn, sid, connect);
+    core.notice(Notice::Accepted {
+        conn,
+        client_id: id.to_string(),
+        identity: identity.clone(),
+        session_present: present,
+    });
+    client_record(core, now, &id, &identity, connect.protocol, peer.as_deref());
+    save_session(core, sid, None);
+    core.stats.connects += 1;
+    let ack = connack(
+        core,
+        connect,
+        present,
+        expiry,
+        assigned.then_some(&*id),
+        auth_data,
+    );
+    core.send(conn, Packet::ConnAck(Box::new(ack)));
+    let connected = core.conns.connected() as u64;
+    core.stats.max_connected = core.stats.max_connected.max(connected);
+    if present {
+        resume(core, now, sid);
+    }
+}
+
+/// Records the connection in the client records, where they are kept.
+fn client_record(
+    core: &mut Core,
+    now: Instant,
+    client_id: &str,
+    identity: &Identity,
+    protocol: ProtocolVersion,
+    peer: Option<&PeerInfo>,
+) {
+    if !core.config.client_records {
+        return;
+    }
+    let at_ms = core.wall_ms(now);
+    core.persist(StoreOp::ClientConnected(ClientRecord {
+        client_id: client_id.to_owned(),
+        username: identity.username().map(str::to_owned),
+        protocol,
+        peer: peer.map(|p| p.addr.to_string()).unwrap_or_default(),
+        at_ms,
+    }));
+}
+
 /// The Session Expiry Interval asked for and granted.
 #[derive(Clone, Copy)]
 struct Expiry {
     requested: u32,
     granted: u32,
+}
+
+/// The Session Expiry Interval a CONNECT asks for, and the one it gets.
+fn granted_expiry(core: &Core, connect: &Connect) -> Expiry {
+    // 5.0 says it; 3.1.1 Clean Session 0 means "forever".
+    let requested = if connect.protocol.is_v5() {
+        connect.properties.session_expiry_interval.unwrap_or(0)
+    } else if connect.clean_start {
+        0
+    } else {
+        u32::MAX
+    };
+    Expiry {
+        requested,
+        granted: requested.min(core.config.max_session_expiry),
+    }
+}
+
+/// Ends the connection that holds the session of `client_id`, discards the session on Clean
+/// Start, and returns the session the new connection gets, and whether it existed.
+fn take_session(
+    core: &mut Core,
+    now: Instant,
+    client_id: &Arc<str>,
+    connect: &Connect,
+) -> (SessionId, bool) {
+    // Take over: the old connection gets DISCONNECT 0x8E ([MQTT-3.1.4-3]).
+    if let Some(sid) = core.sessions.find(client_id)
+        && let Some(old) = core.sessions.get(sid).and_then(|s| s.conn)
+    {
+        end_connection(
+            core,
+            now,
+            old,
+            Ending::Abnormal,
+            Some(DisconnectReason::SessionTakenOver),
+            "session taken over",
+        );
+        core.stats.takeovers += 1;
+    }
+    // Clean Start discards any existing session ([MQTT-3.1.2-4]).
+    if connect.clean_start
+        && let Some(sid) = core.sessions.find(client_id)
+    {
+        end_session(core, now, sid);
+    }
+    let (sid, present) = core.sessions.get_or_create(client_id, connect.protocol);
+    // Resuming cancels a pending will ([MQTT-3.1.3-9]) and the expiry.
+    let (old_will_at, old_expires_at) = core
+        .sessions
+        .get_mut(sid)
+        .map(|s| (s.will_at.take(), s.expires_at.take()))
+        .unwrap_or_default();
+    if let Some(at) = old_will_at {
+        core.timers.remove(at, Timer::Will(sid));
+    }
+    if let Some(at) = old_expires_at {
+        core.timers.remove(at, Timer::SessionExpiry(sid));
+    }
+    (sid, present)
+}
+
+/// Attaches the connection to its session: its state, window, aliases and keep-alive.
+/// Returns the peer, which only the client record needs from here on.
+fn attach(
+    core: &mut Core,
+    now: Instant,
+    conn: ConnId,
+    sid: SessionId,
+    connect: &Connect,
+) -> Option<Box<PeerInfo>> {
+    let keep_alive = keep_alive(core, connect).0;
+    core.conns.attach(conn, sid);
+    let c = core.conns.get_mut(conn)?;
+    c.auth_method = connect
+        .properties
+        .authentication_method
+        .clone()
+        .map(Box::new);
+    let props = &connect.properties;
+    c.window = props
+        .receive_maximum
+        .map_or(u16::MAX, NonZeroU16::get)
+        .min(core.config.max_inflight);
+    c.alias_max = props.topic_alias_maximum.unwrap_or(0);
+    c.keep_alive_ms = u32::from(keep_alive) * 1500;
+    // The connect timeout no longer applies; the keep-alive (if any) is armed here.
+    c.tick = 0;
+    if c.keep_alive_ms > 0 {
+        let due = now + Duration::from_millis(u64::from(c.keep_alive_ms));
+        c.tick = core.timers.arm(conn, due);
+    }
+    c.peer.take()
+}
+
+/// The keep-alive in force, and the Server Keep Alive to send when it differs from the
+/// client's: MQTT 5 clients get the server's cap when they ask for 0 or more.
+fn keep_alive(core: &Core, connect: &Connect) -> (u16, Option<u16>) {
+    let asked = connect.keep_alive;
+    if connect.protocol.is_v5()
+        && let Some(max) = core.config.max_keep_alive
+        && (asked == 0 || asked > max)
+    {
+        return (max, Some(max));
+    }
+    (asked, None)
+}
+
+/// The CONNACK of an accepted CONNECT.
+fn connack(
+    core: &Core,
+    connect: &Connect,
+    present: bool,
+    expiry: Expiry,
+    assigned: Option<&str>,
+    auth_data: Option<Vec<u8>>,
+) -> ConnAck {
+    let mut ack = ConnAck {
+        session_present: present,
+        reason: ConnAckReason::Success,
+        properties: ConnAckProperties::default(),
+    };
+    if !connect.protocol.is_v5() {
+        return ack;
+    }
+    let p = &mut ack.properties;
+    let cfg = &core.config;
+    if expiry.granted != expiry.requested {
+        p.session_expiry_interval = Some(expiry.granted);
+    }
+    p.receive_maximum = NonZeroU16::new(cfg.receive_maximum);
+    if cfg.maximum_qos != QoS::ExactlyOnce {
+        p.maximum_qos = Some(cfg.maximum_qos);
+    }
+    if !cfg.retain_available {
+        p.retain_available = Some(false);
+    }
+    p.maximum_packet_size = NonZeroU32::new(cfg.max_packet_size);
+    // An empty client identifier was assigned one ([MQTT-3.2.2-16]); one replaced by the user
+    // name is announced the same way, so that the client knows its session.
+    if let Some(id) = assigned.filter(|id| *id != connect.client_id.as_str()) {
+        p.assigned_client_identifier = MqttString::try_from(id).ok();
+    }
+    p.topic_alias_maximum = Some(cfg.topic_alias_maximum);
+    p.wildcard_subscription_available = Some(cfg.wildcard_subscriptions);
+    p.subscription_identifiers_available = Some(cfg.subscription_identifiers);
+    p.shared_subscription_available = Some(cfg.shared_subscriptions);
+    p.server_keep_alive = keep_alive(core, connect).1;
+    if let Some(method) = &connect.properties.authentication_method {
+        p.authentication_method = Some(method.clone());
+        p.authentication_data = auth_data.map(Into::into);
+    }
+    ack
+}
+
+/// A fresh client identifier: the configured prefix and 16 random alphanumerics.
+fn assign_client_id(core: &mut Core) -> String {
+    const ALPHABET: &[u8; 62] = b"0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz";
+    loop {
+        let mut raw = [0u8; 16];
+        core.random.fill_bytes(&mut raw);
+        let mut id = core.config.assigned_id_prefix.clone();
+        id.extend(
+            raw.iter()
+                .map(|b| char::from(ALPHABET[usize::from(*b) % ALPHABET.len()])),
+        );
+        if !core.sessions.contains(&id) {
+            return id;
+        }
+    }
+}
+
+fn send_auth(core: &mut Core, conn: ConnId, reason: AuthReason, method: MqttString, data: Vec<u8>) {
+    let mut auth = Auth {
+        reason,
+        properties: mqtt5_codec::AuthProperties::default(),
+    };
+    auth.properties.authentication_method = Some(method);
+    auth.properties.authentication_data = Some(data.into());
+    core.send(conn, Packet::Auth(Box::new(auth)));
+}
+
+/// An AUTH packet: the next step of a CONNECT's exchange, or a re-authentication.
+///
+/// # Errors
+/// [`Violation::UnexpectedAuth`] or [`Violation::ReauthenticationMethod`] on a connected
+/// connection.
+pub(crate) fn on_auth(
+    core: &mut Core,
+    now: Instant,
+    conn: ConnId,
+    auth: &Auth,
+) -> Result<(), Violation> {
+    let Some(c) = core.conns.get_mut(conn) else {
+        return Ok(());
+    };
+    let method = auth.properties.authentication_method.clone();
+    let data = auth
+        .properties
+        .authentication_data
+        .clone()
+        .unwrap_or_default();
+    let state = core::mem::replace(&mut c.state, ConnState::AwaitConnect);
+    match (state, auth.reason) {
+        (
+            ConnState::Authenticating {
+                connect,
+                mut exchange,
+                method: expected,
+            },
+            AuthReason::ContinueAuthentication,
+        ) if method.as_ref() == Some(&expected) => {
+            let step = exchange.step(&data);
+            connect_step(core, now, conn, connect, exchange, *expected, step);
+            Ok(())
+        }
+        (ConnState::Connected, AuthReason::ReAuthenticate) => {
+            begin_reauth(core, now, conn, method, &data)
+        }
+        (
+            ConnState::Reauthenticating {
+                mut exchange,
+                method: expected,
+            },
+            AuthReason::ContinueAuthentication,
+        ) if method.as_ref() == Some(&expected) => {
+            let step = exchange.step(&data);
+            reauth_step(core, now, conn, exchange, *expected, step);
+            Ok(())
+        }
+        (state, _) if state.is_connected() => {
+            set_state(core, conn, ConnState::Connected);
+            Err(Violation::UnexpectedAuth)
+        }
+        (_, _) => {
+            // Before CONNACK there is no DISCONNECT to send: close.
+            close_unconnected(core, conn, "unexpected AUTH before CONNACK");
+            Ok(())
+        }
+    }
+}
+
+/// AUTH 0x19 on a connected connection (MQTT 5 §4.12.1).
+fn begin_reauth(
+    core: &mut Core,
+    now: Instant,
+    conn: ConnId,
+    method: Option<MqttString>,
+    data: &[u8],
+) -> Result<(), Violation> {
+    set_state(core, conn, ConnState::Connected);
+    // The method must be the one of the CONNECT.
+    let original = core.conns.get(conn).and_then(|c| c.auth_method.clone());
+    let method = method
+        .filter(|m| Some(m) == original.as_deref())
+        .ok_or(Violation::ReauthenticationMethod)?;
+    let client_id = core
+        .conns
+        .session_of(conn)
+        .and_then(|sid| core.sessions.get(sid))
+        .map(|s| s.client_id.to_string())
+        .unwrap_or_default();
+    let authn = core
+        .access
+        .method(method.as_str())
+        .ok_or(Violation::ReauthenticationMethod)?;
+    let (exchange, step) = authn.begin(&client_id, data, &mut *core.random);
+    reauth_step(core, now, conn, exchange, method, step);
+    Ok(())
+}
+
+fn set_state(core: &mut Core, conn: ConnId, state: ConnState) {
+    if let Some(c) = core.conns.get_mut(conn) {
+        c.state = state;
+    }
+}
+
+fn reauth_step(
+    core: &mut Core,
+    now: Instant,
+    conn: ConnId,
+    exchange: Box<dyn AuthExchange>,
+    method: MqttString,
+    step: AuthStep,
+) {
+    match step {
+        AuthStep::Continue(out) => {
+            set_state(
+                core,
+                conn,
+                ConnState::Reauthenticating {
+                    exchange,
+                    method: Box::new(method.clone()),
+                },
+            );
+            send_auth(core, conn, AuthReason::ContinueAuthentication, method, out);
+        }
+        AuthStep::Success { data, username } => {
+            set_state(core, conn, ConnState::Connected);
+            // A re-authentication proves the same identity again, or nothing.
+            let identity = core
+                .conns
+                .session_of(conn)
+                .and_then(|sid| core.sessions.get(sid))
+                .and_then(|s| s.owner.clone())
+                .unwrap_or(Identity::Anonymous);
+            if identity.username() != Some(username.as_str()) {
+                core.stats.auth_failures += 1;
+                core.notice(Notice::ReauthenticatedAsOther {
+                    conn,
+                    identity,
+                    proved: username,
+                });
+                end_connection(
+                    core,
+                    now,
+                    conn,
+                    Ending::Abnormal,
+                    Some(DisconnectReason::NotAuthorized),
+                    "re-authentication proved another identity",
+                );
+                return;
+            }
+            send_auth(
+                core,
+                conn,
+                AuthReason::Success,
+                method,
+                data.unwrap_or_default(),
+            );
+        }
+        AuthStep::Failure => {
+            set_state(core, conn, ConnState::Connected);
+            core.stats.auth_failures += 1;
+            end_connection(
+                core,
+                now,
+                conn,
+                Ending::Abnormal,
+                Some(DisconnectReason::NotAuthorized),
+                "re-authentication failed",
+            );
+        }
+    }
+}
+
+/// Refuses a CONNECT with CONNACK `reason` (the encoder maps it to a 3.1.1 return code), then
+/// closes (`[MQTT-3.2.2-7]`: no Session Present on failure).
+pub(crate) fn refuse(core: &mut Core, conn: ConnId, reason: ConnAckReason, why: Option<&str>) {
+    let mut ack = ConnAck {
+        session_present: false,
+        reason,
+        ..ConnAck::default()
+    };
+    if let (Some(why), Some(c)) = (why, core.conns.get(conn))
+        && c.problem_information
+    {
+        ack.properties.reason_string = MqttString::try_from(why).ok();
+    }
+    core.notice(Notice::Refused { conn, reason });
+    core.send(conn, Packet::ConnAck(Box::new(ack)));
+    close_unconnected(core, conn, why.unwrap_or("connection refused"));
 }

@@ -16,12 +16,14 @@
 //!
 //! # Contract with the driver
 //! - Call [`Broker::handle_connection`] for each accepted connection, then
-//!   [`Broker::handle_packet`] for each packet its decoder yields (setting the decoder's version
-//!   from the CONNECT), [`Broker::handle_decode_error`] when the decoder fails, and
+//!   [`Broker::handle_packet`] for each packet its decoder yields,
+//!   [`Broker::handle_decode_error`] when the decoder fails, and
 //!   [`Broker::handle_connection_lost`] when the socket dies.
 //! - After each input, run every [`Broker::poll_action`] in order. An
 //!   [`Action::Persist`] must be durable before any later [`Action::Send`] goes out: that is
-//!   how an acknowledgement never runs ahead of the data it confirms.
+//!   how an acknowledgement never runs ahead of the data it confirms. An
+//!   [`Action::Protocol`] sets the version the connection's decoder and encoder use from then
+//!   on; an [`Action::CheckPassword`] is answered with [`Broker::handle_password_verdict`].
 //! - Call [`Broker::handle_timeout`] when [`Broker::poll_timeout`] says.
 //!
 //! # Example
@@ -63,7 +65,7 @@
 //!     match action {
 //!         Action::Send { packet, .. } => sent.push(packet),
 //!         Action::Persist(_ops) => { /* hand to the store, wait until durable */ }
-//!         Action::Close { .. } | Action::CheckPassword(_) | Action::Notice(_) => {}
+//!         Action::Close { .. } | Action::Protocol { .. } | Action::CheckPassword(_) | Action::Notice(_) => {}
 //!     }
 //! }
 //! assert!(matches!(sent[0], Packet::ConnAck(_)));
@@ -72,31 +74,50 @@
 //! # let _ = Duration::ZERO;
 //! ```
 
+mod access;
 mod acl;
 mod auth;
+#[cfg(feature = "bench")]
+pub mod bench;
 mod broker;
+mod clock;
 mod config;
 mod connect;
+mod connections;
 mod credentials;
+mod deliver;
+mod disconnect;
 mod durable;
+mod expiry;
+mod id_hash;
+mod outbox;
 mod publish;
+mod random;
 mod restore;
 mod retained;
+mod router;
 mod scram;
 mod session;
+mod state;
 mod stats;
+mod subscribe;
+mod sys;
 mod throttle;
+mod timers;
 mod topic_tree;
+mod trie;
 mod types;
+mod violation;
 
 pub use acl::*;
 pub use auth::{
     AuthExchange, AuthStep, AuthVerdict, Authenticator, ClientInfo, EnhancedAuthenticator,
-    Passwords, RandomSource,
+    Passwords,
 };
 pub use broker::{Broker, Services};
 pub use config::{Config, QueuePolicy};
 pub use credentials::*;
+pub use random::RandomSource;
 pub use scram::*;
 pub use stats::Stats;
 pub use throttle::address_key;

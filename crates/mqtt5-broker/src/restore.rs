@@ -10,218 +10,197 @@
 use std::collections::BTreeMap;
 use std::num::NonZeroU32;
 use std::sync::Arc;
+use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
 
-use mqtt5_codec::QoS;
-use mqtt5_store::{DeliveryState, Recovered, StoredMessage};
+use mqtt5_store::{DeliveryState, Recovered, StoreOp, StoredMessage, StoredSession};
 
-use crate::broker::{Broker, Timer};
-use crate::session::{Delivery, InFlight, Message, Stage, SubEntry};
-use crate::topic_tree::SessionId;
-use crate::types::Error;
+use crate::clock::Clock;
+use crate::disconnect::end_session;
+use crate::publish::publish_will;
+use crate::session::{Delivery, InFlight, Message, SessionId, Stage, SubEntry};
+use crate::state::Core;
+use crate::timers::Timer;
+use crate::types::{Error, Identity};
 
-impl Broker {
-    /// Rebuilds sessions, subscriptions, queues, in-flight windows and retained messages from
-    /// a store's [`Recovered`] state. Call it once, at start-up, before any connection.
-    ///
-    /// Wall-clock times in the store (expiry instants) are mapped onto `now` with the
-    /// `wall_clock_ms` the broker was created with.
-    ///
-    /// # Errors
-    /// [`Error::NotFresh`] when the broker already has sessions or connections.
-    pub fn restore(&mut self, now: Instant, recovered: Recovered) -> Result<(), Error> {
-        if !self.conns.is_empty() || !self.by_client.is_empty() || !self.retained.is_empty() {
-            return Err(Error::NotFresh);
-        }
-        let wall_now = self.wall_ms(now);
-        let instant_of = |ms: u64| now + Duration::from_millis(ms.saturating_sub(wall_now));
-        let mut messages: BTreeMap<u64, Arc<Message>> = BTreeMap::new();
-        for (
-            id,
-            StoredMessage {
-                message,
-                expires_at_ms,
-            },
-        ) in recovered.messages
-        {
-            self.last_message_id = self.last_message_id.max(id);
-            messages.insert(
-                id,
-                Arc::new(Message::new(
-                    message,
-                    expires_at_ms.map(instant_of),
-                    None,
-                    id,
-                )),
-            );
-        }
-        for (topic, stored) in recovered.retained {
-            let expires_at = stored.expires_at_ms.map(instant_of);
-            if expires_at.is_some() {
-                self.retained_expiring = true;
-            }
-            let id = self.next_message_id();
-            // Restored whatever the limits say now: they apply to new retained messages.
-            self.retained_insert(
-                &topic,
-                Arc::new(Message::new(stored.message, expires_at, None, id)),
-            );
-        }
-        let mut due_now = Vec::new();
-        for (client_id, stored) in recovered.sessions {
-            let client: Arc<str> = Arc::from(client_id.as_str());
-            let (sid, _) = self.session_for(&client, stored.record.protocol);
-            let Some(s) = self.session_mut(sid) else {
-                continue;
-            };
-            s.expiry_interval = stored.record.expiry_interval;
-            s.owner = stored
-                .record
-                .owner
-                .as_deref()
-                .and_then(crate::types::Identity::from_stored);
-            s.will = stored.record.will.map(Box::new);
-            s.stored = true;
-            for (filter, sub) in &stored.subscriptions {
-                let entry = SubEntry {
-                    options: sub.options,
-                    identifier: sub.identifier.and_then(NonZeroU32::new),
-                };
-                s.subscriptions.insert(filter.clone(), entry);
-                s.subscription_bytes += filter.len();
-            }
-            s.incoming_qos2 = stored.incoming_qos2.into_iter().collect();
-            let mut max_seq = None;
-            for (seq, d) in stored.deliveries {
-                max_seq = Some(seq);
-                let Some(message) = messages.get(&d.message_id) else {
-                    continue;
-                };
-                message
-                    .stored_refs
-                    .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-                let delivery = Delivery {
-                    message: message.clone(),
-                    qos: QoS::from_u8(d.qos).unwrap_or(QoS::AtLeastOnce),
-                    retain: d.retain,
-                    subscription_ids: d
-                        .subscription_ids
-                        .iter()
-                        .filter_map(|&i| NonZeroU32::new(i))
-                        .collect(),
-                    shared: None,
-                    seq: Some(seq),
-                };
-                let Some((s, total)) = self.held(sid) else {
-                    continue;
-                };
-                match d.state {
-                    DeliveryState::Queued => s.push_queued(delivery, total),
-                    DeliveryState::Sent(id) | DeliveryState::Released(id) => {
-                        let stage = if matches!(d.state, DeliveryState::Sent(_)) {
-                            Stage::Sent
-                        } else {
-                            Stage::Released
-                        };
-                        let f = InFlight {
-                            order: seq,
-                            delivery,
-                            stage,
-                            resend: false,
-                        };
-                        s.insert_inflight(id, f, total);
-                    }
-                }
-            }
-            let Some(s) = self.session_mut(sid) else {
-                continue;
-            };
-            s.next_seq = max_seq.map_or(0, |m| m + 1);
-            let expiring = s.queue().iter().any(|d| d.message.expires_at.is_some());
-            let subs: Vec<(String, SubEntry)> = s
-                .subscriptions
-                .iter()
-                .map(|(f, e)| (f.clone(), *e))
-                .collect();
-            if expiring {
-                self.expiring_sessions.insert(sid);
-            }
-            for (filter, entry) in subs {
-                self.tree.insert(&filter, sid, entry);
-            }
-            self.schedule_restored(
-                now,
-                sid,
-                stored.record.expires_at_ms.map(instant_of),
-                &mut due_now,
-            );
-        }
-        for (sid, expired) in due_now {
-            if expired {
-                self.end_session(now, sid);
-            } else {
-                self.publish_will(now, sid);
-            }
-        }
-        // Stored messages that no delivery refers to any more are forgotten.
-        for message in messages.values() {
-            if message
-                .stored_refs
-                .load(std::sync::atomic::Ordering::Relaxed)
-                == 0
-            {
-                self.persist(mqtt5_store::StoreOp::MessageDeleted { id: message.id });
-            }
-        }
-        if !self.expiring_sessions.is_empty() || self.retained_expiring {
-            self.note_expiry(now);
-        }
-        self.flush_ops();
-        Ok(())
+/// Rebuilds sessions, subscriptions, queues, in-flight windows and retained messages from a
+/// store's [`Recovered`] state, at `now`.
+///
+/// # Errors
+/// [`Error::NotFresh`] when the core already has sessions, connections or retained messages.
+pub(crate) fn restore(core: &mut Core, now: Instant, recovered: Recovered) -> Result<(), Error> {
+    if !core.conns.is_empty() || !core.sessions.is_empty() || !core.router.is_empty() {
+        return Err(Error::NotFresh);
     }
-
-    /// Timers of one restored, offline session: its expiry and its will.
-    fn schedule_restored(
-        &mut self,
-        now: Instant,
-        sid: SessionId,
-        expires_at: Option<Instant>,
-        due_now: &mut Vec<(SessionId, bool)>,
-    ) {
-        let Some(s) = self.session_mut(sid) else {
-            return;
-        };
-        let was_connected = expires_at.is_none();
-        let expires_at = match (expires_at, s.expiry_interval) {
-            (_, u32::MAX) => None,
-            (Some(at), _) => Some(at),
-            (None, secs) => Some(now + Duration::from_secs(u64::from(secs))),
-        };
-        if let Some(at) = expires_at {
-            if at <= now {
-                due_now.push((sid, true));
-                return;
-            }
-            s.expires_at = Some(at);
-            self.timers.insert((at, Timer::SessionExpiry(sid)));
+    let wall_now = core.wall_ms(now);
+    let instant_of = |ms: u64| Clock::instant_of(now, wall_now, ms);
+    let mut messages: BTreeMap<u64, Arc<Message>> = BTreeMap::new();
+    for (
+        id,
+        StoredMessage {
+            message,
+            expires_at_ms,
+        },
+    ) in recovered.messages
+    {
+        core.seen_message_id(id);
+        let qos = message.qos();
+        let message = Message::new(message, qos, expires_at_ms.map(instant_of), None, id);
+        messages.insert(id, Arc::new(message));
+    }
+    for (topic, stored) in recovered.retained {
+        let expires_at = stored.expires_at_ms.map(instant_of);
+        let id = core.next_message_id();
+        let qos = stored.message.qos();
+        // Restored whatever the limits say now: they apply to new retained messages.
+        let message = Message::new(stored.message, qos, expires_at, None, id);
+        core.router.retain(&topic, Arc::new(message));
+    }
+    let mut due_now = Vec::new();
+    for (client_id, stored) in recovered.sessions {
+        let expires_at = stored.record.expires_at_ms.map(instant_of);
+        let sid = restore_session(core, &client_id, stored, &messages);
+        schedule_restored(core, now, sid, expires_at, &mut due_now);
+    }
+    for (sid, expired) in due_now {
+        if expired {
+            end_session(core, now, sid);
+        } else {
+            publish_will(core, now, sid);
         }
-        // A will still stored is due: its connection ended when the broker stopped.
-        let Some(s) = self.session_mut(sid) else {
-            return;
-        };
-        if let Some(will) = &s.will {
-            let delay = if was_connected {
-                will.properties.will_delay_interval.unwrap_or(0)
-            } else {
-                0
+    }
+    // Stored messages that no delivery refers to any more are forgotten.
+    for message in messages.values() {
+        if message.stored_refs.load(Ordering::Relaxed) == 0 {
+            core.persist(StoreOp::MessageDeleted { id: message.id });
+        }
+    }
+    if core.sessions.any_expiring() || core.router.retained_expiring() {
+        core.timers.note_expiry(now);
+    }
+    core.out.flush();
+    Ok(())
+}
+
+/// One session with its subscriptions, incoming QoS 2 ids and deliveries.
+fn restore_session(
+    core: &mut Core,
+    client_id: &str,
+    stored: StoredSession,
+    messages: &BTreeMap<u64, Arc<Message>>,
+) -> SessionId {
+    let client: Arc<str> = Arc::from(client_id);
+    let (sid, _) = core.sessions.get_or_create(&client, stored.record.protocol);
+    if let Some(s) = core.sessions.get_mut(sid) {
+        s.expiry_interval = stored.record.expiry_interval;
+        s.owner = stored
+            .record
+            .owner
+            .as_deref()
+            .and_then(Identity::from_stored);
+        s.will = stored.record.will.map(Box::new);
+        s.stored = true;
+        for (filter, sub) in &stored.subscriptions {
+            let entry = SubEntry {
+                options: sub.options,
+                identifier: sub.identifier.and_then(NonZeroU32::new),
             };
-            if delay == 0 {
-                due_now.push((sid, false));
-            } else {
-                let at = now + Duration::from_secs(u64::from(delay));
-                s.will_at = Some(at);
-                self.timers.insert((at, Timer::Will(sid)));
+            s.subscriptions.insert(filter.clone(), entry);
+            s.subscription_bytes += filter.len();
+            core.router.subscribe(filter, sid, entry);
+        }
+        s.incoming_qos2 = stored.incoming_qos2;
+    }
+    let mut max_seq = None;
+    let mut expiring = false;
+    for (seq, d) in stored.deliveries {
+        max_seq = Some(seq);
+        let Some(message) = messages.get(&d.message_id) else {
+            continue;
+        };
+        message.stored_refs.fetch_add(1, Ordering::Relaxed);
+        expiring |= message.expires_at.is_some();
+        let delivery = Delivery {
+            message: message.clone(),
+            qos: d.qos,
+            retain: d.retain,
+            subscription_ids: d
+                .subscription_ids
+                .iter()
+                .filter_map(|&i| NonZeroU32::new(i))
+                .collect(),
+            shared: None,
+            seq: Some(seq),
+        };
+        let Some((s, total)) = core.sessions.held(sid) else {
+            continue;
+        };
+        let (id, stage) = match d.state {
+            DeliveryState::Queued => {
+                s.push_queued(delivery, total);
+                continue;
             }
+            DeliveryState::Sent(id) => (id, Stage::Sent),
+            DeliveryState::Released(id) => (id, Stage::Released),
+        };
+        let f = InFlight {
+            order: seq,
+            delivery,
+            stage,
+            resend: false,
+        };
+        s.insert_inflight(id, f, total);
+    }
+    if let Some(s) = core.sessions.get_mut(sid) {
+        s.next_seq = max_seq.map_or(0, |m| m + 1);
+    }
+    if expiring {
+        core.sessions.mark_expiring(sid);
+    }
+    sid
+}
+
+/// Timers of one restored, offline session: its expiry and its will.
+fn schedule_restored(
+    core: &mut Core,
+    now: Instant,
+    sid: SessionId,
+    expires_at: Option<Instant>,
+    due_now: &mut Vec<(SessionId, bool)>,
+) {
+    let Some(s) = core.sessions.get_mut(sid) else {
+        return;
+    };
+    let was_connected = expires_at.is_none();
+    let expires_at = match (expires_at, s.expiry_interval) {
+        (_, u32::MAX) => None,
+        (Some(at), _) => Some(at),
+        (None, secs) => Some(now + Duration::from_secs(u64::from(secs))),
+    };
+    if let Some(at) = expires_at {
+        if at <= now {
+            due_now.push((sid, true));
+            return;
+        }
+        s.expires_at = Some(at);
+        core.timers.insert(at, Timer::SessionExpiry(sid));
+    }
+    // A will still stored is due: its connection ended when the broker stopped.
+    let Some(s) = core.sessions.get_mut(sid) else {
+        return;
+    };
+    if let Some(will) = &s.will {
+        let delay = if was_connected {
+            will.properties.will_delay_interval.unwrap_or(0)
+        } else {
+            0
+        };
+        if delay == 0 {
+            due_now.push((sid, false));
+        } else {
+            let at = now + Duration::from_secs(u64::from(delay));
+            s.will_at = Some(at);
+            core.timers.insert(at, Timer::Will(sid));
         }
     }
 }

@@ -19,28 +19,17 @@
 //!   of each node in byte order, the same order on every run, and crafted topic levels cannot
 //!   degrade lookups through hash collisions.
 //!
-//! From the rest of the crate this file uses only the subscription tree's level key and level
-//! splitter: the benchmark includes the two files by path.
-
-#![allow(
-    dead_code,
-    reason = "the broker core, written alongside, is the user; the benchmark uses a part"
-)]
+//! The nodes live in a [`crate::trie::Arena`], keyed by [`Level`] as the subscription tree's.
 
 use std::collections::BTreeMap;
 use std::fmt;
 
-use crate::topic_tree::{Level, split_level};
-
-/// Index of the root node in the arena; it is never freed and never holds a message.
-const ROOT: usize = 0;
+use crate::trie::{Arena, Level, ROOT, split_level};
 
 /// The retained messages of a server, by topic name.
 pub(crate) struct RetainedTree<V> {
-    /// The arena; `nodes[ROOT]` is the root. Free slots hold empty nodes.
-    nodes: Vec<Node<V>>,
-    /// Indexes of free slots in `nodes`.
-    free: Vec<usize>,
+    /// The nodes; the root ([`ROOT`]) never holds a message.
+    nodes: Arena<Node<V>>,
     /// Messages stored.
     len: usize,
 }
@@ -68,8 +57,7 @@ impl<V> RetainedTree<V> {
     /// An empty tree.
     pub(crate) fn new() -> Self {
         Self {
-            nodes: vec![Node::default()],
-            free: Vec::new(),
+            nodes: Arena::new(),
             len: 0,
         }
     }
@@ -85,7 +73,10 @@ impl<V> RetainedTree<V> {
             {
                 Some(&child) => child,
                 None => {
-                    let child = self.alloc(id);
+                    let child = self.nodes.alloc(Node {
+                        parent: id,
+                        ..Node::default()
+                    });
                     if let Some(node) = self.nodes.get_mut(id) {
                         node.children.insert(Level::new(level), child);
                     }
@@ -120,7 +111,7 @@ impl<V> RetainedTree<V> {
             if let (Some(node), Some(level)) = (self.nodes.get_mut(parent), levels.next()) {
                 node.children.remove(level.as_bytes());
             }
-            self.release(id);
+            self.nodes.release(id);
             id = parent;
         }
         Some(removed)
@@ -209,7 +200,7 @@ impl<V> RetainedTree<V> {
         let mut removed = 0;
         // Nodes now empty: they go, and their ancestors may follow.
         let mut gone = Vec::new();
-        for (id, node) in self.nodes.iter_mut().enumerate() {
+        for (id, node) in self.nodes.iter_mut() {
             if node.value.as_ref().is_some_and(|v| !keep(v)) {
                 node.value = None;
                 removed += 1;
@@ -223,7 +214,7 @@ impl<V> RetainedTree<V> {
             return removed;
         }
         // Mark the nodes that may lose a child: the ancestors of the nodes gone.
-        let mut dirty = vec![false; self.nodes.len()];
+        let mut dirty = vec![false; self.nodes.slots()];
         for &id in &gone {
             let mut id = id;
             while let Some(flag) = dirty.get_mut(id).filter(|flag| !**flag) {
@@ -234,7 +225,7 @@ impl<V> RetainedTree<V> {
                 }
             }
         }
-        let mut is_gone = vec![false; self.nodes.len()];
+        let mut is_gone = vec![false; self.nodes.slots()];
         for &id in &gone {
             if let Some(flag) = is_gone.get_mut(id) {
                 *flag = true;
@@ -266,7 +257,7 @@ impl<V> RetainedTree<V> {
             }
         }
         for id in gone {
-            self.release(id);
+            self.nodes.release(id);
         }
         removed
     }
@@ -282,32 +273,9 @@ impl<V> RetainedTree<V> {
     }
 
     /// Nodes in use, the root excepted: zero once every message is removed.
+    #[cfg(test)]
     pub(crate) fn node_count(&self) -> usize {
-        self.nodes.len().saturating_sub(self.free.len() + 1)
-    }
-
-    /// A fresh empty node under `parent`: a free slot if there is one.
-    fn alloc(&mut self, parent: usize) -> usize {
-        let node = Node {
-            parent,
-            ..Node::default()
-        };
-        if let Some(id) = self.free.pop()
-            && let Some(slot) = self.nodes.get_mut(id)
-        {
-            *slot = node;
-            return id;
-        }
-        self.nodes.push(node);
-        self.nodes.len() - 1
-    }
-
-    /// Returns node `id`, already unlinked from its parent, to the free list.
-    fn release(&mut self, id: usize) {
-        if let Some(node) = self.nodes.get_mut(id) {
-            *node = Node::default();
-            self.free.push(id);
-        }
+        self.nodes.in_use()
     }
 }
 
@@ -321,7 +289,7 @@ impl<V> fmt::Debug for RetainedTree<V> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("RetainedTree")
             .field("len", &self.len)
-            .field("nodes", &self.node_count())
+            .field("nodes", &self.nodes.in_use())
             .finish_non_exhaustive()
     }
 }
@@ -521,7 +489,7 @@ mod tests {
             }
         }
         // The root, then r, {round} and 20 times {i}: 23 slots, reused every round.
-        assert_eq!(tree.nodes.len(), 23);
+        assert_eq!(tree.nodes.slots(), 23);
         assert_eq!(tree.node_count(), 0);
     }
 

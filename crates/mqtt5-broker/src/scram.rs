@@ -13,7 +13,8 @@ use ctutils::CtEq as _;
 use hmac::{Hmac, KeyInit as _, Mac as _};
 use sha2::{Digest as _, Sha256};
 
-use crate::auth::{AuthExchange, AuthStep, EnhancedAuthenticator, RandomSource};
+use crate::auth::{AuthExchange, AuthStep, EnhancedAuthenticator};
+use crate::random::RandomSource;
 
 /// The Authentication Method name of SCRAM-SHA-256 (RFC 7677 §2).
 pub const SCRAM_SHA_256: &str = "SCRAM-SHA-256";

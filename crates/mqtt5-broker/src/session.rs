@@ -23,15 +23,19 @@
 //! On reconnect without Clean Start, `Sent` messages are resent with DUP set and `Released`
 //! ones as PUBREL, in their original order (`[MQTT-4.4.0-1]`, `[MQTT-4.6.0-1]`).
 
-use std::collections::{BTreeMap, BTreeSet, VecDeque};
+use std::collections::{BTreeMap, BTreeSet, HashMap, VecDeque};
 use std::num::NonZeroU32;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU32, Ordering};
 use std::time::Instant;
 
-use mqtt5_codec::{ProtocolVersion, Publish, QoS, SubscriptionOptions, Will};
+use mqtt5_codec::{PacketId, ProtocolVersion, Publish, QoS, SubscriptionOptions, Will};
 
 use crate::types::{ConnId, Identity};
+
+/// A session's handle in the broker: its index in [`Sessions`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub(crate) struct SessionId(pub(crate) u32);
 
 /// What one delivery costs beyond its message, in bytes, as the queue limits count it: the
 /// [`Delivery`] itself, its slot in the queue or the window, and a share of their tables.
@@ -51,13 +55,16 @@ pub(crate) fn message_size(publish: &Publish) -> usize {
 #[derive(Debug)]
 pub(crate) struct Message {
     /// The PUBLISH as received, its topic alias resolved, detached from the read buffer when it
-    /// is kept beyond the current call.
+    /// is kept beyond the current call. Its packet identifier (if any) is the publisher's,
+    /// never sent on: each delivery gets its own.
     pub(crate) publish: Publish,
+    /// The QoS it was published with.
+    pub(crate) qos: QoS,
     /// When it expires (Message Expiry Interval, `[MQTT-3.3.2-5]`).
     pub(crate) expires_at: Option<Instant>,
     /// The session that published it, for No Local (`[MQTT-3.8.3-3]`); `None` for retained
     /// copies and `$SYS`.
-    pub(crate) origin: Option<crate::topic_tree::SessionId>,
+    pub(crate) origin: Option<SessionId>,
     /// Its id in the store, unique for the broker's lifetime.
     pub(crate) id: u64,
     /// How many stored deliveries refer to it: it is stored with the first and deleted from
@@ -71,16 +78,18 @@ pub(crate) struct Message {
 }
 
 impl Message {
-    /// A message as routed, with its size measured.
+    /// A message published at `qos`, with its size measured.
     pub(crate) fn new(
         publish: Publish,
+        qos: QoS,
         expires_at: Option<Instant>,
-        origin: Option<crate::topic_tree::SessionId>,
+        origin: Option<SessionId>,
         id: u64,
     ) -> Self {
         Self {
             size: message_size(&publish),
             publish,
+            qos,
             expires_at,
             origin,
             id,
@@ -171,7 +180,7 @@ pub(crate) struct Session {
     /// only through the methods below, which keep [`Session::held_bytes`].
     queue: VecDeque<Delivery>,
     /// Deliveries in flight, by packet identifier; changed only through the methods below.
-    inflight: BTreeMap<u16, InFlight>,
+    inflight: BTreeMap<PacketId, InFlight>,
     /// The bytes of the queue and the window, as the limits count them (each message's size
     /// plus [`DELIVERY_OVERHEAD`] per delivery).
     pub(crate) held_bytes: usize,
@@ -181,11 +190,11 @@ pub(crate) struct Session {
     /// Whether some in-flight PUBLISH may still be marked [`InFlight::resend`].
     pub(crate) resend_pending: bool,
     /// The next outbound packet identifier to try.
-    pub(crate) next_packet_id: u16,
+    next_packet_id: PacketId,
     /// The next delivery sequence number.
     pub(crate) next_seq: u64,
     /// Inbound QoS 2 packet identifiers awaiting PUBREL (`[MQTT-4.3.3-9]`).
-    pub(crate) incoming_qos2: BTreeSet<u16>,
+    pub(crate) incoming_qos2: BTreeSet<PacketId>,
     /// The Will Message, while it may still be sent.
     pub(crate) will: Option<Box<Will>>,
     /// When the will is due, once its connection is gone (Will Delay Interval).
@@ -213,7 +222,7 @@ impl Session {
             held_bytes: 0,
             subscription_bytes: 0,
             resend_pending: false,
-            next_packet_id: 1,
+            next_packet_id: PacketId::MIN,
             next_seq: 0,
             incoming_qos2: BTreeSet::new(),
             will: None,
@@ -229,13 +238,13 @@ impl Session {
     }
 
     /// A free outbound packet identifier, or `None` when all 65,535 are in flight.
-    pub(crate) fn allocate_packet_id(&mut self) -> Option<u16> {
+    pub(crate) fn allocate_packet_id(&mut self) -> Option<PacketId> {
         if self.inflight.len() >= usize::from(u16::MAX) {
             return None;
         }
         loop {
             let id = self.next_packet_id;
-            self.next_packet_id = self.next_packet_id.checked_add(1).unwrap_or(1);
+            self.next_packet_id = id.next();
             if !self.inflight.contains_key(&id) {
                 return Some(id);
             }
@@ -278,12 +287,12 @@ impl Session {
     }
 
     /// The window, by packet identifier.
-    pub(crate) const fn inflight(&self) -> &BTreeMap<u16, InFlight> {
+    pub(crate) const fn inflight(&self) -> &BTreeMap<PacketId, InFlight> {
         &self.inflight
     }
 
     /// An in-flight delivery, to change its stage (its bytes stay as they are).
-    pub(crate) fn inflight_mut(&mut self, id: u16) -> Option<&mut InFlight> {
+    pub(crate) fn inflight_mut(&mut self, id: PacketId) -> Option<&mut InFlight> {
         self.inflight.get_mut(&id)
     }
 
@@ -316,7 +325,7 @@ impl Session {
     }
 
     /// Puts a delivery in the window under packet identifier `id`.
-    pub(crate) fn insert_inflight(&mut self, id: u16, f: InFlight, total: &mut usize) {
+    pub(crate) fn insert_inflight(&mut self, id: PacketId, f: InFlight, total: &mut usize) {
         self.hold(&f.delivery, total);
         if let Some(old) = self.inflight.insert(id, f) {
             self.release(&old.delivery, total);
@@ -324,7 +333,7 @@ impl Session {
     }
 
     /// Takes the in-flight delivery of packet identifier `id`.
-    pub(crate) fn remove_inflight(&mut self, id: u16, total: &mut usize) -> Option<InFlight> {
+    pub(crate) fn remove_inflight(&mut self, id: PacketId, total: &mut usize) -> Option<InFlight> {
         let f = self.inflight.remove(&id)?;
         self.release(&f.delivery, total);
         Some(f)
@@ -340,5 +349,122 @@ impl Session {
             self.release(d, total);
         }
         all
+    }
+}
+
+/// Every session: a slab indexed by [`SessionId`], its free slots, the index by client
+/// identifier, and the broker-wide bytes their queues and windows hold.
+#[derive(Debug, Default)]
+pub(crate) struct Sessions {
+    slab: Vec<Option<Session>>,
+    free: Vec<SessionId>,
+    by_client: HashMap<Arc<str>, SessionId>,
+    /// Sessions whose queues hold messages with a Message Expiry Interval.
+    expiring: BTreeSet<SessionId>,
+    /// The bytes of messages held in queues and windows, each message counted once, plus
+    /// [`DELIVERY_OVERHEAD`] per delivery: against
+    /// [`crate::Config::max_queued_bytes_total`].
+    queued_bytes: usize,
+}
+
+impl Sessions {
+    /// Session `sid`.
+    pub(crate) fn get(&self, sid: SessionId) -> Option<&Session> {
+        self.slab.get(sid.0 as usize).and_then(Option::as_ref)
+    }
+
+    /// Session `sid`, to change (its queue and window only through [`Sessions::held`]).
+    pub(crate) fn get_mut(&mut self, sid: SessionId) -> Option<&mut Session> {
+        self.slab.get_mut(sid.0 as usize).and_then(Option::as_mut)
+    }
+
+    /// Session `sid` with the broker-wide queued bytes, for a change of its queue or window.
+    pub(crate) fn held(&mut self, sid: SessionId) -> Option<(&mut Session, &mut usize)> {
+        let s = self.slab.get_mut(sid.0 as usize)?.as_mut()?;
+        Some((s, &mut self.queued_bytes))
+    }
+
+    /// The session of `client_id`.
+    pub(crate) fn find(&self, client_id: &str) -> Option<SessionId> {
+        self.by_client.get(client_id).copied()
+    }
+
+    /// Whether a session has `client_id`.
+    pub(crate) fn contains(&self, client_id: &str) -> bool {
+        self.by_client.contains_key(client_id)
+    }
+
+    /// The session of `client_id`, created empty if there is none; and whether it existed.
+    pub(crate) fn get_or_create(
+        &mut self,
+        client_id: &Arc<str>,
+        protocol: ProtocolVersion,
+    ) -> (SessionId, bool) {
+        if let Some(&sid) = self.by_client.get(client_id) {
+            return (sid, true);
+        }
+        let session = Session::new(client_id.clone(), protocol);
+        let sid = if let Some(sid) = self.free.pop() {
+            if let Some(slot) = self.slab.get_mut(sid.0 as usize) {
+                *slot = Some(session);
+            }
+            sid
+        } else {
+            let sid = SessionId(u32::try_from(self.slab.len()).unwrap_or(u32::MAX));
+            self.slab.push(Some(session));
+            sid
+        };
+        self.by_client.insert(client_id.clone(), sid);
+        (sid, false)
+    }
+
+    /// Takes session `sid` out: its slot and client identifier are free again. Its queue and
+    /// window still count in the queued bytes until the caller empties them
+    /// ([`Session::take_all`]).
+    pub(crate) fn remove(&mut self, sid: SessionId) -> Option<Session> {
+        let s = self.slab.get_mut(sid.0 as usize).and_then(Option::take)?;
+        self.by_client.remove(&s.client_id);
+        self.free.push(sid);
+        Some(s)
+    }
+
+    /// The broker-wide queued bytes, to count a removed session's deliveries out.
+    pub(crate) const fn queued_bytes_mut(&mut self) -> &mut usize {
+        &mut self.queued_bytes
+    }
+
+    /// How many sessions exist.
+    pub(crate) fn len(&self) -> usize {
+        self.by_client.len()
+    }
+
+    /// Whether there is none.
+    pub(crate) fn is_empty(&self) -> bool {
+        self.by_client.is_empty()
+    }
+
+    /// Every session.
+    pub(crate) fn iter(&self) -> impl Iterator<Item = &Session> {
+        self.slab.iter().flatten()
+    }
+
+    /// The broker-wide queued bytes.
+    pub(crate) const fn queued_bytes(&self) -> usize {
+        self.queued_bytes
+    }
+
+    /// Notes that session `sid`'s queue holds a message that may expire.
+    pub(crate) fn mark_expiring(&mut self, sid: SessionId) {
+        self.expiring.insert(sid);
+    }
+
+    /// The sessions whose queues may hold expiring messages; the set starts empty again.
+    pub(crate) fn take_expiring(&mut self) -> BTreeSet<SessionId> {
+        core::mem::take(&mut self.expiring)
+    }
+
+    /// Whether some session's queue may hold expiring messages.
+    pub(crate) fn any_expiring(&self) -> bool {
+        !self.expiring.is_empty()
     }
 }

@@ -24,29 +24,18 @@
 //!   seeded hasher: levels come from clients, and a keyed hash keeps crafted collisions from
 //!   turning lookups into scans. No map is ever iterated, so the seed changes no output.
 //!
-//! This file uses nothing from the rest of the crate, so that the benchmark can include it by
-//! path; the retained message tree borrows its [`Level`] and [`split_level`].
+//! The nodes live in a [`crate::trie::Arena`], keyed by [`Level`] as the retained tree's.
 
-#![allow(
-    dead_code,
-    reason = "the broker core, written alongside, is the user; the benchmark uses a part"
-)]
-
-use std::borrow::Borrow;
-use std::cmp::Ordering;
 use std::collections::HashMap;
 use std::fmt;
-use std::hash::{Hash, Hasher};
 use std::mem;
 
-/// A session's handle in the broker: an index into its session table.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
-pub(crate) struct SessionId(pub(crate) u32);
+use crate::id_hash::IdHash;
+use crate::session::SessionId;
+use crate::trie::{Arena, Level, ROOT, split_level};
 
 /// The prefix of a shared subscription's filter, `$share/{ShareName}/{filter}` (`[MQTT-4.8.2-1]`).
 const SHARE_PREFIX: &str = "$share/";
-/// Index of the root node in the arena; it is never freed.
-const ROOT: usize = 0;
 /// Branches a lookup keeps pending in a fixed array before it spills to the heap.
 const INLINE_FRAMES: usize = 16;
 /// Subscribers on one filter above which their positions are kept in a hash map.
@@ -65,12 +54,10 @@ pub(crate) enum Match<'a, V> {
         value: &'a V,
     },
     /// A shared subscription group that matches: the caller picks one member.
-    /// `group` is the share name, `filter` the whole "$share/..." filter string,
-    /// `members` in insertion order (stable, so round-robin by index works).
+    /// `filter` is the whole "$share/..." filter string, `members` in insertion order (stable,
+    /// so round-robin by index works).
     Shared {
-        /// The share name.
-        group: &'a str,
-        /// The whole filter, `$share/{group}/{filter}`.
+        /// The whole filter, `$share/{ShareName}/{filter}`.
         filter: &'a str,
         /// The sessions of the group with their subscriptions, in the order they joined.
         members: &'a [(SessionId, V)],
@@ -79,10 +66,8 @@ pub(crate) enum Match<'a, V> {
 
 /// The subscriptions of all sessions, indexed by topic filter level (MQTT 5 §4.7, §4.8.2).
 pub(crate) struct TopicTree<V> {
-    /// The arena; `nodes[ROOT]` is the root. Free slots hold empty nodes.
-    nodes: Vec<Node<V>>,
-    /// Indexes of free slots in `nodes`.
-    free: Vec<usize>,
+    /// The nodes; the root is [`ROOT`].
+    nodes: Arena<Node<V>>,
     /// Subscriptions stored, shared members included.
     len: usize,
 }
@@ -154,8 +139,7 @@ impl<V> TopicTree<V> {
     /// An empty tree.
     pub(crate) fn new() -> Self {
         Self {
-            nodes: vec![Node::default()],
-            free: Vec::new(),
+            nodes: Arena::new(),
             len: 0,
         }
     }
@@ -208,13 +192,14 @@ impl<V> TopicTree<V> {
             if let Some(parent) = self.nodes.get_mut(parent) {
                 parent.set_child(edge, None);
             }
-            self.release(id);
+            self.nodes.release(id);
             id = parent;
         }
         Some(removed)
     }
 
     /// Looks up one subscription.
+    #[cfg(test)]
     pub(crate) fn get(&self, filter: &str, key: SessionId) -> Option<&V> {
         let (share, matching) = split_share(filter);
         let mut id = ROOT;
@@ -296,8 +281,9 @@ impl<V> TopicTree<V> {
     }
 
     /// Nodes in use, the root excepted: zero once every subscription is removed.
+    #[cfg(any(test, feature = "bench"))]
     pub(crate) fn node_count(&self) -> usize {
-        self.nodes.len().saturating_sub(self.free.len() + 1)
+        self.nodes.in_use()
     }
 
     /// Visits the subscriptions stored at node `id`.
@@ -315,7 +301,7 @@ impl<V> TopicTree<V> {
             id = match self.nodes.get(id).and_then(|node| node.child(edge)) {
                 Some(child) => child,
                 None => {
-                    let child = self.alloc();
+                    let child = self.nodes.alloc(Node::default());
                     if let Some(node) = self.nodes.get_mut(id) {
                         node.set_child(edge, Some(child));
                     }
@@ -324,24 +310,6 @@ impl<V> TopicTree<V> {
             };
         }
         id
-    }
-
-    /// A fresh empty node: a free slot if there is one.
-    fn alloc(&mut self) -> usize {
-        if let Some(id) = self.free.pop() {
-            return id;
-        }
-        self.nodes.push(Node::default());
-        self.nodes.len() - 1
-    }
-
-    /// Returns node `id`, already unlinked from its parent, to the free list.
-    fn release(&mut self, id: usize) {
-        if let Some(node) = self.nodes.get_mut(id) {
-            // Drops whatever capacity the node's maps and lists had grown.
-            *node = Node::default();
-            self.free.push(id);
-        }
     }
 }
 
@@ -355,7 +323,7 @@ impl<V> fmt::Debug for TopicTree<V> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("TopicTree")
             .field("len", &self.len)
-            .field("nodes", &self.node_count())
+            .field("nodes", &self.nodes.in_use())
             .finish_non_exhaustive()
     }
 }
@@ -428,7 +396,6 @@ impl<V> Slot<V> {
         }
         for group in &self.shared {
             visit(Match::Shared {
-                group: &group.name,
                 filter: &group.filter,
                 members: &group.members,
             });
@@ -478,6 +445,7 @@ impl<V> Subscribers<V> {
     }
 
     /// `key`'s subscription.
+    #[cfg(test)]
     fn get(&self, key: SessionId) -> Option<&V> {
         self.list.get(self.position(key)?).map(|(_, v)| v)
     }
@@ -526,84 +494,6 @@ fn shrink<T>(list: &mut Vec<T>) {
     }
 }
 
-/// Bytes of a level that a [`Level`] stores inline.
-const INLINE_LEVEL: usize = 22;
-
-/// A topic level as a map key, shared with the retained message tree.
-///
-/// Levels of up to [`INLINE_LEVEL`] bytes, nearly all real ones, are stored in the key
-/// itself, so comparing keys during a lookup reads no memory beyond the map's own.
-#[derive(Clone)]
-pub(crate) enum Level {
-    /// A short level: its length, and its bytes followed by zeros.
-    Inline(u8, [u8; INLINE_LEVEL]),
-    /// A longer level.
-    Heap(Box<[u8]>),
-}
-
-impl Level {
-    /// The key for `level`.
-    pub(crate) fn new(level: &str) -> Self {
-        let bytes = level.as_bytes();
-        let mut inline = [0; INLINE_LEVEL];
-        match (u8::try_from(bytes.len()), inline.get_mut(..bytes.len())) {
-            (Ok(len), Some(prefix)) => {
-                prefix.copy_from_slice(bytes);
-                Self::Inline(len, inline)
-            }
-            _ => Self::Heap(bytes.into()),
-        }
-    }
-
-    /// The level's bytes: UTF-8, as the key was built from a `&str`.
-    pub(crate) fn as_bytes(&self) -> &[u8] {
-        match self {
-            Self::Inline(len, bytes) => bytes.get(..usize::from(*len)).unwrap_or_default(),
-            Self::Heap(bytes) => bytes,
-        }
-    }
-}
-
-impl Borrow<[u8]> for Level {
-    fn borrow(&self) -> &[u8] {
-        self.as_bytes()
-    }
-}
-
-impl PartialEq for Level {
-    fn eq(&self, other: &Self) -> bool {
-        self.as_bytes() == other.as_bytes()
-    }
-}
-
-impl Eq for Level {}
-
-impl Ord for Level {
-    /// Byte order, as `str` and `[u8]` compare: what `Borrow` requires.
-    fn cmp(&self, other: &Self) -> Ordering {
-        self.as_bytes().cmp(other.as_bytes())
-    }
-}
-
-impl PartialOrd for Level {
-    fn partial_cmp(&self, other: &Self) -> Option<Ordering> {
-        Some(self.cmp(other))
-    }
-}
-
-impl Hash for Level {
-    /// Hashes as the `[u8]` it borrows as, which `Borrow` requires.
-    fn hash<H: Hasher>(&self, state: &mut H) {
-        self.as_bytes().hash(state);
-    }
-}
-
-impl fmt::Debug for Level {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        fmt::Debug::fmt(&String::from_utf8_lossy(self.as_bytes()), f)
-    }
-}
-
 /// Splits a filter into its share name, for `$share/{ShareName}/{filter}`, and the filter
 /// that topics are matched against (`[MQTT-4.8.2-2]`).
 fn split_share(filter: &str) -> (Option<&str>, &str) {
@@ -611,14 +501,6 @@ fn split_share(filter: &str) -> (Option<&str>, &str) {
         .strip_prefix(SHARE_PREFIX)
         .and_then(|rest| rest.split_once('/'))
         .map_or((None, filter), |(name, matching)| (Some(name), matching))
-}
-
-/// The first level of `levels`, and the levels after it (`None` when it was the last).
-pub(crate) fn split_level(levels: &str) -> (&str, Option<&str>) {
-    match levels.split_once('/') {
-        Some((level, rest)) => (level, Some(rest)),
-        None => (levels, None),
-    }
 }
 
 /// A lookup's pending branch: a node, and the topic levels still to match below it.
@@ -664,38 +546,6 @@ impl<'t> PendingStack<'t> {
         self.inline.get(self.len).copied()
     }
 }
-
-/// A hasher for the core's own integer keys ([`ConnId`], session ids), which the driver assigns and a
-/// client cannot choose: one multiplication (Fibonacci hashing) instead of SipHash, whose
-/// cost showed in profiles of every packet's connection lookup. Keys a client controls
-/// (client identifiers, topics) keep the standard library's keyed hasher.
-#[derive(Debug, Default, Clone, Copy)]
-pub(crate) struct IdHasher(u64);
-
-impl core::hash::Hasher for IdHasher {
-    fn finish(&self) -> u64 {
-        // The high bits pick hashbrown's control bytes and the low bits its bucket: the
-        // multiplication spreads a counter's low bits into both.
-        self.0.wrapping_mul(0x9E37_79B9_7F4A_7C15)
-    }
-
-    fn write(&mut self, bytes: &[u8]) {
-        for &b in bytes {
-            self.0 = self.0.rotate_left(8) ^ u64::from(b);
-        }
-    }
-
-    fn write_u32(&mut self, n: u32) {
-        self.0 ^= u64::from(n);
-    }
-
-    fn write_u64(&mut self, n: u64) {
-        self.0 ^= n;
-    }
-}
-
-/// The `BuildHasher` of [`IdHasher`].
-pub(crate) type IdHash = core::hash::BuildHasherDefault<IdHasher>;
 
 #[cfg(test)]
 mod tests {
@@ -744,13 +594,9 @@ mod tests {
     fn shared_matches(tree: &TopicTree<u32>, topic: &str) -> Vec<GroupMatch> {
         let mut out = Vec::new();
         tree.for_each_match(topic, |m| {
-            if let Match::Shared {
-                group,
-                filter,
-                members,
-            } = m
-            {
+            if let Match::Shared { filter, members } = m {
                 let members = members.iter().map(|(k, v)| (k.0, *v)).collect();
+                let group = filter.split('/').nth(1).unwrap_or_default();
                 out.push((group.to_owned(), filter.to_owned(), members));
             }
         });
@@ -885,7 +731,7 @@ mod tests {
         }
         assert!(tree.is_empty());
         assert_eq!(tree.node_count(), 0);
-        let root = &tree.nodes[ROOT];
+        let root = tree.nodes.get(ROOT).unwrap();
         assert!(root.is_empty() && root.children.capacity() == 0);
     }
 
@@ -1048,7 +894,7 @@ mod tests {
         }
         assert_eq!(tree.node_count(), 0);
         // The root, then r, {round}, s and 20 times {s} and #: 44 slots, reused every round.
-        assert_eq!(tree.nodes.len(), 44);
+        assert_eq!(tree.nodes.slots(), 44);
     }
 
     #[test]

@@ -2,7 +2,7 @@
 
 use std::net::SocketAddr;
 
-use mqtt5_codec::Packet;
+use mqtt5_codec::{Packet, ProtocolVersion};
 use mqtt5_store::StoreOp;
 
 /// A connection, as the driver names it. The driver picks the numbers; the core only compares
@@ -129,10 +129,21 @@ impl core::fmt::Debug for PasswordCheck {
 }
 
 /// Something the operator should hear about: the driver logs it. The core has no logger of
-/// its own; these carry what a log line needs.
+/// its own; these carry what a log line needs, so that the driver never reads packets to
+/// find out.
 #[derive(Debug, Clone, PartialEq, Eq)]
 #[non_exhaustive]
 pub enum Notice {
+    /// A CONNECT arrived: the client identifier and User Name it presents (neither proven
+    /// yet).
+    Connecting {
+        /// The connection.
+        conn: ConnId,
+        /// The Client Identifier of the CONNECT (empty when the server is to assign one).
+        client_id: String,
+        /// The User Name of the CONNECT.
+        username: Option<String>,
+    },
     /// A CONNECT was accepted: the identity it authenticated as and the client identifier it
     /// got (assigned, or replaced by the user name, or its own).
     Accepted {
@@ -142,6 +153,23 @@ pub enum Notice {
         client_id: String,
         /// Who the client is.
         identity: Identity,
+        /// Whether it resumed a session.
+        session_present: bool,
+    },
+    /// A CONNECT was refused with this CONNACK reason (3.1.1 clients get its return code).
+    Refused {
+        /// The connection.
+        conn: ConnId,
+        /// The reason.
+        reason: mqtt5_codec::ConnAckReason,
+    },
+    /// The core ended a connection, and why, in words: the client's DISCONNECT, a protocol
+    /// violation, a timeout, a takeover, a lost connection, a refusal.
+    Ended {
+        /// The connection.
+        conn: ConnId,
+        /// Why.
+        reason: String,
     },
     /// A CONNECT asked for a session that belongs to another identity: refused, and the
     /// session left as it was.
@@ -203,6 +231,15 @@ pub enum Action {
     Close {
         /// The connection.
         conn: ConnId,
+    },
+    /// Encode and decode this connection's packets in `version` from now on: the version its
+    /// CONNECT announced (or 3.1.1, to refuse a CONNECT of an unknown version in a form every
+    /// client reads). It comes before any packet of that version is sent.
+    Protocol {
+        /// The connection.
+        conn: ConnId,
+        /// The protocol version.
+        version: ProtocolVersion,
     },
     /// Check a password off the core's thread and answer with
     /// [`crate::Broker::handle_password_verdict`]. Until then the connection's CONNECT is

@@ -52,6 +52,17 @@ impl PacketId {
         self.0.get()
     }
 
+    /// The first identifier, 1.
+    pub const MIN: Self = Self(NonZeroU16::MIN);
+
+    /// The identifier after this one, 65,535 wrapping to 1: how a sender cycles through them.
+    pub const fn next(self) -> Self {
+        match self.0.checked_add(1) {
+            Some(n) => Self(n),
+            None => Self::MIN,
+        }
+    }
+
     pub(crate) fn read(r: &mut crate::wire::Reader) -> Result<Self, Error> {
         Self::new(r.u16()?).ok_or(Error::ZeroPacketId)
     }

@@ -41,11 +41,6 @@ macro_rules! reason_enum {
             pub const fn is_error(self) -> bool {
                 self.as_u8() >= 0x80
             }
-
-            #[allow(dead_code)]
-            pub(crate) fn decode(byte: u8) -> Result<Self, Error> {
-                Self::from_u8(byte).ok_or(Error::InvalidReasonCode { code: byte, packet: $packet })
-            }
         }
 
         impl core::fmt::Display for $name {
@@ -64,6 +59,13 @@ macro_rules! packet_reason {
         reason_enum! {
             $(#[$meta])*
             $name, $packet { $( $(#[$vmeta])* $variant = $value, )+ }
+        }
+
+        impl $name {
+            /// Reads the code from its byte in a packet being decoded.
+            pub(crate) fn decode(byte: u8) -> Result<Self, Error> {
+                Self::from_u8(byte).ok_or(Error::InvalidReasonCode { code: byte, packet: $packet })
+            }
         }
 
         impl From<$name> for ReasonCode {
@@ -492,5 +494,36 @@ packet_reason! {
         ContinueAuthentication = 0x18,
         /// 0x19 Re-authenticate.
         ReAuthenticate = 0x19,
+    }
+}
+
+/// PUBREC allows exactly the codes of PUBACK (MQTT 5 §3.4.2.1, §3.5.2.1): the answer a QoS 2
+/// PUBLISH gets is the one a QoS 1 PUBLISH would.
+impl From<PubAckReason> for PubRecReason {
+    fn from(reason: PubAckReason) -> Self {
+        match reason {
+            PubAckReason::Success => Self::Success,
+            PubAckReason::NoMatchingSubscribers => Self::NoMatchingSubscribers,
+            PubAckReason::UnspecifiedError => Self::UnspecifiedError,
+            PubAckReason::ImplementationSpecificError => Self::ImplementationSpecificError,
+            PubAckReason::NotAuthorized => Self::NotAuthorized,
+            PubAckReason::TopicNameInvalid => Self::TopicNameInvalid,
+            PubAckReason::PacketIdentifierInUse => Self::PacketIdentifierInUse,
+            PubAckReason::QuotaExceeded => Self::QuotaExceeded,
+            PubAckReason::PayloadFormatInvalid => Self::PayloadFormatInvalid,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_puback_code_is_the_pubrec_code_of_the_same_byte() {
+        for &ack in PubAckReason::ALL {
+            assert_eq!(PubRecReason::from(ack).as_u8(), ack.as_u8());
+        }
+        assert_eq!(PubAckReason::ALL.len(), PubRecReason::ALL.len());
     }
 }

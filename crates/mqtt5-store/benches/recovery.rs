@@ -152,6 +152,7 @@ fn retained_op(i: usize) -> StoreOp {
             (i % 65_535) as u16 + 1,
             true,
         ),
+        qos: mqtt5_codec::QoS::AtLeastOnce,
         expires_at_ms: None,
     }
 }
@@ -169,13 +170,14 @@ fn queued_ops(i: usize, sessions: usize, ops: &mut Vec<StoreOp>) {
             (i % 65_535) as u16 + 1,
             false,
         ),
+        qos: mqtt5_codec::QoS::AtLeastOnce,
         expires_at_ms: None,
     });
     ops.push(StoreOp::Delivery(DeliveryRecord {
         client_id: id,
         seq: (i / sessions) as u64 + 1,
         message_id: i as u64 + 1,
-        qos: 1,
+        qos: mqtt5_codec::QoS::AtLeastOnce,
         retain: false,
         subscription_ids: Vec::new(),
         state: DeliveryState::Queued,

@@ -35,7 +35,7 @@
 
 use std::collections::BTreeMap;
 
-use mqtt5_codec::{ProtocolVersion, Publish, SubscriptionOptions, Will};
+use mqtt5_codec::{PacketId, ProtocolVersion, Publish, QoS, SubscriptionOptions, Will};
 
 /// Milliseconds since the Unix epoch: the wall-clock time of a record.
 pub type UnixMillis = u64;
@@ -84,6 +84,8 @@ pub enum StoreOp {
     RetainSet {
         /// The message, detached from any read buffer.
         message: Publish,
+        /// Its QoS (see [`stored_publish`]).
+        qos: QoS,
         /// When it expires, if it has a Message Expiry Interval.
         expires_at_ms: Option<UnixMillis>,
     },
@@ -98,6 +100,8 @@ pub enum StoreOp {
         id: u64,
         /// The message as published, detached from any read buffer.
         message: Publish,
+        /// Its QoS (see [`stored_publish`]).
+        qos: QoS,
         /// When it expires, if it has a Message Expiry Interval.
         expires_at_ms: Option<UnixMillis>,
     },
@@ -149,7 +153,7 @@ pub enum StoreOp {
         /// The client identifier.
         client_id: String,
         /// The packet identifier.
-        packet_id: u16,
+        packet_id: PacketId,
         /// True when set (PUBREC sent), false when released (PUBCOMP sent).
         pending: bool,
     },
@@ -207,9 +211,9 @@ pub enum DeliveryState {
     /// Queued: not yet sent.
     Queued,
     /// Sent with this packet id, waiting for PUBACK or PUBREC.
-    Sent(u16),
+    Sent(PacketId),
     /// PUBREC received, PUBREL sent with this packet id, waiting for PUBCOMP.
-    Released(u16),
+    Released(PacketId),
 }
 
 /// One message on its way to one session.
@@ -222,7 +226,7 @@ pub struct DeliveryRecord {
     /// The stored message ([`StoreOp::MessageStored`]).
     pub message_id: u64,
     /// The QoS it is delivered with.
-    pub qos: u8,
+    pub qos: QoS,
     /// The Retain flag it is delivered with.
     pub retain: bool,
     /// The Subscription Identifiers it is delivered with.
@@ -271,10 +275,25 @@ pub struct StoredSession {
     /// Deliveries by sequence number.
     pub deliveries: BTreeMap<u64, DeliveryRecord>,
     /// Inbound QoS 2 packet ids awaiting PUBREL.
-    pub incoming_qos2: std::collections::BTreeSet<u16>,
+    pub incoming_qos2: std::collections::BTreeSet<PacketId>,
 }
 
-/// A stored message with its expiry.
+/// The PUBLISH a store keeps for `message` published at `qos`: the message as it is when its
+/// own delivery already says `qos`; otherwise (a will's message, which no client numbered)
+/// with `qos` and packet identifier 1. A stored PUBLISH is a message's form on disk, and the
+/// identifier of a QoS 1 or 2 PUBLISH is part of that form, not of the message: the broker
+/// gives every delivery its own.
+pub fn stored_publish(message: &Publish, qos: QoS) -> Publish {
+    if message.qos() == qos {
+        return message.clone();
+    }
+    let mut stored = message.clone();
+    let id = message.delivery.packet_id().unwrap_or(PacketId::MIN);
+    stored.delivery = mqtt5_codec::Delivery::new(qos, id);
+    stored
+}
+
+/// A stored message with its expiry. Its QoS is the QoS of its PUBLISH ([`stored_publish`]).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct StoredMessage {
     /// The message.
@@ -400,9 +419,11 @@ pub trait Store: Send {
 mod memory;
 #[cfg(feature = "sqlite")]
 mod sqlite;
+#[cfg(feature = "writer")]
 mod writer;
 
 pub use memory::MemoryStore;
 #[cfg(feature = "sqlite")]
 pub use sqlite::*;
+#[cfg(feature = "writer")]
 pub use writer::*;

@@ -87,7 +87,7 @@ enum Undo {
     /// A delivery of a session.
     Delivery(String, u64, Option<crate::DeliveryRecord>),
     /// An inbound QoS 2 id of a session, and whether it was pending.
-    Qos2(String, u16, bool),
+    Qos2(String, mqtt5_codec::PacketId, bool),
     /// A retained message.
     Retained(String, Option<StoredMessage>),
     /// A stored message.
@@ -239,13 +239,14 @@ fn apply_one(state: &mut Recovered, op: &StoreOp) -> Result<Undo, Error> {
         }
         StoreOp::RetainSet {
             message,
+            qos,
             expires_at_ms,
         } => {
             let topic = message.topic().to_owned();
             let old = state.retained.insert(
                 topic.clone(),
                 StoredMessage {
-                    message: message.clone(),
+                    message: crate::stored_publish(message, *qos),
                     expires_at_ms: *expires_at_ms,
                 },
             );
@@ -258,12 +259,13 @@ fn apply_one(state: &mut Recovered, op: &StoreOp) -> Result<Undo, Error> {
         StoreOp::MessageStored {
             id,
             message,
+            qos,
             expires_at_ms,
         } => {
             let old = state.messages.insert(
                 *id,
                 StoredMessage {
-                    message: message.clone(),
+                    message: crate::stored_publish(message, *qos),
                     expires_at_ms: *expires_at_ms,
                 },
             );
@@ -430,7 +432,7 @@ mod tests {
             },
             StoreOp::IncomingQos2 {
                 client_id: "a".into(),
-                packet_id: 3,
+                packet_id: mqtt5_codec::PacketId::new(3).unwrap(),
                 pending: true,
             },
             StoreOp::UserSet {
@@ -454,7 +456,7 @@ mod tests {
                 client_id: "a".into(),
                 seq: 1,
                 message_id: 99,
-                qos: 1,
+                qos: mqtt5_codec::QoS::AtLeastOnce,
                 retain: false,
                 subscription_ids: Vec::new(),
                 state: crate::DeliveryState::Queued,

@@ -112,8 +112,8 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
 use mqtt5_codec::{
-    Connect, Decoder, MAX_PACKET_SIZE, Packet, ProtocolVersion, Publish, QoS, RetainHandling,
-    SubscriptionOptions, Will,
+    Connect, Decoder, MAX_PACKET_SIZE, Packet, PacketId, ProtocolVersion, Publish, QoS,
+    RetainHandling, SubscriptionOptions, Will,
 };
 use r2d2::{ManageConnection, Pool};
 use r2d2_sqlite::SqliteConnectionManager;
@@ -1040,20 +1040,30 @@ fn decode_subscription_ids(blob: &[u8]) -> Result<Vec<u32>, Failure> {
 const fn state_columns(state: DeliveryState) -> (u8, Option<u16>) {
     match state {
         DeliveryState::Queued => (0, None),
-        DeliveryState::Sent(id) => (1, Some(id)),
-        DeliveryState::Released(id) => (2, Some(id)),
+        DeliveryState::Sent(id) => (1, Some(id.get())),
+        DeliveryState::Released(id) => (2, Some(id.get())),
     }
 }
 
 fn state_from_columns(state: u8, packet_id: Option<u16>) -> Result<DeliveryState, Failure> {
-    match (state, packet_id) {
-        (0, None) => Ok(DeliveryState::Queued),
+    match (state, packet_id.and_then(PacketId::new)) {
+        (0, None) if packet_id.is_none() => Ok(DeliveryState::Queued),
         (1, Some(id)) => Ok(DeliveryState::Sent(id)),
         (2, Some(id)) => Ok(DeliveryState::Released(id)),
         _ => Err(Failure::Corrupt(format!(
             "invalid delivery state {state} with packet id {packet_id:?}"
         ))),
     }
+}
+
+/// A packet identifier read from the database: never 0 ([MQTT-2.2.1-3]).
+fn packet_id_column(id: u16, what: &str) -> Result<PacketId, Failure> {
+    PacketId::new(id).ok_or_else(|| Failure::Corrupt(format!("packet identifier 0 in {what}")))
+}
+
+/// A QoS read from the database.
+fn qos_column(qos: u8, what: &str) -> Result<QoS, Failure> {
+    QoS::from_u8(qos).ok_or_else(|| Failure::Corrupt(format!("QoS {qos} in {what}")))
 }
 
 fn apply_batch(conn: &mut Connection, ops: &[StoreOp]) -> Result<(), Failure> {
@@ -1172,8 +1182,10 @@ fn apply_op(tx: &Transaction<'_>, op: &StoreOp) -> Result<(), Failure> {
         }
         StoreOp::RetainSet {
             message,
+            qos,
             expires_at_ms,
         } => {
+            let message = &crate::stored_publish(message, *qos);
             let blob = encode_publish(message, &|| {
                 format!("the retained message of {:?}", message.topic())
             })?;
@@ -1198,8 +1210,10 @@ fn apply_op(tx: &Transaction<'_>, op: &StoreOp) -> Result<(), Failure> {
         StoreOp::MessageStored {
             id,
             message,
+            qos,
             expires_at_ms,
         } => {
+            let message = &crate::stored_publish(message, *qos);
             let blob = encode_publish(message, &|| format!("message {id}"))?;
             tx.prepare_cached(
                 "INSERT INTO messages (id, message, dup, expires_at_ms) VALUES (?1, ?2, ?3, ?4)
@@ -1245,7 +1259,7 @@ fn apply_op(tx: &Transaction<'_>, op: &StoreOp) -> Result<(), Failure> {
                 d.client_id,
                 to_sql_u64(d.seq),
                 to_sql_u64(d.message_id),
-                d.qos,
+                d.qos.as_u8(),
                 d.retain,
                 encode_subscription_ids(&d.subscription_ids),
                 state,
@@ -1303,7 +1317,7 @@ fn apply_op(tx: &Transaction<'_>, op: &StoreOp) -> Result<(), Failure> {
                 "DELETE FROM incoming_qos2 WHERE client_id = ?1 AND packet_id = ?2"
             };
             tx.prepare_cached(sql)?
-                .execute(params![client_id, packet_id])?;
+                .execute(params![client_id, packet_id.get()])?;
         }
     }
     Ok(())
@@ -1409,7 +1423,7 @@ fn read_all(conn: &mut Connection) -> Result<Recovered, Failure> {
             client_id: client_id.clone(),
             seq,
             message_id: from_sql_u64(row.get(2)?),
-            qos: row.get(3)?,
+            qos: qos_column(row.get(3)?, "deliveries")?,
             retain: row.get(4)?,
             subscription_ids: decode_subscription_ids(row.get_ref(5)?.as_blob()?)?,
             state: state_from_columns(row.get(6)?, row.get(7)?)?,
@@ -1425,9 +1439,10 @@ fn read_all(conn: &mut Connection) -> Result<Recovered, Failure> {
     let mut rows = stmt.query([])?;
     while let Some(row) = rows.next()? {
         let client_id: String = row.get(0)?;
+        let packet_id = packet_id_column(row.get(1)?, "incoming_qos2")?;
         owner(&mut out.sessions, &client_id, "incoming_qos2")?
             .incoming_qos2
-            .insert(row.get(1)?);
+            .insert(packet_id);
     }
     drop(rows);
     drop(stmt);

@@ -242,6 +242,12 @@ impl Sim {
                     self.password_checks.push_back(check);
                 }
                 Action::Notice(notice) => self.notices.push(notice),
+                Action::Protocol { conn, version } => {
+                    // The server side decodes in the version the core settled on.
+                    if let Some(client) = self.clients.get_mut(&conn) {
+                        client.server_decoder.set_version(version);
+                    }
+                }
             }
         }
     }

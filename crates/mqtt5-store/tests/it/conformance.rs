@@ -12,8 +12,8 @@ use mqtt5_store::{
 };
 
 use crate::fixture::{
-    Fixture, connected, delivery, full_publish, full_will, publish, qos2, reopened, rule, save,
-    stored, subscribed,
+    Fixture, connected, delivery, full_publish, full_will, pid, publish, qos2, reopened, rule,
+    save, stored, subscribed,
 };
 
 macro_rules! conformance {
@@ -67,6 +67,7 @@ conformance!(
     a_failing_batch_changes_nothing,
     ops_in_a_batch_apply_in_order,
     extreme_values_round_trip,
+    messages_without_packet_identifier_keep_their_qos,
 );
 
 fn assert_no_session(result: Result<(), Error>, client_id: &str) {
@@ -190,7 +191,7 @@ fn session_saved_replaces_the_record_and_keeps_what_hangs_off_it<F: Fixture>(f: 
     assert_eq!(a.record, replaced);
     assert!(a.subscriptions.contains_key("t/#"));
     assert!(a.deliveries.contains_key(&0));
-    assert!(a.incoming_qos2.contains(&9));
+    assert!(a.incoming_qos2.contains(&pid(9)));
 }
 
 fn session_deleted_removes_subscriptions_deliveries_and_incoming_qos2<F: Fixture>(f: &mut F) {
@@ -202,7 +203,7 @@ fn session_deleted_removes_subscriptions_deliveries_and_incoming_qos2<F: Fixture
             stored(1, "t/1"),
             subscribed("a", "t/#"),
             subscribed("b", "t/#"),
-            delivery("a", 0, 1, DeliveryState::Sent(4)),
+            delivery("a", 0, 1, DeliveryState::Sent(pid(4))),
             delivery("b", 0, 1, DeliveryState::Queued),
             qos2("a", 9, true),
             qos2("b", 9, true),
@@ -386,10 +387,12 @@ fn retain_set_replaces_by_topic_and_retain_cleared_removes<F: Fixture>(f: &mut F
     store
         .apply(&[
             StoreOp::RetainSet {
+                qos: first.clone().qos(),
                 message: first.clone(),
                 expires_at_ms: None,
             },
             StoreOp::RetainSet {
+                qos: second.clone().qos(),
                 message: second.clone(),
                 expires_at_ms: Some(99),
             },
@@ -403,6 +406,7 @@ fn retain_set_replaces_by_topic_and_retain_cleared_removes<F: Fixture>(f: &mut F
     store
         .apply(&[
             StoreOp::RetainSet {
+                qos: third.clone().qos(),
                 message: third.clone(),
                 expires_at_ms: None,
             },
@@ -444,6 +448,7 @@ fn messages_round_trip_exactly<F: Fixture>(f: &mut F) {
         .zip(0u64..)
         .map(|(message, id)| StoreOp::MessageStored {
             id,
+            qos: message.clone().qos(),
             message: message.clone(),
             expires_at_ms: (id % 2 == 0).then_some(1_700_000_000_000 + id),
         })
@@ -548,17 +553,17 @@ fn delivery_is_updated_by_seq_and_deleted<F: Fixture>(f: &mut F) {
         client_id: "a".into(),
         seq: 5,
         message_id: 1,
-        qos: 2,
+        qos: QoS::ExactlyOnce,
         retain: true,
         subscription_ids: vec![268_435_455, 1, 1],
-        state: DeliveryState::Sent(7),
+        state: DeliveryState::Sent(pid(7)),
     };
     store.apply(&[StoreOp::Delivery(sent.clone())]).unwrap();
     let (mut store, state) = reopened(f, store);
     assert_eq!(state.sessions["a"].deliveries[&5], sent);
 
     let released = DeliveryRecord {
-        state: DeliveryState::Released(7),
+        state: DeliveryState::Released(pid(7)),
         subscription_ids: Vec::new(),
         ..sent
     };
@@ -778,7 +783,7 @@ fn incoming_qos2_ids_are_set_and_released<F: Fixture>(f: &mut F) {
             .iter()
             .copied()
             .collect::<Vec<_>>(),
-        [2, u16::MAX]
+        [pid(2), pid(u16::MAX)]
     );
 }
 
@@ -813,9 +818,10 @@ fn a_failing_batch_changes_nothing<F: Fixture>(f: &mut F) {
         },
         stored(2, "t/2"),
         StoreOp::MessageDeleted { id: 1 },
-        delivery("a", 0, 2, DeliveryState::Sent(1)),
+        delivery("a", 0, 2, DeliveryState::Sent(pid(1))),
         qos2("a", 1, false),
         StoreOp::RetainSet {
+            qos: full_publish().qos(),
             message: full_publish(),
             expires_at_ms: None,
         },
@@ -867,11 +873,13 @@ fn ops_in_a_batch_apply_in_order<F: Fixture>(f: &mut F) {
             delivery("a", 0, 1, DeliveryState::Queued),
             StoreOp::MessageDeleted { id: 1 },
             StoreOp::RetainSet {
+                qos: publish("r", b"1").qos(),
                 message: publish("r", b"1"),
                 expires_at_ms: None,
             },
             StoreOp::RetainCleared { topic: "r".into() },
             StoreOp::RetainSet {
+                qos: publish("r", b"2").qos(),
                 message: publish("r", b"2"),
                 expires_at_ms: None,
             },
@@ -920,6 +928,7 @@ fn extreme_values_round_trip<F: Fixture>(f: &mut F) {
         });
         ops.push(StoreOp::MessageStored {
             id: v,
+            qos: publish("t", b"").qos(),
             message: publish("t", b""),
             expires_at_ms: Some(v),
         });
@@ -927,29 +936,61 @@ fn extreme_values_round_trip<F: Fixture>(f: &mut F) {
             client_id: String::new(),
             seq: v,
             message_id: v,
-            qos: u8::MAX,
+            qos: QoS::ExactlyOnce,
             retain: true,
             subscription_ids: vec![u32::MAX, 0],
-            state: DeliveryState::Sent(u16::MAX),
+            state: DeliveryState::Sent(pid(u16::MAX)),
         }));
     }
-    ops.push(qos2("", 0, true));
+    ops.push(qos2("", u16::MAX, true));
     store.apply(&ops).unwrap();
     let (_, state) = reopened(f, store);
     let s = &state.sessions[""];
     assert_eq!(s.record.expiry_interval, u32::MAX);
     assert_eq!(s.record.expires_at_ms, Some(u64::MAX));
-    assert_eq!(s.incoming_qos2.iter().copied().collect::<Vec<_>>(), [0]);
+    assert_eq!(
+        s.incoming_qos2.iter().copied().collect::<Vec<_>>(),
+        [pid(u16::MAX)]
+    );
     for (i, &v) in big.iter().enumerate() {
         let c = &state.clients[&format!("client-{i}")];
         assert_eq!((c.first_seen_ms, c.last_disconnect_ms), (v, Some(v)));
         assert_eq!(c.username.as_deref(), Some(""));
         assert_eq!(state.messages[&v].expires_at_ms, Some(v));
         let d = &s.deliveries[&v];
-        assert_eq!((d.seq, d.message_id, d.qos), (v, v, u8::MAX));
+        assert_eq!((d.seq, d.message_id, d.qos), (v, v, QoS::ExactlyOnce));
         assert_eq!(d.subscription_ids, [u32::MAX, 0]);
     }
     let mut model = mqtt5_store::MemoryStore::new();
     model.apply(&ops).unwrap();
     assert_eq!(state, model.recover().unwrap());
+}
+
+/// A will's message has no packet identifier; stored at QoS 1 and 2 it comes back at that QoS
+/// (with identifier 1, the stored form's), retained or queued.
+fn messages_without_packet_identifier_keep_their_qos<F: Fixture>(f: &mut F) {
+    let mut store = f.open();
+    let will_message = publish("w/t", b"gone");
+    assert_eq!(will_message.qos(), QoS::AtMostOnce);
+    store
+        .apply(&[
+            StoreOp::RetainSet {
+                message: will_message.clone(),
+                qos: QoS::ExactlyOnce,
+                expires_at_ms: None,
+            },
+            StoreOp::MessageStored {
+                id: 7,
+                message: will_message.clone(),
+                qos: QoS::AtLeastOnce,
+                expires_at_ms: None,
+            },
+        ])
+        .unwrap();
+    let (_, state) = reopened(f, store);
+    let retained = &state.retained["w/t"].message;
+    assert_eq!(retained.qos(), QoS::ExactlyOnce);
+    assert_eq!(retained.delivery.packet_id(), PacketId::new(1));
+    assert_eq!(retained.payload(), b"gone");
+    assert_eq!(state.messages[&7].message.qos(), QoS::AtLeastOnce);
 }

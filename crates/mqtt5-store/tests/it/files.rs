@@ -28,6 +28,7 @@ fn populated(path: &Path) {
             stored(1, "t/1"),
             delivery("a", 0, 1, mqtt5_store::DeliveryState::Queued),
             StoreOp::RetainSet {
+                qos: full_publish().qos(),
                 message: full_publish(),
                 expires_at_ms: None,
             },
@@ -348,6 +349,7 @@ fn full_database_refuses_the_batch_then_recovers_and_accepts_more_when_raised() 
         message.set_payload(vec![0x5A; 16 * 1024]);
         StoreOp::MessageStored {
             id: n,
+            qos: message.qos(),
             message,
             expires_at_ms: None,
         }
@@ -409,10 +411,12 @@ fn message_the_codec_cannot_carry_is_refused_by_apply_not_found_by_recover() {
     let refused = [
         StoreOp::MessageStored {
             id: 1,
+            qos: huge_identifier.qos(),
             message: huge_identifier,
             expires_at_ms: None,
         },
         StoreOp::RetainSet {
+            qos: no_topic.qos(),
             message: no_topic,
             expires_at_ms: None,
         },

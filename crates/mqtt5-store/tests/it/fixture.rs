@@ -170,6 +170,7 @@ pub(crate) fn subscribed(id: &str, filter: &str) -> StoreOp {
 pub(crate) fn stored(id: u64, t: &str) -> StoreOp {
     StoreOp::MessageStored {
         id,
+        qos: publish(t, b"m").qos(),
         message: publish(t, b"m"),
         expires_at_ms: None,
     }
@@ -180,7 +181,7 @@ pub(crate) fn delivery(id: &str, seq: u64, message_id: u64, state: DeliveryState
         client_id: id.into(),
         seq,
         message_id,
-        qos: 1,
+        qos: QoS::AtLeastOnce,
         retain: false,
         subscription_ids: vec![1],
         state,
@@ -190,9 +191,14 @@ pub(crate) fn delivery(id: &str, seq: u64, message_id: u64, state: DeliveryState
 pub(crate) fn qos2(id: &str, packet_id: u16, pending: bool) -> StoreOp {
     StoreOp::IncomingQos2 {
         client_id: id.into(),
-        packet_id,
+        packet_id: pid(packet_id),
         pending,
     }
+}
+
+/// A packet identifier, which must not be 0.
+pub(crate) fn pid(n: u16) -> PacketId {
+    PacketId::new(n).expect("a packet identifier is never 0")
 }
 
 pub(crate) fn rule(scope: &str, access: &str, t: &str) -> AclRecord {

@@ -14,4 +14,5 @@ mod files;
 mod fixture;
 #[cfg(feature = "sqlite")]
 mod model;
+#[cfg(feature = "writer")]
 mod writer;

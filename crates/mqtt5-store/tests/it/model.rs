@@ -187,8 +187,8 @@ fn acl_rule() -> impl Strategy<Value = AclRecord> {
 fn delivery_state() -> impl Strategy<Value = DeliveryState> {
     prop_oneof![
         Just(DeliveryState::Queued),
-        (1..4u16).prop_map(DeliveryState::Sent),
-        (1..4u16).prop_map(DeliveryState::Released),
+        (1..4u16).prop_map(|id| DeliveryState::Sent(crate::fixture::pid(id))),
+        (1..4u16).prop_map(|id| DeliveryState::Released(crate::fixture::pid(id))),
     ]
 }
 
@@ -249,6 +249,7 @@ fn op() -> impl Strategy<Value = StoreOp> {
         }),
         1 => (publish(), proptest::option::of(time())).prop_map(|(message, expires_at_ms)| {
             StoreOp::RetainSet {
+                qos: message.qos(),
                 message,
                 expires_at_ms,
             }
@@ -257,6 +258,7 @@ fn op() -> impl Strategy<Value = StoreOp> {
         4 => (select(MESSAGE_IDS), publish(), proptest::option::of(time())).prop_map(
             |(id, message, expires_at_ms)| StoreOp::MessageStored {
                 id,
+                qos: message.qos(),
                 message,
                 expires_at_ms,
             }
@@ -266,7 +268,11 @@ fn op() -> impl Strategy<Value = StoreOp> {
             client_id(),
             0..4u64,
             select(MESSAGE_IDS),
-            0..3u8,
+            prop_oneof![
+                Just(mqtt5_codec::QoS::AtMostOnce),
+                Just(mqtt5_codec::QoS::AtLeastOnce),
+                Just(mqtt5_codec::QoS::ExactlyOnce)
+            ],
             any::<bool>(),
             vec(1..5u32, 0..3),
             delivery_state()
@@ -306,7 +312,7 @@ fn op() -> impl Strategy<Value = StoreOp> {
         2 => (client_id(), 1..4u16, any::<bool>()).prop_map(|(client_id, packet_id, pending)| {
             StoreOp::IncomingQos2 {
                 client_id,
-                packet_id,
+                packet_id: crate::fixture::pid(packet_id),
                 pending,
             }
         }),
