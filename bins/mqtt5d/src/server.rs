@@ -15,10 +15,14 @@
 //!
 //! - **No thread per connection.** One thread serves every connection; the store writes on
 //!   its own thread.
-//! - **Durability.** In `sync` mode an `Action::Persist` is a barrier: every action after it
-//!   waits until the writer reports that batch committed, so an acknowledgement never leaves
-//!   before the data it confirms (`docs/architecture.md`, "The persist barrier"). In
-//!   `periodic` and `memory` modes nothing waits.
+//! - **Durability.** In `sync` mode an `Action::Persist` is a barrier for the acknowledgements
+//!   after it: each waits until the writer reports the batches before it committed, so an
+//!   acknowledgement never leaves before the data it confirms, and the other actions of its
+//!   connection wait behind it (`docs/architecture.md`, "The persist barrier"). In `periodic`
+//!   and `memory` modes nothing waits.
+//! - **Backpressure.** When the writer falls behind (`backlog.rs`), the loop stops reading
+//!   the connections whose next packet would add to its work, and keeps reading the others; it
+//!   never waits for the writer (`docs/architecture.md`, "Backpressure").
 //! - **Bounded memory per connection.** Reads stop at the Maximum Packet Size (the decoder
 //!   refuses larger packets from their header); writes go to a per-connection buffer with a
 //!   hard limit, and a client whose buffer overflows is disconnected and logged.
@@ -33,12 +37,14 @@ use crossbeam_channel::{Receiver, TryRecvError};
 use mio::net::{TcpListener, TcpStream};
 use mio::{Events, Interest, Poll, Token, Waker};
 use mqtt5_broker::{Action, AuthVerdict, Broker, ConnId, Notice, PeerInfo, Services};
+use mqtt5_codec::Packet;
 use mqtt5_codec::{Decoder, ProtocolVersion};
-use mqtt5_store::{BatchId, Completion, Durability, MemoryStore, Store, Writer, WriterConfig};
+use mqtt5_store::{Completion, Durability, MemoryStore, Store, Writer, WriterConfig};
 use slab::Slab;
 use tracing::{debug, error, info, warn};
 
 use crate::auth_watch::{AuthSource, AuthWatch, POLL_INTERVAL};
+use crate::backlog::{Backlog, Settled, Ticket, Watermarks};
 use crate::logs::{Clipped, RateLimit, Verdict};
 use crate::passwords::PasswordCheckers;
 use crate::settings::{self, Settings};
@@ -177,6 +183,9 @@ struct Connection {
     /// The core takes no packets from it for now (its CONNECT waits for a password check
     /// or for its refusal): its input stays unread.
     paused: bool,
+    /// Its next packet would add to the work of a store that is behind: the packet waits in
+    /// [`Server::store_paused`] and its input stays unread until the store catches up.
+    store_paused: bool,
     /// It counts against its address's connections that have not completed CONNECT.
     connecting: bool,
     /// Its client certificate was reported to the core (or it has none to report).
@@ -415,15 +424,25 @@ struct Server<S: Store + Send + 'static> {
     next_generation: u64,
     broker: Broker,
     writer: Option<Writer<S>>,
-    writer_handle: mqtt5_store::WriterHandle,
+    /// What the writer has not committed yet, and whether it is behind.
+    backlog: Backlog,
     completions: Receiver<Completion>,
-    /// In sync mode: actions held until the batch they follow is committed.
-    held: VecDeque<(BatchId, Action)>,
-    /// The last batch submitted and whether sends must wait for it.
-    barrier: Option<BatchId>,
-    committed: Option<BatchId>,
+    /// In sync mode: actions held until the batch they wait for is committed, in order (their
+    /// tickets never decrease).
+    held: VecDeque<(Ticket, Action)>,
+    /// How many actions of each connection are held: its later actions wait behind them.
+    held_per_conn: std::collections::HashMap<ConnId, usize>,
+    /// The last batch submitted, in sync mode.
+    barrier: Option<Ticket>,
+    committed: Option<Ticket>,
     /// Batches that failed, while actions held behind them remain.
-    failed: Vec<BatchId>,
+    failed: Vec<Ticket>,
+    /// Connections whose input waits for the store to catch up, in the order they were
+    /// paused, each with the packet the core was not handed and whether its input ended
+    /// after that packet (to be reported lost once the packet is handled).
+    store_paused: VecDeque<(ConnId, Packet, bool)>,
+    /// Lines about the store falling behind: one per interval.
+    behind_log: RateLimit,
     wait_for_commits: bool,
     max_connections: usize,
     open_connections: usize,
@@ -636,9 +655,18 @@ fn serve<S: Store + Send + 'static>(
         max_packet_size: settings.broker.max_packet_size,
         broker,
         writer: Some(writer),
-        writer_handle,
+        backlog: Backlog::new(
+            writer_handle,
+            Watermarks {
+                high_ops: settings.storage.backlog_high_ops,
+                low_ops: settings.storage.backlog_low_ops,
+            },
+        ),
         completions,
         held: VecDeque::new(),
+        held_per_conn: std::collections::HashMap::new(),
+        store_paused: VecDeque::new(),
+        behind_log: RateLimit::new(Duration::from_secs(60), 1),
         barrier: None,
         committed: None,
         failed: Vec::new(),
@@ -772,6 +800,7 @@ impl<S: Store + Send + 'static> Server<S> {
                 self.read(now, key);
             }
             self.take_completions();
+            self.resume_paused(now);
             self.take_verdicts(now);
             if let Some(watch) = &self.auth_watch {
                 watch.apply_pending(&mut self.broker, &self.passwords);
@@ -803,6 +832,7 @@ impl<S: Store + Send + 'static> Server<S> {
             connections: self.open_connections,
             clients: self.broker.connected_clients(),
             sessions: self.broker.session_count(),
+            persistent_sessions: self.broker.persistent_session_count(),
             subscriptions: self.broker.subscription_count(),
             retained: self.broker.retained_count(),
             queued,
@@ -816,6 +846,10 @@ impl<S: Store + Send + 'static> Server<S> {
             commit_mean: store.mean_commit_latency,
             commit_max: store.max_commit_latency,
             storage_full: self.broker.storage_full(),
+            store_behind: self.backlog.behind(),
+            backlog_ops: self.backlog.ops(),
+            backlog_batches: self.backlog.batches(),
+            paused: self.broker.paused_connections(),
         };
         let text = crate::metrics::render(&snapshot);
         if let Ok(mut slot) = shared.lock() {
@@ -923,6 +957,7 @@ impl<S: Store + Send + 'static> Server<S> {
                 ws,
                 congested: false,
                 paused: false,
+                store_paused: false,
                 connecting: true,
                 certificate_done,
             });
@@ -942,7 +977,7 @@ impl<S: Store + Send + 'static> Server<S> {
         let Some(c) = self.conns.get_mut(key) else {
             return;
         };
-        if c.closing || c.paused {
+        if c.closing || c.paused || c.store_paused {
             return;
         }
         c.more_to_read = false;
@@ -987,27 +1022,28 @@ impl<S: Store + Send + 'static> Server<S> {
             }
         }
         self.broker.record_traffic(read_total as u64, 0);
-        // Decode every whole packet.
+        self.consume(now, key, eof, failed);
+    }
+
+    /// Hands every whole packet of connection `key`'s buffer to the core (unless one has to
+    /// wait for the store), then reports the connection lost if its input ended.
+    fn consume(&mut self, now: Instant, key: usize, eof: bool, failed: Option<io::Error>) {
         loop {
             let Some(c) = self.conns.get_mut(key) else {
                 return;
             };
-            if c.closing || c.paused {
+            if c.closing || c.paused || c.store_paused {
                 break;
             }
             let id = c.id;
             match c.decoder.decode(&mut c.rbuf) {
-                Ok(Some(packet)) => {
-                    self.broker.handle_packet(now, id, packet);
-                    self.run_actions();
-                    if !self.broker.accepts_packets(id)
-                        && let Some(c) = self.conns.get_mut(key)
-                    {
-                        // Its CONNECT waits (a password check, or a delayed refusal): the
-                        // rest of its input waits too ([MQTT-3.1.4-6]).
-                        c.paused = true;
-                    }
+                // Asked only while the store is behind: otherwise nothing waits.
+                Ok(Some(packet))
+                    if self.backlog.behind() && self.broker.needs_store(id, &packet) =>
+                {
+                    self.pause_for_store(now, key, id, packet);
                 }
+                Ok(Some(packet)) => self.feed(now, key, id, packet),
                 Ok(None) => break,
                 Err(e) => {
                     info!(conn = id.0, error = %e, "malformed packet; closing");
@@ -1037,30 +1073,115 @@ impl<S: Store + Send + 'static> Server<S> {
                     None => "connection closed by the client".to_owned(),
                 }));
             }
+            if c.store_paused {
+                // What it sent before it went is handled when the store catches up; then it
+                // is reported lost.
+                if let Some(last) = self.store_paused.back_mut()
+                    && last.0 == id
+                {
+                    last.2 = true;
+                }
+                return;
+            }
             self.broker.handle_connection_lost(now, id);
             self.run_actions();
             self.remove(key);
             return;
         }
-        if self.conns.get(key).is_some_and(|c| c.more_to_read) {
+        if self
+            .conns
+            .get(key)
+            .is_some_and(|c| c.more_to_read && !c.store_paused)
+        {
             self.pending.push(key);
         }
     }
 
-    /// Drains the core's actions, holding them behind an uncommitted batch in sync mode.
+    /// Hands one packet of connection `key` to the core and runs what it asks for.
+    fn feed(&mut self, now: Instant, key: usize, id: ConnId, packet: Packet) {
+        self.broker.handle_packet(now, id, packet);
+        self.run_actions();
+        if !self.broker.accepts_packets(id)
+            && let Some(c) = self.conns.get_mut(key)
+        {
+            // Its CONNECT waits (a password check, or a delayed refusal): the rest of its
+            // input waits too ([MQTT-3.1.4-6]).
+            c.paused = true;
+        }
+    }
+
+    /// Keeps `packet` of connection `key`, which would add to the work of a store that is
+    /// behind, and reads no more of its input until the store catches up
+    /// ([`Server::resume_paused`]).
+    fn pause_for_store(&mut self, now: Instant, key: usize, id: ConnId, packet: Packet) {
+        if let Some(c) = self.conns.get_mut(key) {
+            c.store_paused = true;
+        }
+        self.store_paused.push_back((id, packet, false));
+        self.broker.handle_input_paused(now, id, true);
+        let any = std::net::IpAddr::from([0, 0, 0, 0]);
+        if let Verdict::Write { suppressed } = self.behind_log.check(now, any) {
+            warn!(
+                uncommitted_ops = self.backlog.ops(),
+                uncommitted_batches = self.backlog.batches(),
+                paused = self.broker.paused_connections(),
+                suppressed,
+                "the store is behind: clients whose next packet would add to its work are not \
+                 read until it catches up ([storage] backlog_high_ops, backlog_low_ops)"
+            );
+        }
+    }
+
+    /// Reads the paused connections again, in the order they were paused, for as long as the
+    /// store keeps up: each first has its kept packet handed to the core, then its input is
+    /// read (readiness is edge-triggered: no new event would say that it is readable).
+    fn resume_paused(&mut self, now: Instant) {
+        while !self.backlog.behind() {
+            let Some((id, packet, ended)) = self.store_paused.pop_front() else {
+                return;
+            };
+            // Gone, or closed by the core meanwhile (a takeover): the packet goes with it.
+            let Some(key) = self.key_of(id) else {
+                continue;
+            };
+            let Some(c) = self.conns.get_mut(key) else {
+                continue;
+            };
+            c.store_paused = false;
+            if c.closing {
+                continue;
+            }
+            self.broker.handle_input_paused(now, id, false);
+            self.feed(now, key, id, packet);
+            if ended {
+                self.consume(now, key, true, None);
+            } else {
+                self.read(now, key);
+            }
+        }
+    }
+
+    /// Drains the core's actions. In sync mode an acknowledgement that follows a `Persist`
+    /// of the same drain waits for the last batch submitted, and any action waits behind an
+    /// earlier held one of its connection.
     fn run_actions(&mut self) {
         let mut busy = Vec::new();
+        // Whether this drain submitted a batch: the acknowledgements after it confirm what
+        // it holds. (A drain covers one input or more; waiting for more is only slower.)
+        let mut persisted = false;
         while let Some(action) = self.broker.poll_action() {
             let action = match action {
                 Action::Persist(ops) => {
-                    match self.writer_handle.submit(ops) {
-                        Ok(batch) => {
+                    // Never waits: a batch the writer has no room for waits in the backlog.
+                    match self.backlog.submit(ops) {
+                        Ok(ticket) => {
+                            persisted = true;
                             if self.wait_for_commits {
-                                self.barrier = Some(batch);
+                                self.barrier = Some(ticket);
                             }
                         }
-                        Err(e) => {
-                            error!(error = %e, "the store writer is gone; data is not persisted");
+                        Err(_) => {
+                            error!("the store writer is gone; data is not persisted");
                         }
                     }
                     continue;
@@ -1090,12 +1211,7 @@ impl<S: Store + Send + 'static> Server<S> {
                 }
                 action => action,
             };
-            match self.barrier {
-                Some(batch) if self.committed.is_none_or(|c| c < batch) => {
-                    self.held.push_back((batch, action));
-                }
-                _ => self.execute(action),
-            }
+            self.execute_or_hold(action, persisted);
         }
         // What executing the actions found out goes to the core now that the drain is over,
         // with the loop's one `now`: logins the checkers had no room for (answered "server
@@ -1117,6 +1233,33 @@ impl<S: Store + Send + 'static> Server<S> {
             self.broker.handle_connection_lost(now, conn);
         }
         self.run_actions();
+    }
+
+    /// Runs `action` now, or holds it until the batch it waits for is committed: an
+    /// acknowledgement after a batch of its drain (`persisted`) waits for the last batch
+    /// submitted, and any action waits behind a held one of its connection.
+    fn execute_or_hold(&mut self, action: Action, persisted: bool) {
+        let uncommitted = self
+            .barrier
+            .filter(|&b| self.committed.is_none_or(|c| c < b));
+        let Some(barrier) = uncommitted else {
+            self.execute(action);
+            return;
+        };
+        let conn = match &action {
+            Action::Send { conn, .. } | Action::Close { conn } => Some(*conn),
+            _ => None,
+        };
+        let behind_its_connection = conn.is_some_and(|c| self.held_per_conn.contains_key(&c));
+        let waits_for_its_batch = persisted && confirms_stored_state(&action);
+        if !(behind_its_connection || waits_for_its_batch) {
+            self.execute(action);
+            return;
+        }
+        if let Some(conn) = conn {
+            *self.held_per_conn.entry(conn).or_insert(0) += 1;
+        }
+        self.held.push_back((barrier, action));
     }
 
     /// Hands the password checkers' verdicts to the core, and lets the connections they
@@ -1266,6 +1409,29 @@ impl<S: Store + Send + 'static> Server<S> {
                 "queued messages reached [broker] max_queued_bytes_total: new persistent work \
                  is refused and new queued deliveries are dropped until the queues drain"
             ),
+            Notice::SessionLimit {
+                conn,
+                client_id,
+                limit,
+            } => {
+                let Some(peer) = self
+                    .key_of(conn)
+                    .and_then(|k| self.conns.get(k))
+                    .map(|c| c.peer)
+                else {
+                    return;
+                };
+                if let Verdict::Write { suppressed } = self.refusal_log.check(now, peer.ip()) {
+                    warn!(
+                        %peer,
+                        client_id = %Clipped(&client_id),
+                        limit,
+                        suppressed,
+                        "connection refused: the broker keeps as many persistent sessions as \
+                         [broker] max_persistent_sessions allows"
+                    );
+                }
+            }
             Notice::QueueMemory { full: false, bytes } => {
                 info!(
                     bytes,
@@ -1284,7 +1450,6 @@ impl<S: Store + Send + 'static> Server<S> {
                     match &completion {
                         Completion::Failed { batch, error } => {
                             error!(%batch, error = %error, "a store batch failed; the acknowledgements that depend on it are withheld");
-                            self.failed.push(*batch);
                             if completion.is_storage_full() && !self.broker.storage_full() {
                                 error!(
                                     "storage full: refusing new persistent work until the store accepts writes again"
@@ -1298,7 +1463,14 @@ impl<S: Store + Send + 'static> Server<S> {
                         }
                         _ => {}
                     }
-                    let last = completion.last();
+                    let last = match self.backlog.settle(&completion) {
+                        Some(Settled::Committed(ticket)) => ticket,
+                        Some(Settled::Failed(ticket)) => {
+                            self.failed.push(ticket);
+                            ticket
+                        }
+                        None => continue,
+                    };
                     self.committed = Some(self.committed.map_or(last, |c| c.max(last)));
                 }
                 Err(TryRecvError::Empty) => break,
@@ -1308,23 +1480,31 @@ impl<S: Store + Send + 'static> Server<S> {
                 }
             }
         }
-        while let Some((batch, _)) = self.held.front() {
-            if self.committed.is_none_or(|c| c < *batch) {
+        while let Some((ticket, _)) = self.held.front() {
+            if self.committed.is_none_or(|c| c < *ticket) {
                 break;
             }
-            if let Some((batch, action)) = self.held.pop_front() {
-                if self.failed.contains(&batch) && is_acknowledgement(&action) {
+            if let Some((ticket, action)) = self.held.pop_front() {
+                if let Action::Send { conn, .. } | Action::Close { conn } = &action
+                    && let Some(n) = self.held_per_conn.get_mut(conn)
+                {
+                    *n -= 1;
+                    if *n == 0 {
+                        self.held_per_conn.remove(conn);
+                    }
+                }
+                if self.failed.contains(&ticket) && is_acknowledgement(&action) {
                     // Its data is not durable: no acknowledgement. The client keeps the message
                     // and sends it again when it reconnects (QoS 2 is not routed twice).
-                    warn!(%batch, "acknowledgement withheld: its batch was not stored");
+                    warn!("acknowledgement withheld: its batch was not stored");
                     continue;
                 }
                 self.execute(action);
             }
         }
         // Failures older than everything still held are done with.
-        let oldest = self.held.front().map(|(b, _)| *b);
-        self.failed.retain(|b| oldest.is_some_and(|o| *b >= o));
+        let oldest = self.held.front().map(|(t, _)| *t);
+        self.failed.retain(|t| oldest.is_some_and(|o| *t >= o));
     }
 
     /// The connection completed CONNECT: it no longer counts against its address's
@@ -1518,6 +1698,8 @@ impl<S: Store + Send + 'static> Server<S> {
         let now = Instant::now();
         self.broker.handle_shutdown(now);
         self.run_actions();
+        // Batches that waited for room in the writer's queue go now, in order.
+        self.backlog.submit_waiting();
         if let Some(writer) = self.writer.take() {
             if let Err(e) = writer.flush() {
                 error!(error = %e, "the final store commit failed");
@@ -1554,6 +1736,26 @@ fn release_connecting(
             connecting.remove(&source);
         }
     }
+}
+
+/// Whether an action sends a packet that confirms state a batch before it may hold: a
+/// CONNACK (the session), PUBACK, PUBREC, PUBCOMP (the message, the QoS 2 state), SUBACK,
+/// UNSUBACK (the subscriptions) or PUBREL (the delivery's released state). It waits for the
+/// batches of its drain to be committed; other packets keep only their connection's order.
+fn confirms_stored_state(action: &Action) -> bool {
+    matches!(
+        action,
+        Action::Send {
+            packet: Packet::ConnAck(_)
+                | Packet::PubAck(_)
+                | Packet::PubRec(_)
+                | Packet::PubRel(_)
+                | Packet::PubComp(_)
+                | Packet::SubAck(_)
+                | Packet::UnsubAck(_),
+            ..
+        }
+    )
 }
 
 /// Whether an action sends an acknowledgement of something the client sent (which promises

@@ -47,6 +47,14 @@ pub(crate) const DEFAULT_WRITE_BUFFER_LIMIT: usize = 1 << 20;
 /// The default period of [`Durability::Periodic`], in milliseconds.
 pub(crate) const DEFAULT_PERIODIC_MS: u64 = 100;
 
+/// The default high watermark of the store's backlog, in uncommitted ops: two of the writer's
+/// largest transactions (10,000 ops each).
+const DEFAULT_BACKLOG_HIGH_OPS: usize = 20_000;
+
+/// The default low watermark: half a transaction, so that the writer still has work while the
+/// paused clients send again.
+const DEFAULT_BACKLOG_LOW_OPS: usize = 5_000;
+
 /// The default path of a WebSocket listener.
 pub(crate) const DEFAULT_WEBSOCKET_PATH: &str = "/mqtt";
 
@@ -178,6 +186,14 @@ pub(crate) struct StorageSettings {
     /// The most bytes the database may grow to; past it, writes fail as on a full disk and
     /// the broker refuses new persistent work. `None`: only the disk limits it.
     pub(crate) max_size: Option<u64>,
+    /// The high watermark of the store's backlog: from this many store ops submitted and not
+    /// yet committed on, the store is behind, and the connections whose next packet would add
+    /// to the backlog are no longer read. At least 1. Default 20,000.
+    pub(crate) backlog_high_ops: usize,
+    /// The low watermark: at this many uncommitted ops or fewer the store has caught up, and
+    /// the paused connections are read again, in the order they were paused. Below
+    /// `backlog_high_ops`. Default 5,000.
+    pub(crate) backlog_low_ops: usize,
 }
 
 impl StorageSettings {
@@ -273,6 +289,8 @@ impl Default for Settings {
                 data_dir: PathBuf::from(DEFAULT_DATA_DIR),
                 durability: Durability::Sync,
                 max_size: None,
+                backlog_high_ops: DEFAULT_BACKLOG_HIGH_OPS,
+                backlog_low_ops: DEFAULT_BACKLOG_LOW_OPS,
             },
             auth: AuthSettings {
                 allow_anonymous: None,
@@ -533,6 +551,7 @@ struct FileBroker {
     topic_alias_maximum: Option<u16>,
     max_keep_alive_secs: Option<u16>,
     max_session_expiry_secs: Option<u32>,
+    max_persistent_sessions: Option<Spanned<usize>>,
     connect_timeout_secs: Option<Spanned<u64>>,
     max_subscriptions_per_client: Option<Spanned<usize>>,
     max_topic_levels: Option<Spanned<usize>>,
@@ -548,6 +567,8 @@ struct FileStorage {
     durability: Option<DurabilityKind>,
     periodic_ms: Option<Spanned<u64>>,
     max_size_kib: Option<Spanned<u64>>,
+    backlog_high_ops: Option<Spanned<usize>>,
+    backlog_low_ops: Option<Spanned<usize>>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -1008,6 +1029,12 @@ impl Loader<'_> {
             d.max_subscription_bytes_per_client,
             "",
         );
+        let max_persistent_sessions = self.at_least_one(
+            "max_persistent_sessions",
+            file.max_persistent_sessions,
+            d.max_persistent_sessions,
+            " (max_session_expiry_secs = 0 grants no persistent session at all)",
+        );
         let max_topic_levels = self.at_least_one(
             "max_topic_levels",
             file.max_topic_levels,
@@ -1083,6 +1110,7 @@ impl Loader<'_> {
                 Some(secs) => Some(secs),
             },
             max_session_expiry: file.max_session_expiry_secs.unwrap_or(d.max_session_expiry),
+            max_persistent_sessions,
             connect_timeout,
             // Set from the listeners and `[auth]` in `build`.
             allow_anonymous: d.allow_anonymous,
@@ -1152,10 +1180,33 @@ impl Loader<'_> {
             }
             kib => kib.map(|k| k.into_inner().saturating_mul(1024)),
         };
+        let backlog_high_ops = self.at_least_one(
+            "backlog_high_ops",
+            file.backlog_high_ops,
+            DEFAULT_BACKLOG_HIGH_OPS,
+            "",
+        );
+        let backlog_low_ops = match file.backlog_low_ops {
+            Some(low) if *low.get_ref() >= backlog_high_ops => {
+                self.problem(
+                    Some(low.span()),
+                    format!(
+                        "`backlog_low_ops` must be below `backlog_high_ops` ({backlog_high_ops})"
+                    ),
+                );
+                backlog_high_ops
+                    .saturating_sub(1)
+                    .min(DEFAULT_BACKLOG_LOW_OPS)
+            }
+            Some(low) => low.into_inner(),
+            None => DEFAULT_BACKLOG_LOW_OPS.min(backlog_high_ops.saturating_sub(1)),
+        };
         StorageSettings {
             data_dir,
             durability,
             max_size,
+            backlog_high_ops,
+            backlog_low_ops,
         }
     }
 

@@ -210,6 +210,16 @@ pub enum Notice {
         /// The bytes held.
         bytes: usize,
     },
+    /// A CONNECT for a new persistent session was refused (CONNACK 0x97, 3.1.1: return code
+    /// 3): the broker keeps [`crate::Config::max_persistent_sessions`] of them already.
+    SessionLimit {
+        /// The connection refused.
+        conn: ConnId,
+        /// The client identifier it asked a session for.
+        client_id: String,
+        /// The limit.
+        limit: usize,
+    },
 }
 
 /// What the core asks its driver to do, in order (`docs/architecture.md`, "The sans-IO core").
@@ -223,8 +233,12 @@ pub enum Action {
         /// The packet.
         packet: Packet,
     },
-    /// Apply these ops to the store. They must be durable before any later `Send` runs, so
-    /// that an acknowledgement never runs ahead of the data it confirms.
+    /// Apply these ops to the store, after those of every earlier `Persist`. They must be
+    /// durable before any acknowledgement that comes after them among the actions of the same
+    /// input is sent (a `Send` of CONNACK, PUBACK, PUBREC, PUBREL, PUBCOMP, SUBACK or
+    /// UNSUBACK), so that an acknowledgement never runs ahead of the data it confirms. Other
+    /// actions need not wait for them, but the actions of one connection keep their order: a
+    /// `Send` or `Close` waits behind an earlier one of its connection that waits.
     Persist(Vec<StoreOp>),
     /// Close the connection once everything sent before has been flushed. The core forgets the
     /// connection; the driver must not report it lost afterwards (doing so is harmless).

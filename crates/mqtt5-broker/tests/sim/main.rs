@@ -2,6 +2,7 @@
 //! Each test is named after the behaviour it checks and cites the spec statement.
 
 mod auth;
+mod backpressure;
 mod harness;
 mod properties;
 mod security;
