@@ -176,6 +176,14 @@ impl Backlog {
         }
     }
 
+    /// Forgets every batch: the writer has stopped, and nothing it had will be committed.
+    pub(crate) fn abandon(&mut self) {
+        self.submitted.clear();
+        self.waiting.clear();
+        self.ops = 0;
+        self.behind = false;
+    }
+
     fn update(&mut self) {
         if self.ops >= self.marks.high_ops || !self.waiting.is_empty() {
             self.behind = true;

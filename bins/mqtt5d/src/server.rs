@@ -1475,7 +1475,10 @@ impl<S: Store + Send + 'static> Server<S> {
                 }
                 Err(TryRecvError::Empty) => break,
                 Err(TryRecvError::Disconnected) => {
+                    // The writer has stopped: nothing more will be committed, and nothing
+                    // waits for it any longer.
                     self.committed = self.barrier;
+                    self.backlog.abandon();
                     break;
                 }
             }

@@ -1442,6 +1442,7 @@ shared_subscriptions = false
 topic_alias_maximum = 0
 max_keep_alive_secs = 60
 max_session_expiry_secs = 3600
+max_persistent_sessions = 500
 connect_timeout_secs = 5
 max_subscriptions_per_client = 40
 max_topic_levels = 8
@@ -1453,6 +1454,8 @@ version = "custom 1"
 data_dir = "/var/lib/mqtt5"
 durability = "periodic"
 periodic_ms = 250
+backlog_high_ops = 1000
+backlog_low_ops = 10
 
 [auth]
 allow_anonymous = false
@@ -1497,6 +1500,7 @@ listen = "127.0.0.1:9100"
         assert_eq!(b.topic_alias_maximum, 0);
         assert_eq!(b.max_keep_alive, Some(60));
         assert_eq!(b.max_session_expiry, 3600);
+        assert_eq!(b.max_persistent_sessions, 500);
         assert_eq!(b.connect_timeout, Duration::from_secs(5));
         assert_eq!(b.max_subscriptions_per_client, 40);
         assert_eq!(b.max_topic_levels, 8);
@@ -1508,6 +1512,8 @@ listen = "127.0.0.1:9100"
             s.storage.durability,
             Durability::Periodic(Duration::from_millis(250))
         );
+        assert_eq!(s.storage.backlog_high_ops, 1000);
+        assert_eq!(s.storage.backlog_low_ops, 10);
         assert_eq!(s.auth.allow_anonymous, Some(false));
         assert!(s.auth.use_database_acl);
         assert!(s.auth.scram_sha_256);
@@ -1608,6 +1614,12 @@ listen = "127.0.0.1:9100"
             ("write_buffer_limit = 0\n", 1, "write_buffer_limit"),
             ("[storage]\nperiodic_ms = 0\n", 2, "periodic_ms"),
             (
+                "[broker]\nmax_persistent_sessions = 0\n",
+                2,
+                "max_persistent_sessions",
+            ),
+            ("[storage]\nbacklog_high_ops = 0\n", 2, "backlog_high_ops"),
+            (
                 "[[listener]]\nbind = \"127.0.0.1:1\"\nmax_connections = 0\n",
                 3,
                 "max_connections",
@@ -1620,6 +1632,27 @@ listen = "127.0.0.1:9100"
             );
             assert!(message.contains(key), "{text:?}: {message}");
         }
+    }
+
+    #[test]
+    fn backlog_watermarks_must_leave_a_gap() {
+        let message = problem("[storage]\nbacklog_high_ops = 100\nbacklog_low_ops = 100\n");
+        assert!(message.starts_with("test.toml:3:"), "{message}");
+        assert!(
+            message.contains("`backlog_low_ops` must be below `backlog_high_ops` (100)"),
+            "{message}"
+        );
+        // A high watermark below the default low one takes a low one below it.
+        let s = load("[storage]\nbacklog_high_ops = 1\n").unwrap();
+        assert_eq!(
+            (s.storage.backlog_high_ops, s.storage.backlog_low_ops),
+            (1, 0)
+        );
+        let s = load("[storage]\nbacklog_high_ops = 100\n").unwrap();
+        assert_eq!(
+            (s.storage.backlog_high_ops, s.storage.backlog_low_ops),
+            (100, 99)
+        );
     }
 
     #[test]
