@@ -66,6 +66,8 @@ pub(crate) struct Backlog {
     /// Ops of the batches in `submitted` and `waiting`.
     ops: usize,
     behind: bool,
+    /// Ops submitted since the start, committed or not.
+    submitted_ops: u64,
 }
 
 impl Backlog {
@@ -79,6 +81,7 @@ impl Backlog {
             next: 0,
             ops: 0,
             behind: false,
+            submitted_ops: 0,
         }
     }
 
@@ -105,6 +108,7 @@ impl Backlog {
         }
         self.next += 1;
         self.ops += count;
+        self.submitted_ops += count as u64;
         self.update();
         Ok(ticket)
     }
@@ -206,6 +210,11 @@ impl Backlog {
     /// Their ops.
     pub(crate) const fn ops(&self) -> usize {
         self.ops
+    }
+
+    /// Ops submitted since the start, committed or not: a counter that only grows.
+    pub(crate) const fn submitted_ops(&self) -> u64 {
+        self.submitted_ops
     }
 }
 

@@ -68,6 +68,11 @@ const CONN_BASE: usize = 1 << 16;
 /// The most bytes read from one connection per readiness event, so that one busy client
 /// cannot starve the others; the rest is read on the next round.
 const READ_BUDGET: usize = 256 * 1024;
+/// The store ops one round of the event loop (one poll and what follows it) hands to the
+/// writer before the clients that feed the store wait for the next round. A message with a
+/// durable fan-out to thousands of sessions costs the event loop milliseconds: clients that
+/// send many of them take turns, one round at a time, and the others' events come between.
+const STORE_OPS_PER_ROUND: u64 = 1000;
 
 /// Runs the broker until SIGINT or SIGTERM.
 ///
@@ -186,6 +191,9 @@ struct Connection {
     /// Its next packet would add to the work of a store that is behind: the packet waits in
     /// [`Server::store_paused`] and its input stays unread until the store catches up.
     store_paused: bool,
+    /// Its last turn gave the store work: once a round has handed the writer its share
+    /// ([`STORE_OPS_PER_ROUND`]), its input waits for the next round.
+    feeds_store: bool,
     /// It counts against its address's connections that have not completed CONNECT.
     connecting: bool,
     /// Its client certificate was reported to the core (or it has none to report).
@@ -443,6 +451,8 @@ struct Server<S: Store + Send + 'static> {
     store_paused: VecDeque<(ConnId, Packet, bool)>,
     /// Lines about the store falling behind: one per interval.
     behind_log: RateLimit,
+    /// The writer's count of submitted ops when this round of the event loop began.
+    round_started: u64,
     wait_for_commits: bool,
     max_connections: usize,
     open_connections: usize,
@@ -667,6 +677,7 @@ fn serve<S: Store + Send + 'static>(
         held_per_conn: std::collections::HashMap::new(),
         store_paused: VecDeque::new(),
         behind_log: RateLimit::new(Duration::from_secs(60), 1),
+        round_started: 0,
         barrier: None,
         committed: None,
         failed: Vec::new(),
@@ -754,7 +765,8 @@ impl<S: Store + Send + 'static> Server<S> {
         let mut events = Events::with_capacity(1024);
         loop {
             let now = Instant::now();
-            let mut timeout = if self.pending.is_empty() {
+            let resumable = !self.store_paused.is_empty() && !self.backlog.behind();
+            let mut timeout = if self.pending.is_empty() && !resumable {
                 self.broker
                     .poll_timeout()
                     .map(|at| at.saturating_duration_since(now))
@@ -774,6 +786,7 @@ impl<S: Store + Send + 'static> Server<S> {
             }
             let now = Instant::now();
             self.now = now;
+            self.round_started = self.backlog.submitted_ops();
             for event in events.iter() {
                 match event.token() {
                     WAKER => {}
@@ -958,6 +971,7 @@ impl<S: Store + Send + 'static> Server<S> {
                 congested: false,
                 paused: false,
                 store_paused: false,
+                feeds_store: false,
                 connecting: true,
                 certificate_done,
             });
@@ -982,7 +996,18 @@ impl<S: Store + Send + 'static> Server<S> {
         }
         c.more_to_read = false;
         let raw_start = c.rbuf.len();
-        let outcome = c.read_input(&mut self.scratch);
+        let outcome = if c.rbuf.len() >= READ_BUDGET {
+            // What an earlier turn read is not all handled yet: that first, and no more bytes
+            // until it is, so that the buffer stays within about twice the budget.
+            ReadOutcome {
+                bytes: 0,
+                eof: false,
+                more: true,
+                error: None,
+            }
+        } else {
+            c.read_input(&mut self.scratch)
+        };
         let mut ws_closed = false;
         if let Some(ws) = c.ws.as_mut() {
             // What was read is WebSocket traffic: only the MQTT bytes it carries stay in rbuf.
@@ -1028,11 +1053,19 @@ impl<S: Store + Send + 'static> Server<S> {
     /// Hands every whole packet of connection `key`'s buffer to the core (unless one has to
     /// wait for the store), then reports the connection lost if its input ended.
     fn consume(&mut self, now: Instant, key: usize, eof: bool, failed: Option<io::Error>) {
+        let round_spent = self.round_spent();
+        let turn_started = self.backlog.submitted_ops();
         loop {
             let Some(c) = self.conns.get_mut(key) else {
                 return;
             };
             if c.closing || c.paused || c.store_paused {
+                break;
+            }
+            if round_spent && c.feeds_store && !c.rbuf.is_empty() && !eof && failed.is_none() {
+                // The store has had its share of this round: a client that feeds it waits
+                // for the next (an input that ended is handled to its end now).
+                c.more_to_read = true;
                 break;
             }
             let id = c.id;
@@ -1043,7 +1076,20 @@ impl<S: Store + Send + 'static> Server<S> {
                 {
                     self.pause_for_store(now, key, id, packet);
                 }
-                Ok(Some(packet)) => self.feed(now, key, id, packet),
+                Ok(Some(packet)) => {
+                    let before = self.backlog.submitted_ops();
+                    self.feed(now, key, id, packet);
+                    let spent = self.round_spent() && !eof && failed.is_none();
+                    if self.backlog.submitted_ops() > before
+                        && let Some(c) = self.conns.get_mut(key)
+                    {
+                        c.feeds_store = true;
+                        if spent {
+                            c.more_to_read |= !c.rbuf.is_empty();
+                            break;
+                        }
+                    }
+                }
                 Ok(None) => break,
                 Err(e) => {
                     info!(conn = id.0, error = %e, "malformed packet; closing");
@@ -1052,6 +1098,14 @@ impl<S: Store + Send + 'static> Server<S> {
                     return;
                 }
             }
+        }
+        if self.backlog.submitted_ops() == turn_started
+            && let Some(c) = self.conns.get_mut(key)
+            && !c.store_paused
+        {
+            // A turn that gave the store nothing (and kept nothing back for it): not a client
+            // that feeds it, for now.
+            c.feeds_store = false;
         }
         if let Some(c) = self.conns.get_mut(key)
             && c.rbuf.is_empty()
@@ -1097,6 +1151,12 @@ impl<S: Store + Send + 'static> Server<S> {
         }
     }
 
+    /// Whether this round of the event loop has handed the writer its share of store ops
+    /// ([`STORE_OPS_PER_ROUND`]).
+    fn round_spent(&self) -> bool {
+        self.backlog.submitted_ops() - self.round_started >= STORE_OPS_PER_ROUND
+    }
+
     /// Hands one packet of connection `key` to the core and runs what it asks for.
     fn feed(&mut self, now: Instant, key: usize, id: ConnId, packet: Packet) {
         self.broker.handle_packet(now, id, packet);
@@ -1133,10 +1193,11 @@ impl<S: Store + Send + 'static> Server<S> {
     }
 
     /// Reads the paused connections again, in the order they were paused, for as long as the
-    /// store keeps up: each first has its kept packet handed to the core, then its input is
-    /// read (readiness is edge-triggered: no new event would say that it is readable).
+    /// store keeps up and this round has store ops to spare (the others wait for the next
+    /// rounds): each first has its kept packet handed to the core, then its input is read
+    /// (readiness is edge-triggered: no new event would say that it is readable).
     fn resume_paused(&mut self, now: Instant) {
-        while !self.backlog.behind() {
+        while !self.backlog.behind() && !self.round_spent() {
             let Some((id, packet, ended)) = self.store_paused.pop_front() else {
                 return;
             };
@@ -1148,6 +1209,7 @@ impl<S: Store + Send + 'static> Server<S> {
                 continue;
             };
             c.store_paused = false;
+            c.feeds_store = true;
             if c.closing {
                 continue;
             }
