@@ -1055,6 +1055,8 @@ impl<S: Store + Send + 'static> Server<S> {
     fn consume(&mut self, now: Instant, key: usize, eof: bool, failed: Option<io::Error>) {
         let round_spent = self.round_spent();
         let turn_started = self.backlog.submitted_ops();
+        let mut deferred = false;
+        let mut handled = false;
         loop {
             let Some(c) = self.conns.get_mut(key) else {
                 return;
@@ -1066,6 +1068,7 @@ impl<S: Store + Send + 'static> Server<S> {
                 // The store has had its share of this round: a client that feeds it waits
                 // for the next (an input that ended is handled to its end now).
                 c.more_to_read = true;
+                deferred = true;
                 break;
             }
             let id = c.id;
@@ -1077,6 +1080,7 @@ impl<S: Store + Send + 'static> Server<S> {
                     self.pause_for_store(now, key, id, packet);
                 }
                 Ok(Some(packet)) => {
+                    handled = true;
                     let before = self.backlog.submitted_ops();
                     self.feed(now, key, id, packet);
                     let spent = self.round_spent() && !eof && failed.is_none();
@@ -1086,6 +1090,7 @@ impl<S: Store + Send + 'static> Server<S> {
                         c.feeds_store = true;
                         if spent {
                             c.more_to_read |= !c.rbuf.is_empty();
+                            deferred = true;
                             break;
                         }
                     }
@@ -1099,12 +1104,14 @@ impl<S: Store + Send + 'static> Server<S> {
                 }
             }
         }
-        if self.backlog.submitted_ops() == turn_started
+        if handled
+            && !deferred
+            && self.backlog.submitted_ops() == turn_started
             && let Some(c) = self.conns.get_mut(key)
             && !c.store_paused
         {
-            // A turn that gave the store nothing (and kept nothing back for it): not a client
-            // that feeds it, for now.
+            // A turn whose packets gave the store nothing (and kept nothing back for it): not
+            // a client that feeds it, for now.
             c.feeds_store = false;
         }
         if let Some(c) = self.conns.get_mut(key)
