@@ -171,6 +171,20 @@ pub enum Notice {
         /// Why.
         reason: String,
     },
+    /// A CONNECT could not be answered: its CONNACK, even without the optional properties,
+    /// is larger than the Maximum Packet Size the client announced, which the broker must
+    /// not exceed (`[MQTT-3.1.2-24]`). The connection was closed without a CONNACK, and
+    /// without touching any session.
+    ConnAckTooLarge {
+        /// The connection.
+        conn: ConnId,
+        /// The reason the CONNACK would have carried.
+        reason: mqtt5_codec::ConnAckReason,
+        /// The CONNACK's size in bytes, without its optional properties.
+        size: usize,
+        /// The client's Maximum Packet Size.
+        maximum: u32,
+    },
     /// A CONNECT asked for a session that belongs to another identity: refused, and the
     /// session left as it was.
     SessionOwnedByOther {

@@ -8,6 +8,7 @@ mod harness;
 mod hostile;
 mod interop;
 mod lifecycle;
+mod linger;
 mod machine;
 mod metrics;
 mod rumqttc_suite;
