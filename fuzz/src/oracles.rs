@@ -11,7 +11,9 @@
 //!
 //! - `selector % 3` picks the protocol version: `0` is 3.1, `1` is 3.1.1, `2` is 5.0;
 //! - `(selector / 3) % 4` picks the Maximum Packet Size: `0` and `1` mean no limit, `2` is
-//!   [`SMALL_MAX_PACKET_SIZE`], `3` is [`TINY_MAX_PACKET_SIZE`].
+//!   [`SMALL_MAX_PACKET_SIZE`], `3` is [`TINY_MAX_PACKET_SIZE`];
+//! - `(selector / 12) % 2 == 1` makes the decoder reject the Disallowed Unicode code points
+//!   (`Decoder::reject_disallowed_code_points`).
 //!
 //! So the selectors `0x00`, `0x01` and `0x02` are 3.1, 3.1.1 and 5.0 without a limit.
 //! [`decode_split`] reads one more byte after the selector, and maybe a few chunk lengths; its
@@ -26,8 +28,8 @@ pub const SMALL_MAX_PACKET_SIZE: u32 = 256;
 /// The Maximum Packet Size that `(selector / 3) % 4 == 3` selects.
 pub const TINY_MAX_PACKET_SIZE: u32 = 16;
 
-/// The decoder a selector byte picks: its version and Maximum Packet Size (see the module
-/// documentation).
+/// The decoder a selector byte picks: its version, Maximum Packet Size and whether it rejects
+/// the Disallowed Unicode code points (see the module documentation).
 pub fn decoder_for(selector: u8) -> Decoder {
     let version = match selector % 3 {
         0 => ProtocolVersion::V3_1,
@@ -39,7 +41,9 @@ pub fn decoder_for(selector: u8) -> Decoder {
         3 => TINY_MAX_PACKET_SIZE,
         _ => MAX_PACKET_SIZE,
     };
-    Decoder::new(version).with_max_packet_size(max)
+    Decoder::new(version)
+        .with_max_packet_size(max)
+        .reject_disallowed_code_points((selector / 12) % 2 == 1)
 }
 
 /// `bytes` as lowercase hex digits, for failure messages.

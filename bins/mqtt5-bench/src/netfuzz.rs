@@ -39,18 +39,16 @@ use rustix::process::{Pid, Signal, kill_process};
 
 use crate::client::{Client, ConnectOptions};
 
-/// How long the broker may take to answer the health probe's CONNECT and PINGREQ. The fuzz
-/// sessions can leave the store more work than it commits per second (see
-/// [`PROGRESS_TIMEOUT`]); the event loop then waits for room in the store writer's bounded
-/// queue, which is the broker's backpressure, so this is generous too.
-const PROBE_TIMEOUT: Duration = Duration::from_secs(30);
+/// How long the broker may take to answer the health probe's CONNECT and PINGREQ. The probe
+/// is a clean session sending QoS 0 control packets, which the broker serves even while its
+/// store is behind and the fuzz sessions that feed the store wait.
+const PROBE_TIMEOUT: Duration = Duration::from_secs(5);
 
 /// How long the probe's QoS 1 PUBLISH may take to be acknowledged. In `sync` durability the
-/// PUBACK follows the commit of the message and of one delivery record per matching offline
+/// PUBACK follows the commit of the message and of its delivery to every matching offline
 /// persistent session, and the fuzz sessions leave thousands of those behind, subscribed to
-/// `#` with a Session Expiry that never ends. A slow PUBACK therefore measures durable fan-out
-/// throughput (reported as `probe`); only no PUBACK at all counts as a hang.
-const PROGRESS_TIMEOUT: Duration = Duration::from_secs(120);
+/// `#` with a Session Expiry that never ends. A PUBACK later than this is a stall.
+const PROGRESS_TIMEOUT: Duration = Duration::from_secs(5);
 
 /// How long the broker may take to come up, and to exit after SIGTERM.
 const START_TIMEOUT: Duration = Duration::from_secs(20);

@@ -26,6 +26,16 @@
 //! - **Bounded memory per connection.** Reads stop at the Maximum Packet Size (the decoder
 //!   refuses larger packets from their header); writes go to a per-connection buffer with a
 //!   hard limit, and a client whose buffer overflows is disconnected and logged.
+//! - **A lingering close.** A connection the core closes is not closed at once: its output is
+//!   flushed, the transport's close queued, its write side shut down, and its input read and
+//!   dropped until the client closes its side, [`LINGER_BYTES`] or [`LINGER`] (see
+//!   [`Linger`]), so that a client still sending reads its DISCONNECT instead of a reset. The
+//!   deadlines are the driver's: the poll timeout accounts for them, and shutdown waits for
+//!   them.
+//! - **The end of a client's input.** Reads go on past a short read once mio reports the
+//!   client's FIN, which may come with its last bytes (edge-triggered readiness sends no
+//!   further event); the connection is then reported lost, and what is left to send to it
+//!   goes out before it closes.
 
 use std::collections::VecDeque;
 use std::io::{self, Read, Write};
@@ -36,7 +46,7 @@ use bytes::BytesMut;
 use crossbeam_channel::{Receiver, TryRecvError};
 use mio::net::{TcpListener, TcpStream};
 use mio::{Events, Interest, Poll, Token, Waker};
-use mqtt5_broker::{Action, AuthVerdict, Broker, ConnId, Notice, PeerInfo, Services};
+use mqtt5_broker::{Action, AuthVerdict, Barrier, Broker, ConnId, Notice, PeerInfo, Services};
 use mqtt5_codec::Packet;
 use mqtt5_codec::{Decoder, ProtocolVersion};
 use mqtt5_store::{Completion, Durability, MemoryStore, Store, Writer, WriterConfig};
@@ -73,6 +83,12 @@ const READ_BUDGET: usize = 256 * 1024;
 /// durable fan-out to thousands of sessions costs the event loop milliseconds: clients that
 /// send many of them take turns, one round at a time, and the others' events come between.
 const STORE_OPS_PER_ROUND: u64 = 1000;
+/// How long a connection the broker closes goes on reading (and dropping) its client's
+/// input, at most, counted from the core's close: the lingering close (see [`Linger`]).
+const LINGER: Duration = Duration::from_millis(500);
+/// The most bytes read and dropped from a closing connection; past it the socket is closed at
+/// once (the kernel then resets the connection).
+const LINGER_BYTES: usize = 256 * 1024;
 
 /// Runs the broker until SIGINT or SIGTERM.
 ///
@@ -165,8 +181,14 @@ struct Connection {
     decoder: Decoder,
     rbuf: BytesMut,
     wbuf: BytesMut,
-    /// The core asked for the connection to be closed once `wbuf` is flushed.
+    /// The close has begun: the core asked for it, or the client ended its input. What is
+    /// left to send is flushed, and input is read and dropped ([`Linger`]).
     closing: bool,
+    /// How far the close has gone.
+    linger: Linger,
+    /// The client has closed its side (mio said so): a short read is no sign that the socket
+    /// is drained, since the FIN may have come with the last bytes and no readiness follows.
+    read_closed: bool,
     /// WRITABLE interest is registered.
     want_write: bool,
     /// Readable data may be left in the socket (the read budget ran out).
@@ -194,10 +216,34 @@ struct Connection {
     /// Its last turn gave the store work: once a round has handed the writer its share
     /// ([`STORE_OPS_PER_ROUND`]), its input waits for the next round.
     feeds_store: bool,
+    /// Its last turn stopped before decoding all of `rbuf` (the round had handed the writer
+    /// its share): what is left is decoded before more is read.
+    deferred_input: bool,
     /// It counts against its address's connections that have not completed CONNECT.
     connecting: bool,
     /// Its client certificate was reported to the core (or it has none to report).
     certificate_done: bool,
+}
+
+/// The lingering close of a connection ([`Connection::closing`]), in the manner of HTTP
+/// servers: a client still sending when the broker decides to close must be able to read the
+/// DISCONNECT (or refusing CONNACK) it was sent. Closing a socket with unread input makes the
+/// kernel reset the connection, and a reset makes the client's next write fail, and can
+/// destroy what it has not read yet. So the broker flushes what is left to send, queues the
+/// transport's own close (a WebSocket Close frame, a TLS close_notify), shuts down its write
+/// side (FIN), and reads and drops input until the client closes its side, until
+/// [`LINGER_BYTES`] were dropped, or until [`LINGER`] after the close began: then it closes.
+/// A lingering connection counts against the connection limits until then.
+#[derive(Debug, Default)]
+struct Linger {
+    /// The transport's close (WebSocket Close frame, TLS close_notify) is queued.
+    transport_closed: bool,
+    /// The write side is shut down: the FIN is sent.
+    shut: bool,
+    /// The client's input has ended (EOF).
+    input_ended: bool,
+    /// Bytes read and dropped since the close began.
+    dropped: usize,
 }
 
 /// The WebSocket side of a connection, boxed: most connections have none, and an idle
@@ -313,8 +359,10 @@ impl Connection {
                     self.rbuf
                         .extend_from_slice(scratch.get(..n).unwrap_or_default());
                     out.bytes += n;
-                    if n < scratch.len() {
+                    if n < scratch.len() && !self.read_closed {
                         // A short read drained the socket: a new edge comes with new data.
+                        // Not after the client's FIN, which may have come with these bytes:
+                        // read on to the end of the input.
                         return out;
                     }
                 }
@@ -462,6 +510,13 @@ struct Server<S: Store + Send + 'static> {
     pending: Vec<usize>,
     /// Connections whose `wbuf` needs flushing.
     dirty: Vec<usize>,
+    /// When each lingering close ends at the latest, in order (every close lingers for
+    /// [`LINGER`], so the earliest is first). A connection closed sooner leaves its entry
+    /// behind, to be skipped: the id no longer names a connection.
+    lingering: VecDeque<(Instant, ConnId)>,
+    /// Whether the decoders reject the Disallowed Unicode code points
+    /// (`[broker] allow_disallowed_code_points` is false).
+    reject_disallowed: bool,
     shutting_down: bool,
     /// The metrics endpoint's text, when `[metrics]` is configured, and when it was rendered.
     metrics: Option<(crate::metrics::Shared, Instant)>,
@@ -687,6 +742,8 @@ fn serve<S: Store + Send + 'static>(
         write_buffer_limit: settings.write_buffer_limit,
         pending: Vec::new(),
         dirty: Vec::new(),
+        lingering: VecDeque::new(),
+        reject_disallowed: !settings.allow_disallowed_code_points,
         shutting_down: false,
         metrics,
         scratch: vec![0; 64 * 1024].into_boxed_slice(),
@@ -773,6 +830,11 @@ impl<S: Store + Send + 'static> Server<S> {
             } else {
                 Some(Duration::ZERO)
             };
+            if let Some(&(at, _)) = self.lingering.front() {
+                // The end of the next lingering close.
+                let until = at.saturating_duration_since(now);
+                timeout = Some(timeout.map_or(until, |t| t.min(until)));
+            }
             if self.metrics.is_some() {
                 // Keep the metrics text fresh while idle.
                 let cap = Duration::from_millis(500);
@@ -797,21 +859,14 @@ impl<S: Store + Send + 'static> Server<S> {
                         }
                     }
                     Token(i) if i < CONN_BASE => self.accept(now, i),
-                    Token(t) => {
-                        let key = t - CONN_BASE;
-                        if event.is_readable() || event.is_read_closed() || event.is_error() {
-                            self.read(now, key);
-                        }
-                        if event.is_writable() {
-                            self.flush(key);
-                        }
-                    }
+                    Token(t) => self.connection_event(now, t - CONN_BASE, event),
                 }
             }
             // Connections that still have input to read get another turn.
             for key in core::mem::take(&mut self.pending) {
                 self.read(now, key);
             }
+            self.expire_lingering(now);
             self.take_completions();
             self.resume_paused(now);
             self.take_verdicts(now);
@@ -827,6 +882,21 @@ impl<S: Store + Send + 'static> Server<S> {
             if self.shutting_down {
                 return Ok(());
             }
+        }
+    }
+
+    /// A readiness event of connection `key`.
+    fn connection_event(&mut self, now: Instant, key: usize, event: &mio::event::Event) {
+        if event.is_read_closed()
+            && let Some(c) = self.conns.get_mut(key)
+        {
+            c.read_closed = true;
+        }
+        if event.is_readable() || event.is_read_closed() || event.is_error() {
+            self.read(now, key);
+        }
+        if event.is_writable() {
+            self.flush(key);
         }
     }
 
@@ -954,12 +1024,15 @@ impl<S: Store + Send + 'static> Server<S> {
                 stream,
                 listener: i,
                 decoder: Decoder::new(ProtocolVersion::V5)
-                    .with_max_packet_size(self.max_packet_size),
+                    .with_max_packet_size(self.max_packet_size)
+                    .reject_disallowed_code_points(self.reject_disallowed),
                 // Allocated when bytes arrive, returned when they are consumed: an idle
                 // connection holds no read buffer.
                 rbuf: BytesMut::new(),
                 wbuf: BytesMut::new(),
                 closing: false,
+                linger: Linger::default(),
+                read_closed: false,
                 want_write: false,
                 more_to_read: false,
                 peer,
@@ -972,6 +1045,7 @@ impl<S: Store + Send + 'static> Server<S> {
                 paused: false,
                 store_paused: false,
                 feeds_store: false,
+                deferred_input: false,
                 connecting: true,
                 certificate_done,
             });
@@ -991,14 +1065,20 @@ impl<S: Store + Send + 'static> Server<S> {
         let Some(c) = self.conns.get_mut(key) else {
             return;
         };
-        if c.closing || c.paused || c.store_paused {
+        if c.closing {
+            self.drop_input(key);
+            return;
+        }
+        if c.paused || c.store_paused {
             return;
         }
         c.more_to_read = false;
         let raw_start = c.rbuf.len();
-        let outcome = if c.rbuf.len() >= READ_BUDGET {
+        let outcome = if c.deferred_input && c.rbuf.len() >= READ_BUDGET {
             // What an earlier turn read is not all handled yet: that first, and no more bytes
-            // until it is, so that the buffer stays within about twice the budget.
+            // until it is, so that the buffer stays within about twice the budget. (A buffer
+            // that holds only the start of a large packet is read on: `deferred_input` is
+            // false once a turn has decoded all it could.)
             ReadOutcome {
                 bytes: 0,
                 eof: false,
@@ -1104,6 +1184,9 @@ impl<S: Store + Send + 'static> Server<S> {
                 }
             }
         }
+        if let Some(c) = self.conns.get_mut(key) {
+            c.deferred_input = deferred;
+        }
         if handled
             && !deferred
             && self.backlog.submitted_ops() == turn_started
@@ -1127,9 +1210,10 @@ impl<S: Store + Send + 'static> Server<S> {
                 return;
             };
             let id = c.id;
+            let closing = c.closing;
             // A reason recorded earlier (a WebSocket or DISCONNECT detail) says more.
             if c.close_reason.is_none() {
-                c.close_reason = Some(String::into_boxed_str(match failed {
+                c.close_reason = Some(String::into_boxed_str(match &failed {
                     Some(e) => format!("connection lost: {e}"),
                     None => "connection closed by the client".to_owned(),
                 }));
@@ -1144,9 +1228,24 @@ impl<S: Store + Send + 'static> Server<S> {
                 }
                 return;
             }
-            self.broker.handle_connection_lost(now, id);
-            self.run_actions();
-            self.remove(key);
+            if !closing {
+                self.broker.handle_connection_lost(now, id);
+                self.run_actions();
+            }
+            if failed.is_some() {
+                self.remove(key);
+                return;
+            }
+            // The client ended its input, but may still read (a half-close): what is left to
+            // send goes out before the close, the answers to its last packets too. The core's
+            // close comes after them, or, held behind a store batch, when they go.
+            let Some(c) = self.conns.get_mut(key) else {
+                return;
+            };
+            c.linger.input_ended = true;
+            if !c.closing && !self.held_per_conn.contains_key(&id) {
+                self.begin_close(key);
+            }
             return;
         }
         if self
@@ -1230,9 +1329,9 @@ impl<S: Store + Send + 'static> Server<S> {
         }
     }
 
-    /// Drains the core's actions. In sync mode an acknowledgement that follows a `Persist`
-    /// of the same drain waits for the last batch submitted, and any action waits behind an
-    /// earlier held one of its connection.
+    /// Drains the core's actions. In sync mode an action waits for the batches before it
+    /// where [`Action::barrier`] says so, and any action waits behind an earlier held one of
+    /// its connection.
     fn run_actions(&mut self) {
         let mut busy = Vec::new();
         // Whether this drain submitted a batch: the acknowledgements after it confirm what
@@ -1304,9 +1403,11 @@ impl<S: Store + Send + 'static> Server<S> {
         self.run_actions();
     }
 
-    /// Runs `action` now, or holds it until the batch it waits for is committed: an
-    /// acknowledgement after a batch of its drain (`persisted`) waits for the last batch
-    /// submitted, and any action waits behind a held one of its connection.
+    /// Runs `action` now, or holds it until the last batch submitted is committed, as
+    /// [`Action::barrier`] says: an acknowledgement of its own input's state
+    /// ([`Barrier::OwnInput`]) when a batch came earlier in its drain (`persisted`), a CONNACK
+    /// that vouches for an earlier input's state ([`Barrier::Earlier`]) always, and any action
+    /// behind a held one of its connection.
     fn execute_or_hold(&mut self, action: Action, persisted: bool) {
         let uncommitted = self
             .barrier
@@ -1320,8 +1421,13 @@ impl<S: Store + Send + 'static> Server<S> {
             _ => None,
         };
         let behind_its_connection = conn.is_some_and(|c| self.held_per_conn.contains_key(&c));
-        let waits_for_its_batch = persisted && confirms_stored_state(&action);
-        if !(behind_its_connection || waits_for_its_batch) {
+        // The core says what the action vouches for; the driver only keeps the batches.
+        let waits_for_a_batch = match action.barrier() {
+            Barrier::Order => false,
+            Barrier::OwnInput => persisted,
+            Barrier::Earlier => true,
+        };
+        if !(behind_its_connection || waits_for_a_batch) {
             self.execute(action);
             return;
         }
@@ -1419,6 +1525,34 @@ impl<S: Store + Send + 'static> Server<S> {
                     && c.close_reason.is_none()
                 {
                     c.close_reason = Some(reason.into());
+                }
+            }
+            Notice::ConnAckTooLarge {
+                conn,
+                reason,
+                size,
+                maximum,
+            } => {
+                let Some(c) = self.key_of(conn).and_then(|k| self.conns.get_mut(k)) else {
+                    return;
+                };
+                let client_id = match c.client.take() {
+                    Some(ClientName::Connecting(b)) => b.0,
+                    Some(ClientName::Known(id)) => id.into_string(),
+                    None => String::new(),
+                };
+                let peer = c.peer;
+                if let Verdict::Write { suppressed } = self.refusal_log.check(now, peer.ip()) {
+                    warn!(
+                        %peer,
+                        client_id,
+                        reason = format!("0x{:02X}", reason.as_u8()),
+                        size,
+                        maximum,
+                        suppressed,
+                        "connection closed without CONNACK: the CONNACK exceeds the client's \
+                         Maximum Packet Size [MQTT-3.1.2-24]"
+                    );
                 }
             }
             Notice::SessionOwnedByOther {
@@ -1565,7 +1699,7 @@ impl<S: Store + Send + 'static> Server<S> {
                         self.held_per_conn.remove(conn);
                     }
                 }
-                if self.failed.contains(&ticket) && is_acknowledgement(&action) {
+                if self.failed.contains(&ticket) && action.is_acknowledgement() {
                     // Its data is not durable: no acknowledgement. The client keeps the message
                     // and sends it again when it reconnects (QoS 2 is not routed twice).
                     warn!("acknowledgement withheld: its batch was not stored");
@@ -1602,8 +1736,14 @@ impl<S: Store + Send + 'static> Server<S> {
                     return;
                 };
                 let limit = self.write_buffer_limit;
-                let closing = self.conns.get(key).is_none_or(|c| c.closing);
-                if closing && !matches!(packet, mqtt5_codec::Packet::Disconnect(_)) {
+                // A closing connection takes its DISCONNECT still, nothing else, and nothing
+                // once its transport's close is queued.
+                let refused = self.conns.get(key).is_none_or(|c| {
+                    c.closing
+                        && (c.linger.transport_closed
+                            || !matches!(packet, mqtt5_codec::Packet::Disconnect(_)))
+                });
+                if refused {
                     return;
                 }
                 let Some(c) = self.conns.get_mut(key) else {
@@ -1638,11 +1778,8 @@ impl<S: Store + Send + 'static> Server<S> {
                 self.dirty.push(key);
             }
             Action::Close { conn } => {
-                if let Some(key) = self.key_of(conn)
-                    && let Some(c) = self.conns.get_mut(key)
-                {
-                    c.closing = true;
-                    self.dirty.push(key);
+                if let Some(key) = self.key_of(conn) {
+                    self.begin_close(key);
                 }
             }
             // Handled where the actions are drained; never held.
@@ -1695,26 +1832,18 @@ impl<S: Store + Send + 'static> Server<S> {
             self.broker.handle_congestion(self.now, id, false);
             self.run_actions();
         }
+        if self
+            .conns
+            .get(key)
+            .is_some_and(|c| c.closing && !c.has_output())
+            && !self.close_output(key)
+        {
+            return;
+        }
         let Some(c) = self.conns.get_mut(key) else {
             return;
         };
         if !c.has_output() {
-            if c.closing {
-                if let Some(ws) = c.ws.as_mut() {
-                    ws.close();
-                    if let Some(out) = ws.take_output() {
-                        ws.frames.extend_from_slice(&out);
-                        let _ = c.write_output();
-                    }
-                }
-                if let Some(tls) = c.tls.as_mut() {
-                    tls.send_close_notify();
-                    let _ = tls.write_tls(&mut c.stream);
-                }
-                let _ = c.stream.shutdown(std::net::Shutdown::Write);
-                self.remove(key);
-                return;
-            }
             if c.want_write {
                 c.want_write = false;
                 let _ = self.poll.registry().reregister(
@@ -1730,6 +1859,120 @@ impl<S: Store + Send + 'static> Server<S> {
                 Token(CONN_BASE + key),
                 Interest::READABLE | Interest::WRITABLE,
             );
+        }
+    }
+
+    /// Begins the lingering close of connection `key` ([`Linger`]): its undecoded input is
+    /// dropped, what is left to send is flushed, and the rest of its input will be read and
+    /// dropped until at most [`LINGER`] from now.
+    fn begin_close(&mut self, key: usize) {
+        let Some(c) = self.conns.get_mut(key) else {
+            return;
+        };
+        if c.closing {
+            return;
+        }
+        c.closing = true;
+        c.rbuf = BytesMut::new();
+        self.lingering.push_back((self.now + LINGER, c.id));
+        self.dirty.push(key);
+        // Input may wait in the socket already, its readiness reported before.
+        self.pending.push(key);
+    }
+
+    /// A closing connection's output is flushed: queues its transport's close (WebSocket Close
+    /// frame, TLS close_notify), then, once that is sent, shuts down its write side. Closes it
+    /// if its client has ended its input as well. False when the connection is gone.
+    fn close_output(&mut self, key: usize) -> bool {
+        let Some(c) = self.conns.get_mut(key) else {
+            return false;
+        };
+        if !c.linger.transport_closed {
+            c.linger.transport_closed = true;
+            if let Some(ws) = c.ws.as_mut() {
+                ws.close();
+                if let Some(out) = ws.take_output() {
+                    ws.frames.extend_from_slice(&out);
+                }
+            }
+            if let Some(tls) = c.tls.as_mut() {
+                tls.send_close_notify();
+            }
+            match c.write_output() {
+                Ok(sent) => self.broker.record_traffic(0, sent as u64),
+                Err(_) => {
+                    self.remove(key);
+                    return false;
+                }
+            }
+        }
+        let Some(c) = self.conns.get_mut(key) else {
+            return false;
+        };
+        if c.has_output() {
+            // The close frames wait for the socket: the next writable event.
+            return true;
+        }
+        if !c.linger.shut {
+            c.linger.shut = true;
+            let _ = c.stream.shutdown(std::net::Shutdown::Write);
+        }
+        if c.linger.input_ended {
+            self.remove(key);
+            return false;
+        }
+        true
+    }
+
+    /// Reads and drops the input of a closing connection ([`Linger`]); closes it when its
+    /// client has closed its side and its output is done, when the input fails (a reset), or
+    /// past [`LINGER_BYTES`].
+    fn drop_input(&mut self, key: usize) {
+        let Some(c) = self.conns.get_mut(key) else {
+            return;
+        };
+        let scratch = &mut self.scratch;
+        let mut done = false;
+        let mut read = 0;
+        while !c.linger.input_ended {
+            if c.linger.dropped >= LINGER_BYTES {
+                debug!(conn = c.id.0, "lingering close: byte limit reached");
+                done = true;
+                break;
+            }
+            match c.stream.read(scratch) {
+                Ok(0) => c.linger.input_ended = true,
+                Ok(n) => {
+                    c.linger.dropped += n;
+                    read += n;
+                }
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => break,
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                Err(_) => done = true,
+            }
+            if done {
+                break;
+            }
+        }
+        let shut = c.linger.shut;
+        let ended = c.linger.input_ended;
+        self.broker.record_traffic(read as u64, 0);
+        if done || (ended && shut) {
+            self.remove(key);
+        }
+    }
+
+    /// Closes the connections whose lingering close has run out of time.
+    fn expire_lingering(&mut self, now: Instant) {
+        while let Some(&(at, id)) = self.lingering.front() {
+            if at > now {
+                return;
+            }
+            self.lingering.pop_front();
+            if let Some(key) = self.key_of(id) {
+                debug!(conn = id.0, "lingering close: deadline reached");
+                self.remove(key);
+            }
         }
     }
 
@@ -1762,12 +2005,14 @@ impl<S: Store + Send + 'static> Server<S> {
         self.open_connections = self.open_connections.saturating_sub(1);
     }
 
-    /// Graceful shutdown: stop accepting, DISCONNECT 0x8B to every client, commit the store.
+    /// Graceful shutdown: stop accepting, DISCONNECT 0x8B to every client, commit the store,
+    /// then the lingering close of every connection, each bounded by its deadline.
     fn finish(mut self) -> Result<(), ServerError> {
         for l in &mut self.listeners {
             let _ = self.poll.registry().deregister(&mut l.socket);
         }
         let now = Instant::now();
+        self.now = now;
         self.broker.handle_shutdown(now);
         self.run_actions();
         // Batches that waited for room in the writer's queue go now, in order.
@@ -1782,17 +2027,66 @@ impl<S: Store + Send + 'static> Server<S> {
                 error!(error = %e, "the store writer did not stop cleanly");
             }
         }
-        // Give the DISCONNECT packets a moment to leave.
-        let deadline = Instant::now() + Duration::from_secs(2);
-        while !self.conns.is_empty() && Instant::now() < deadline {
-            let keys: Vec<usize> = self.conns.iter().map(|(k, _)| k).collect();
-            for key in keys {
-                self.flush(key);
-            }
-            std::thread::sleep(Duration::from_millis(10));
+        // Every connection closes, the core's or not (one whose close waited behind a batch
+        // that failed).
+        self.now = Instant::now();
+        let keys: Vec<usize> = self.conns.iter().map(|(k, _)| k).collect();
+        for key in keys {
+            self.begin_close(key);
         }
+        self.flush_dirty();
+        self.linger_out();
         info!("stopped");
         Ok(())
+    }
+
+    /// The event loop for closing connections only, until the last one is closed: the
+    /// DISCONNECTs go out, and clients still sending can read them. Each connection lingers
+    /// until its deadline at most, so this ends.
+    fn linger_out(&mut self) {
+        let mut events = Events::with_capacity(1024);
+        loop {
+            let now = Instant::now();
+            self.now = now;
+            for key in core::mem::take(&mut self.pending) {
+                self.read(now, key);
+            }
+            self.flush_dirty();
+            self.expire_lingering(now);
+            let Some(&(at, _)) = self.lingering.front() else {
+                // No deadline left: whatever remains (nothing, normally) closes now.
+                let keys: Vec<usize> = self.conns.iter().map(|(k, _)| k).collect();
+                for key in keys {
+                    self.remove(key);
+                }
+                return;
+            };
+            if self.conns.is_empty() {
+                return;
+            }
+            let timeout = if self.pending.is_empty() {
+                at.saturating_duration_since(now)
+            } else {
+                Duration::ZERO
+            };
+            match self.poll.poll(&mut events, Some(timeout)) {
+                Ok(()) => {}
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+                Err(e) => {
+                    error!(error = %e, "poll failed while closing connections");
+                    return;
+                }
+            }
+            for event in events.iter() {
+                if let Token(t) = event.token()
+                    && t >= CONN_BASE
+                    && t != WAKER.0
+                    && t != SIGNALS.0
+                {
+                    self.connection_event(now, t - CONN_BASE, event);
+                }
+            }
+        }
     }
 }
 
@@ -1810,38 +2104,3 @@ fn release_connecting(
     }
 }
 
-/// Whether an action sends a packet that confirms state a batch before it may hold: a
-/// CONNACK (the session), PUBACK, PUBREC, PUBCOMP (the message, the QoS 2 state), SUBACK,
-/// UNSUBACK (the subscriptions) or PUBREL (the delivery's released state). It waits for the
-/// batches of its drain to be committed; other packets keep only their connection's order.
-fn confirms_stored_state(action: &Action) -> bool {
-    matches!(
-        action,
-        Action::Send {
-            packet: Packet::ConnAck(_)
-                | Packet::PubAck(_)
-                | Packet::PubRec(_)
-                | Packet::PubRel(_)
-                | Packet::PubComp(_)
-                | Packet::SubAck(_)
-                | Packet::UnsubAck(_),
-            ..
-        }
-    )
-}
-
-/// Whether an action sends an acknowledgement of something the client sent (which promises
-/// that it is stored).
-fn is_acknowledgement(action: &Action) -> bool {
-    matches!(
-        action,
-        Action::Send {
-            packet: mqtt5_codec::Packet::PubAck(_)
-                | mqtt5_codec::Packet::PubRec(_)
-                | mqtt5_codec::Packet::PubComp(_)
-                | mqtt5_codec::Packet::SubAck(_)
-                | mqtt5_codec::Packet::UnsubAck(_),
-            ..
-        }
-    )
-}

@@ -91,6 +91,11 @@ pub(crate) struct Settings {
     /// listener lets anonymous clients in ([`Settings::allows_anonymous`]); the driver must
     /// still refuse them on the other listeners.
     pub(crate) broker: Config,
+    /// Whether the Disallowed Unicode code points of MQTT 5 §1.5.4 (controls and
+    /// non-characters) are accepted in topic names and filters, client identifiers, user
+    /// names and will topics (`[broker] allow_disallowed_code_points`). Default false: such a
+    /// packet is malformed. The driver's decoders apply it.
+    pub(crate) allow_disallowed_code_points: bool,
     /// Where and how the state is persisted (`[storage]`).
     pub(crate) storage: StorageSettings,
     /// Who may connect and what they may do (`[auth]`).
@@ -285,6 +290,7 @@ impl Default for Settings {
             max_connections: DEFAULT_MAX_CONNECTIONS,
             max_connecting_per_address: DEFAULT_MAX_CONNECTING_PER_ADDRESS,
             broker: Config::default(),
+            allow_disallowed_code_points: false,
             storage: StorageSettings {
                 data_dir: PathBuf::from(DEFAULT_DATA_DIR),
                 durability: Durability::Sync,
@@ -531,6 +537,7 @@ enum QueuePolicyName {
 #[serde(deny_unknown_fields)]
 struct FileBroker {
     max_packet_size: Option<Spanned<u32>>,
+    allow_disallowed_code_points: Option<bool>,
     receive_maximum: Option<Spanned<u16>>,
     max_inflight: Option<Spanned<u16>>,
     max_queued_messages: Option<usize>,
@@ -707,6 +714,7 @@ impl Loader<'_> {
             "",
         );
         let mut listeners = self.listeners(listener, overrides);
+        let allow_disallowed_code_points = broker.allow_disallowed_code_points.unwrap_or(false);
         let mut broker = self.broker(broker);
         let storage = self.storage(storage, overrides);
         let auth_ignore = auth.ignore_credentials.clone();
@@ -741,6 +749,7 @@ impl Loader<'_> {
             max_connections,
             max_connecting_per_address,
             broker: Config::default(),
+            allow_disallowed_code_points,
             storage,
             auth,
             log,
@@ -1543,6 +1552,15 @@ listen = "127.0.0.1:9100"
         let message = problem("[brokr]\n");
         assert!(message.starts_with("test.toml:1:"), "{message}");
         assert!(message.contains("brokr"), "{message}");
+    }
+
+    #[test]
+    fn disallowed_code_points_are_refused_unless_allowed() {
+        assert!(!load("").unwrap().allow_disallowed_code_points);
+        let allowed = load("[broker]\nallow_disallowed_code_points = true\n").unwrap();
+        assert!(allowed.allow_disallowed_code_points);
+        let message = problem("[broker]\nallow_disallowed_code_points = \"yes\"\n");
+        assert!(message.starts_with("test.toml:2:"), "{message}");
     }
 
     #[test]

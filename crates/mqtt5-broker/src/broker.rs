@@ -278,22 +278,13 @@ impl Broker {
             // During an AUTH exchange only AUTH may follow the CONNECT.
             _ if !connected => Err(Violation::NotConnected),
             Packet::Publish(p) => on_publish(core, now, conn, p),
-            Packet::PubAck(a) => {
-                on_puback(core, now, conn, a.packet_id);
-                Ok(())
-            }
-            Packet::PubRec(r) => {
-                on_pubrec(core, now, conn, &r);
-                Ok(())
-            }
+            Packet::PubAck(a) => on_puback(core, now, conn, a.packet_id),
+            Packet::PubRec(r) => on_pubrec(core, now, conn, &r),
             Packet::PubRel(r) => {
                 on_pubrel(core, conn, r.packet_id);
                 Ok(())
             }
-            Packet::PubComp(c) => {
-                on_pubcomp(core, now, conn, c.packet_id);
-                Ok(())
-            }
+            Packet::PubComp(c) => on_pubcomp(core, now, conn, c.packet_id),
             Packet::Subscribe(s) => {
                 on_subscribe(core, now, conn, &s);
                 Ok(())

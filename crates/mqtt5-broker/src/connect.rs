@@ -35,6 +35,7 @@ use crate::connections::ConnState;
 use crate::deliver::resume;
 use crate::disconnect::{Ending, close_unconnected, end_connection, end_session};
 use crate::durable::save_session;
+use crate::outbox::fit_packet;
 use crate::session::SessionId;
 use crate::state::Core;
 use crate::timers::Timer;
@@ -453,6 +454,11 @@ fn accept(
     if expiry.granted > 0 && refused_persistent(core, conn, &id, connect) {
         return;
     }
+    // Built before any session is touched: a client that cannot take it gets none.
+    let mut ack = connack(core, connect, expiry, assigned.then_some(&*id), auth_data);
+    if !answerable(core, conn, &mut ack) {
+        return;
+    }
     let (sid, present) = take_session(core, now, &id, connect);
     core.sessions.set_expiry(sid, expiry.granted);
     if let Some(s) = core.sessions.get_mut(sid) {
@@ -474,14 +480,7 @@ fn accept(
     });
     save_session(core, sid, None);
     core.stats.connects += 1;
-    let ack = connack(
-        core,
-        connect,
-        present,
-        expiry,
-        assigned.then_some(&*id),
-        auth_data,
-    );
+    ack.session_present = present;
     core.send(conn, Packet::ConnAck(Box::new(ack)));
     // After the CONNACK: the client record is a history for the database's readers, which
     // the CONNACK does not vouch for, so it does not hold the CONNACK back in sync durability.
@@ -678,17 +677,16 @@ fn keep_alive(core: &Core, connect: &Connect) -> (u16, Option<u16>) {
     (asked, None)
 }
 
-/// The CONNACK of an accepted CONNECT.
+/// The CONNACK of an accepted CONNECT (Session Present still to be set).
 fn connack(
     core: &Core,
     connect: &Connect,
-    present: bool,
     expiry: Expiry,
     assigned: Option<&str>,
     auth_data: Option<Vec<u8>>,
 ) -> ConnAck {
     let mut ack = ConnAck {
-        session_present: present,
+        session_present: false,
         reason: ConnAckReason::Success,
         properties: ConnAckProperties::default(),
     };
@@ -916,8 +914,40 @@ fn reauth_step(
     }
 }
 
+/// Whether the client of `conn` can take `ack`, made to fit its Maximum Packet Size first by
+/// dropping what is optional. If it cannot (`[MQTT-3.1.2-24]`: a Maximum Packet Size of 2,
+/// say), the connection is closed without a CONNACK, and a notice says why.
+fn answerable(core: &mut Core, conn: ConnId, ack: &mut ConnAck) -> bool {
+    let Some(c) = core.conns.get(conn) else {
+        return false;
+    };
+    let (version, maximum) = (c.protocol, c.max_packet_size);
+    let mut packet = Packet::ConnAck(Box::new(core::mem::take(ack)));
+    fit_packet(&mut packet, version, maximum);
+    let size = packet.encoded_len(version);
+    if let Packet::ConnAck(fitted) = packet {
+        *ack = *fitted;
+    }
+    if size <= maximum as usize {
+        return true;
+    }
+    core.notice(Notice::ConnAckTooLarge {
+        conn,
+        reason: ack.reason,
+        size,
+        maximum,
+    });
+    close_unconnected(
+        core,
+        conn,
+        "[MQTT-3.1.2-24] the CONNACK exceeds the client's Maximum Packet Size",
+    );
+    false
+}
+
 /// Refuses a CONNECT with CONNACK `reason` (the encoder maps it to a 3.1.1 return code), then
-/// closes (`[MQTT-3.2.2-7]`: no Session Present on failure).
+/// closes (`[MQTT-3.2.2-7]`: no Session Present on failure). A client whose Maximum Packet
+/// Size cannot take the CONNACK is closed without one.
 pub(crate) fn refuse(core: &mut Core, conn: ConnId, reason: ConnAckReason, why: Option<&str>) {
     let mut ack = ConnAck {
         session_present: false,
@@ -928,6 +958,9 @@ pub(crate) fn refuse(core: &mut Core, conn: ConnId, reason: ConnAckReason, why: 
         && c.problem_information
     {
         ack.properties.reason_string = MqttString::try_from(why).ok();
+    }
+    if !answerable(core, conn, &mut ack) {
+        return;
     }
     core.notice(Notice::Refused { conn, reason });
     core.send(conn, Packet::ConnAck(Box::new(ack)));

@@ -126,4 +126,4 @@ pub use random::RandomSource;
 pub use scram::*;
 pub use stats::Stats;
 pub use throttle::address_key;
-pub use types::{Action, ConnId, Error, Identity, Notice, PasswordCheck, PeerInfo};
+pub use types::{Action, Barrier, ConnId, Error, Identity, Notice, PasswordCheck, PeerInfo};

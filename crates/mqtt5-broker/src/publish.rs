@@ -9,7 +9,10 @@
 //! ```
 //!
 //! Outbound, the client's PUBACK, PUBREC and PUBCOMP move a delivery through its window
-//! (`session.rs`); each frees room that [`crate::deliver::pump`] fills from the queue.
+//! (`session.rs`); each frees room that [`crate::deliver::pump`] fills from the queue. An
+//! acknowledgement of another type than the flow waits for (PUBREC for QoS 1, PUBACK for
+//! QoS 2, PUBREC after PUBREL, ...) is a protocol error; one for an unknown packet identifier
+//! is not (PUBREC gets PUBREL 0x92, the others are ignored).
 
 use std::time::Instant;
 
@@ -27,7 +30,7 @@ use crate::router::is_broker_topic;
 use crate::session::{SessionId, Stage, message_size};
 use crate::state::Core;
 use crate::types::ConnId;
-use crate::violation::Violation;
+use crate::violation::{Ack, Violation};
 
 /// The PUBLISH a will becomes, and its QoS (MQTT 5 §3.1.3.2: its properties are passed on).
 /// Each delivery gets its own packet identifier: the message has none.
@@ -252,45 +255,85 @@ pub(crate) fn on_pubrel(core: &mut Core, conn: ConnId, packet_id: PacketId) {
     core.send(conn, Packet::PubComp(comp));
 }
 
-/// PUBACK from the client.
-pub(crate) fn on_puback(core: &mut Core, now: Instant, conn: ConnId, packet_id: PacketId) {
-    let Some(sid) = core.conns.session_of(conn) else {
-        return;
-    };
+/// What the flow of the message in flight to `sid` under `id` waits for, if one is.
+fn awaiting(core: &Core, sid: SessionId, id: PacketId) -> Option<Ack> {
+    let f = core.sessions.get(sid)?.inflight().get(&id)?;
+    Some(match (f.delivery.qos, f.stage) {
+        (QoS::ExactlyOnce, Stage::Sent) => Ack::Received,
+        (QoS::ExactlyOnce, Stage::Released) => Ack::Complete,
+        _ => Ack::Acknowledged,
+    })
+}
+
+/// An acknowledgement `got` for the message in flight under `id`: whether its flow waits for
+/// one of that type (`false` for an unknown packet identifier, which is no violation).
+///
+/// # Errors
+/// [`Violation::WrongAcknowledgement`] when the flow waits for another type.
+fn expected(core: &Core, sid: SessionId, id: PacketId, got: Ack) -> Result<bool, Violation> {
+    match awaiting(core, sid, id) {
+        None => Ok(false),
+        Some(awaiting) if awaiting == got => Ok(true),
+        Some(awaiting) => Err(Violation::WrongAcknowledgement { got, awaiting }),
+    }
+}
+
+/// Ends the flow of the message in flight to `sid` under `id`: it is acknowledged.
+fn complete(core: &mut Core, sid: SessionId, id: PacketId) {
     if let Some((s, total)) = core.sessions.held(sid)
-        && s.inflight()
-            .get(&packet_id)
-            .is_some_and(|f| f.delivery.qos == QoS::AtLeastOnce)
-        && let Some(mut f) = s.remove_inflight(packet_id, total)
+        && let Some(mut f) = s.remove_inflight(id, total)
     {
         forget_delivery(core, sid, &mut f.delivery, false);
     }
-    pump(core, now, sid);
 }
 
-/// PUBREC from the client: answer PUBREL, or end the flow on an error code.
-pub(crate) fn on_pubrec(core: &mut Core, now: Instant, conn: ConnId, rec: &PubRec) {
+/// PUBACK from the client.
+///
+/// # Errors
+/// [`Violation::WrongAcknowledgement`] for a QoS 2 message.
+pub(crate) fn on_puback(
+    core: &mut Core,
+    now: Instant,
+    conn: ConnId,
+    packet_id: PacketId,
+) -> Result<(), Violation> {
     let Some(sid) = core.conns.session_of(conn) else {
-        return;
+        return Ok(());
+    };
+    if expected(core, sid, packet_id, Ack::Acknowledged)? {
+        complete(core, sid, packet_id);
+    }
+    pump(core, now, sid);
+    Ok(())
+}
+
+/// PUBREC from the client: answer PUBREL, or end the flow on an error code. An unknown packet
+/// identifier gets PUBREL 0x92 (none for an error code).
+///
+/// # Errors
+/// [`Violation::WrongAcknowledgement`] for a QoS 1 message, or a QoS 2 one already released.
+pub(crate) fn on_pubrec(
+    core: &mut Core,
+    now: Instant,
+    conn: ConnId,
+    rec: &PubRec,
+) -> Result<(), Violation> {
+    let Some(sid) = core.conns.session_of(conn) else {
+        return Ok(());
     };
     let id = rec.packet_id;
-    let Some((s, total)) = core.sessions.held(sid) else {
-        return;
-    };
-    let known = s
-        .inflight()
-        .get(&id)
-        .is_some_and(|f| f.delivery.qos == QoS::ExactlyOnce);
+    let known = expected(core, sid, id, Ack::Received)?;
     if rec.reason.is_error() {
-        if known && let Some(mut f) = s.remove_inflight(id, total) {
-            forget_delivery(core, sid, &mut f.delivery, false);
+        if known {
+            complete(core, sid, id);
         }
         pump(core, now, sid);
-        return;
+        return Ok(());
     }
     let mut released = None;
-    if let Some(f) = s.inflight_mut(id)
-        && f.delivery.qos == QoS::ExactlyOnce
+    if known
+        && let Some(s) = core.sessions.get_mut(sid)
+        && let Some(f) = s.inflight_mut(id)
     {
         f.stage = Stage::Released;
         released = Some(f.delivery.clone());
@@ -303,22 +346,27 @@ pub(crate) fn on_pubrec(core: &mut Core, now: Instant, conn: ConnId, rec: &PubRe
         rel.reason = PubRelReason::PacketIdentifierNotFound;
     }
     core.send(conn, Packet::PubRel(rel));
+    Ok(())
 }
 
 /// PUBCOMP from the client.
-pub(crate) fn on_pubcomp(core: &mut Core, now: Instant, conn: ConnId, packet_id: PacketId) {
+///
+/// # Errors
+/// [`Violation::WrongAcknowledgement`] for a QoS 1 message, or a QoS 2 one not released yet.
+pub(crate) fn on_pubcomp(
+    core: &mut Core,
+    now: Instant,
+    conn: ConnId,
+    packet_id: PacketId,
+) -> Result<(), Violation> {
     let Some(sid) = core.conns.session_of(conn) else {
-        return;
+        return Ok(());
     };
-    if let Some((s, total)) = core.sessions.held(sid)
-        && s.inflight()
-            .get(&packet_id)
-            .is_some_and(|f| f.stage == Stage::Released)
-        && let Some(mut f) = s.remove_inflight(packet_id, total)
-    {
-        forget_delivery(core, sid, &mut f.delivery, false);
+    if expected(core, sid, packet_id, Ack::Complete)? {
+        complete(core, sid, packet_id);
     }
     pump(core, now, sid);
+    Ok(())
 }
 
 /// Publishes the session's will now, if it still has one. A will is a publication by its

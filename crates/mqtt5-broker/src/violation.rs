@@ -49,9 +49,53 @@ pub(crate) enum Violation {
     /// `[MQTT-3.1.2-22]`: no packet within one and a half times the Keep Alive.
     #[error("keep alive timeout")]
     KeepAliveTimeout,
+    /// MQTT 5 §4.3: an acknowledgement of the wrong type for a message in flight to the
+    /// client: PUBREC or PUBCOMP for a QoS 1 message, PUBACK or PUBCOMP for a QoS 2 message
+    /// awaiting PUBREC, PUBACK or PUBREC for one awaiting PUBCOMP. The message stays
+    /// unacknowledged (the statement of the acknowledgement it awaits names it). An unknown
+    /// packet identifier is no violation.
+    #[error("[{}] {got} for a message awaiting {awaiting}", awaiting.normative_id())]
+    WrongAcknowledgement {
+        /// What the client sent.
+        got: Ack,
+        /// What the message's flow waits for.
+        awaiting: Ack,
+    },
     /// Bytes the codec rejected (MQTT 5 §4.13): its error chooses the reason code.
     #[error("malformed packet")]
     Malformed(mqtt5_codec::Error),
+}
+
+/// An acknowledgement of a message the broker sent (MQTT 5 §4.3).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Ack {
+    /// PUBACK (publish acknowledgement): QoS 1.
+    Acknowledged,
+    /// PUBREC (publish received): the first answer to QoS 2.
+    Received,
+    /// PUBCOMP (publish complete): the answer to PUBREL, the last of QoS 2.
+    Complete,
+}
+
+impl Ack {
+    /// The statement that keeps a message unacknowledged until this acknowledgement comes.
+    pub(crate) const fn normative_id(self) -> &'static str {
+        match self {
+            Self::Acknowledged => "MQTT-4.3.2-3",
+            Self::Received => "MQTT-4.3.3-3",
+            Self::Complete => "MQTT-4.3.3-5",
+        }
+    }
+}
+
+impl core::fmt::Display for Ack {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        f.write_str(match self {
+            Self::Acknowledged => "PUBACK",
+            Self::Received => "PUBREC",
+            Self::Complete => "PUBCOMP",
+        })
+    }
 }
 
 impl Violation {
@@ -65,7 +109,8 @@ impl Violation {
             | Self::ReauthenticationMethod
             | Self::SubscriptionIdentifier
             | Self::TopicAliasUnknown
-            | Self::SessionExpiryAfterZero => DisconnectReason::ProtocolError,
+            | Self::SessionExpiryAfterZero
+            | Self::WrongAcknowledgement { .. } => DisconnectReason::ProtocolError,
             Self::TopicAliasTooLarge => DisconnectReason::TopicAliasInvalid,
             Self::QosNotSupported => DisconnectReason::QoSNotSupported,
             Self::RetainNotAvailable => DisconnectReason::RetainNotSupported,
@@ -94,6 +139,23 @@ mod tests {
                 .reason()
                 .as_u8(),
             mqtt5_codec::Error::ZeroPacketId.reason_code().as_u8()
+        );
+        assert_eq!(
+            Violation::Malformed(mqtt5_codec::Error::DisallowedCodePoint).reason(),
+            DisconnectReason::MalformedPacket
+        );
+    }
+
+    #[test]
+    fn wrong_acknowledgement_is_a_protocol_error_naming_what_the_flow_awaits() {
+        let v = Violation::WrongAcknowledgement {
+            got: Ack::Received,
+            awaiting: Ack::Complete,
+        };
+        assert_eq!(v.reason(), DisconnectReason::ProtocolError);
+        assert_eq!(
+            v.to_string(),
+            "[MQTT-4.3.3-5] PUBREC for a message awaiting PUBCOMP"
         );
     }
 }

@@ -2,6 +2,9 @@
 //! without properties), CONNECT and SUBSCRIBE, with rumqttc's MQTT 5 decoder
 //! (`rumqttc::v5::mqttbytes`) decoding the same bytes in the same run.
 //!
+//! Rows marked "strict" decode with a decoder that rejects the Disallowed Unicode code points
+//! (`Decoder::reject_disallowed_code_points`), as mqtt5d does by default.
+//!
 //! Run: `cargo bench -p mqtt5-codec --bench codec`. It prints a Markdown table.
 //! Each figure is the median of several timed rounds; every round decodes a buffer of many
 //! back-to-back packets, as a socket read would deliver them. Rounds of the two decoders
@@ -152,7 +155,7 @@ struct Row {
     ours_encode: f64,
 }
 
-fn bench(name: &'static str, packet: &Packet) -> Row {
+fn bench(name: &'static str, packet: &Packet, strict: bool) -> Row {
     let mut one = BytesMut::new();
     packet.encode(V5, &mut one);
     let size = one.len();
@@ -163,7 +166,7 @@ fn bench(name: &'static str, packet: &Packet) -> Row {
     }
     let stream = stream.freeze();
 
-    let decoder = Decoder::new(V5);
+    let decoder = Decoder::new(V5).reject_disallowed_code_points(strict);
     // Sanity: both decoders read the whole stream.
     {
         let mut buf = BytesMut::from(&stream[..]);
@@ -235,25 +238,28 @@ fn fmt_mb(pps: f64, size: usize) -> String {
 fn main() {
     // `cargo bench` passes `--bench`; a filter argument selects cases by name.
     let filter = std::env::args().skip(1).find(|a| !a.starts_with('-'));
-    let cases: Vec<(&'static str, Packet)> = vec![
-        ("PUBLISH 16 B", publish(16, false)),
-        ("PUBLISH 16 B + props", publish(16, true)),
-        ("PUBLISH 1 KiB", publish(1024, false)),
-        ("PUBLISH 1 KiB + props", publish(1024, true)),
-        ("PUBLISH 64 KiB", publish(64 * 1024, false)),
-        ("PUBLISH 64 KiB + props", publish(64 * 1024, true)),
-        ("CONNECT", connect()),
-        ("SUBSCRIBE (4 filters)", subscribe()),
+    let cases: Vec<(&'static str, Packet, bool)> = vec![
+        ("PUBLISH 16 B", publish(16, false), false),
+        ("PUBLISH 16 B, strict", publish(16, false), true),
+        ("PUBLISH 16 B + props", publish(16, true), false),
+        ("PUBLISH 1 KiB", publish(1024, false), false),
+        ("PUBLISH 1 KiB + props", publish(1024, true), false),
+        ("PUBLISH 64 KiB", publish(64 * 1024, false), false),
+        ("PUBLISH 64 KiB + props", publish(64 * 1024, true), false),
+        ("CONNECT", connect(), false),
+        ("CONNECT, strict", connect(), true),
+        ("SUBSCRIBE (4 filters)", subscribe(), false),
+        ("SUBSCRIBE (4 filters), strict", subscribe(), true),
     ];
     println!(
         "| packet (MQTT 5, QoS 1) | bytes | mqtt5-codec decode | rumqttc v5 decode | decode ratio | mqtt5-codec encode |"
     );
     println!("|---|---:|---:|---:|---:|---:|");
-    for (name, packet) in &cases {
+    for (name, packet, strict) in &cases {
         if filter.as_deref().is_some_and(|f| !name.contains(f)) {
             continue;
         }
-        let r = bench(name, packet);
+        let r = bench(name, packet, *strict);
         println!(
             "| {} | {} | {} ({}) | {} ({}) | {:.2}× | {} ({}) |",
             r.name,

@@ -94,6 +94,12 @@ pub enum Error {
     /// `[MQTT-1.5.4-2]` a string holds U+0000.
     #[error("[MQTT-1.5.4-2] string contains U+0000")]
     NullCharacter,
+    /// MQTT 5 §1.5.4: a topic name, topic filter, client identifier, user name or will topic
+    /// holds a Disallowed Unicode code point (U+0001..U+001F, U+007F..U+009F, or a
+    /// non-character), and the decoder rejects them
+    /// ([`Decoder::reject_disallowed_code_points`](crate::Decoder::reject_disallowed_code_points)).
+    #[error("MQTT 5 §1.5.4: string contains a Disallowed Unicode code point")]
+    DisallowedCodePoint,
     /// A PUBLISH or will topic name that breaks the topic rules.
     #[error("invalid topic name: {0}")]
     InvalidTopicName(TopicError),
@@ -206,6 +212,7 @@ impl Error {
             | Self::TrailingBytes(_)
             | Self::InvalidUtf8
             | Self::NullCharacter
+            | Self::DisallowedCodePoint
             | Self::UnknownProperty(_)
             | Self::PropertyNotAllowed { .. }
             | Self::InvalidReasonCode { .. }

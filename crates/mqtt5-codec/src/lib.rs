@@ -24,7 +24,10 @@
 //!   reserved bits, QoS 3, over-long or non-minimal Variable Byte Integers, Remaining Length
 //!   disagreeing with the content, UTF-8 (`[MQTT-1.5.4-1]`, `[MQTT-1.5.4-2]`), topic name and
 //!   filter syntax, shared-subscription syntax, zero packet identifiers, duplicate or misplaced
-//!   properties and out-of-range values, CONNECT flag rules, protocol name and level.
+//!   properties and out-of-range values, CONNECT flag rules, protocol name and level. The
+//!   Disallowed Unicode code points of §1.5.4 (control characters, non-characters), which a
+//!   receiver MAY treat as malformed, are refused in topic names and filters, client
+//!   identifiers and user names on request ([`Decoder::reject_disallowed_code_points`]).
 //!   [`Error::reason_code`] gives the MQTT 5 reason code to answer with. Rules that need state
 //!   (topic alias maxima, Receive Maximum, Maximum QoS) belong to the broker.
 //! - **Encoding is infallible** into a `BytesMut`, and [`Packet::encoded_len`] is exact.

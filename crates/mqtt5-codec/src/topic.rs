@@ -42,7 +42,21 @@ impl TopicName {
     /// Like [`TopicName::from_bytes`], but an empty name is allowed (the caller checks it).
     /// UTF-8, U+0000 and wildcards are checked in one pass over the bytes.
     pub(crate) fn from_bytes_allow_empty(bytes: Bytes) -> Result<Self, Error> {
-        let (s, wildcard) = MqttString::from_bytes_scanned(bytes)?;
+        let (s, wildcard) = MqttString::from_bytes_scanned(bytes, false)?;
+        if wildcard {
+            return Err(Error::InvalidTopicName(TopicError::Wildcard));
+        }
+        Ok(Self(s))
+    }
+
+    /// Reads a will topic (a non-empty topic name) from the bytes of a CONNECT, without
+    /// copying; with `reject_disallowed` a Disallowed Unicode code point is
+    /// [`Error::DisallowedCodePoint`].
+    pub(crate) fn read_will_topic(bytes: Bytes, reject_disallowed: bool) -> Result<Self, Error> {
+        let (s, wildcard) = MqttString::from_bytes_scanned(bytes, reject_disallowed)?;
+        if s.is_empty() {
+            return Err(Error::InvalidTopicName(TopicError::Empty));
+        }
         if wildcard {
             return Err(Error::InvalidTopicName(TopicError::Wildcard));
         }
@@ -124,7 +138,7 @@ impl TopicFilter {
     /// # Errors
     /// As [`MqttString::from_bytes`] and [`TopicFilter::new`].
     pub fn from_bytes(bytes: Bytes) -> Result<Self, Error> {
-        let (s, wildcard) = MqttString::from_bytes_scanned(bytes)?;
+        let (s, wildcard) = MqttString::from_bytes_scanned(bytes, false)?;
         // A non-empty filter with no wildcard and no share prefix is one or more plain levels,
         // always valid; only the others need the level-by-level check.
         if wildcard || s.is_empty() || s.as_bytes().starts_with(SHARE_PREFIX) {
@@ -134,17 +148,32 @@ impl TopicFilter {
     }
 
     /// Reads a filter from a packet: validated in the frame, then copied (the receiver keeps
-    /// it in its subscription tree; see the crate docs).
-    pub(crate) fn read(r: &mut crate::wire::Reader) -> Result<Self, Error> {
+    /// it in its subscription tree; see the crate docs). With `reject_disallowed`, a
+    /// Disallowed Unicode code point is [`Error::DisallowedCodePoint`].
+    pub(crate) fn read(
+        r: &mut crate::wire::Reader,
+        reject_disallowed: bool,
+    ) -> Result<Self, Error> {
+        if reject_disallowed {
+            Self::read_with::<true>(r)
+        } else {
+            Self::read_with::<false>(r)
+        }
+    }
+
+    /// [`TopicFilter::read`], with the Disallowed Unicode code points rejected when `REJECT`
+    /// is true: a constant, so that a decoder that accepts them pays nothing for the check.
+    #[inline(always)]
+    fn read_with<const REJECT: bool>(r: &mut crate::wire::Reader) -> Result<Self, Error> {
         let bytes = r.binary_borrow()?;
-        if quick_filter(bytes) {
+        if quick_filter::<REJECT>(bytes) {
             // SAFETY: `quick_filter` accepts only bytes below 0x80, and ASCII is well-formed
             // UTF-8. Validating again would cost more than the rest of the filter's checks.
             #[allow(unsafe_code, reason = "audited: quick_filter proved the bytes ASCII")]
             let s = unsafe { core::str::from_utf8_unchecked(bytes) };
             return Ok(Self(MqttString::copy_of(s)));
         }
-        let (s, wildcard) = crate::string::check_str(bytes)?;
+        let (s, wildcard) = crate::string::check_str_with::<REJECT>(bytes)?;
         // A non-empty filter with no wildcard and no share prefix is one or more plain levels,
         // always valid; only the others need the level-by-level check.
         if wildcard || s.is_empty() || s.as_bytes().starts_with(SHARE_PREFIX) {
@@ -234,9 +263,11 @@ impl core::fmt::Display for TopicFilter {
 /// Checks a non-empty topic name for wildcards.
 /// Validates the bytes of a PUBLISH Topic Name in place: an MQTT string with no wildcard,
 /// possibly empty (the caller checks an empty name against the Topic Alias).
+/// With `reject_disallowed`, a Disallowed Unicode code point is [`Error::DisallowedCodePoint`]:
+/// found by the same scan for ASCII names.
 #[inline(always)]
-pub(crate) fn check_topic_bytes(bytes: &[u8]) -> Result<(), Error> {
-    if crate::string::check_text(bytes)? {
+pub(crate) fn check_topic_bytes(bytes: &[u8], reject_disallowed: bool) -> Result<(), Error> {
+    if crate::string::check_text(bytes, reject_disallowed)? {
         return Err(Error::InvalidTopicName(TopicError::Wildcard));
     }
     Ok(())
@@ -320,18 +351,19 @@ fn check_plain_filter(bytes: &[u8]) -> Result<(), TopicError> {
 }
 
 /// One pass that accepts most valid filters: non-empty, not shared, at most 62 bytes, ASCII
-/// with no U+0000, and each `+` with a `/` or the start before it and a `/` or the end after
-/// it, each `#` with a `/` or the start before it and the end after it (`[MQTT-4.7.1-1]`,
-/// `[MQTT-4.7.1-2]`). `false` means "invalid, or not the common case": the full check then
-/// runs and names the broken rule.
-fn quick_filter(bytes: &[u8]) -> bool {
+/// with no U+0000 (and with `CONTROLS`, no other control character: the ASCII Disallowed
+/// Unicode code points), and each `+` with a `/` or the start before it and a `/`
+/// or the end after it, each `#` with a `/` or the start before it and the end after it
+/// (`[MQTT-4.7.1-1]`, `[MQTT-4.7.1-2]`). `false` means "invalid, or not the common case": the
+/// full check then runs and names the broken rule.
+fn quick_filter<const CONTROLS: bool>(bytes: &[u8]) -> bool {
     if bytes.is_empty() || bytes.starts_with(SHARE_PREFIX) {
         return false;
     }
     match bytes.len() {
-        0..=14 => lanes_fit::<16, 18>(bytes),
-        15..=30 => lanes_fit::<32, 34>(bytes),
-        31..=62 => lanes_fit::<64, 66>(bytes),
+        0..=14 => lanes_fit::<16, 18, CONTROLS>(bytes),
+        15..=30 => lanes_fit::<32, 34, CONTROLS>(bytes),
+        31..=62 => lanes_fit::<64, 66, CONTROLS>(bytes),
         _ => false,
     }
 }
@@ -339,9 +371,10 @@ fn quick_filter(bytes: &[u8]) -> bool {
 /// The filter is copied into `B = L + 2` bytes, between a `/` that stands for the start and
 /// zeros that stand for the end. Each of the `L` lanes looks at one byte and its two
 /// neighbours with no branch, so the loop compiles to vector compares. A U+0000 inside the
-/// filter shows as one zero more than the padding holds.
+/// filter shows as one zero more than the padding holds. With `CONTROLS`, a control character
+/// (U+0001..U+001F, U+007F) fails it too.
 #[inline(always)]
-fn lanes_fit<const L: usize, const B: usize>(bytes: &[u8]) -> bool {
+fn lanes_fit<const L: usize, const B: usize, const CONTROLS: bool>(bytes: &[u8]) -> bool {
     let mut buf = [0u8; B];
     let Some(dst) = buf.get_mut(1..=bytes.len()) else {
         return false;
@@ -350,7 +383,7 @@ fn lanes_fit<const L: usize, const B: usize>(bytes: &[u8]) -> bool {
     if let Some(first) = buf.first_mut() {
         *first = b'/';
     }
-    let (mut high, mut bad, mut zeros) = (0u8, 0u8, 0u8);
+    let (mut high, mut bad, mut zeros, mut controls) = (0u8, 0u8, 0u8, 0u8);
     #[allow(
         clippy::indexing_slicing,
         reason = "i + 2 < L + 2 = B indexes an array of length B"
@@ -359,12 +392,16 @@ fn lanes_fit<const L: usize, const B: usize>(bytes: &[u8]) -> bool {
         let (p, c, n) = (buf[i], buf[i + 1], buf[i + 2]);
         high |= c;
         zeros += u8::from(c == 0);
+        if CONTROLS {
+            // The padding's zeros wrap to 0xFF: only 0x01..=0x1F fall below 0x1F.
+            controls |= u8::from(c.wrapping_sub(1) < 0x1F) | u8::from(c == 0x7F);
+        }
         let after_sep = p == b'/';
         let plus_ok = after_sep & ((n == b'/') | (n == 0));
         let hash_ok = after_sep & (n == 0);
         bad |= u8::from(((c == b'+') & !plus_ok) | ((c == b'#') & !hash_ok));
     }
-    high < 0x80 && bad == 0 && usize::from(zeros) == L - bytes.len()
+    high < 0x80 && bad == 0 && controls == 0 && usize::from(zeros) == L - bytes.len()
 }
 
 #[cfg(test)]
@@ -467,20 +504,27 @@ mod tests {
         /// The quick pass never accepts what the full check rejects, and it accepts every
         /// valid, short, unshared ASCII filter, so the full check is only the slow path.
         /// Lengths cover each lane width and the fall-back beyond 62 bytes.
+        /// With the Disallowed Unicode code points rejected, likewise.
         #[test]
         fn quick_filter_agrees_with_full_check(
             filter in proptest::collection::vec(
                 proptest::prop_oneof![
                     12 => proptest::sample::select(vec![b'/', b'+', b'#', b'a']),
-                    1 => proptest::sample::select(vec![0, 0x80, 0xC3, 0xA9]),
+                    1 => proptest::sample::select(vec![0, 0x01, 0x1F, 0x7F, 0x80, 0xC3, 0xA9]),
                 ],
                 0..70,
             ),
             shared in proptest::bool::ANY,
+            strict in proptest::bool::ANY,
         ) {
             let bytes = if shared { [SHARE_PREFIX, &filter[..]].concat() } else { filter };
-            let full = crate::string::check_str(&bytes).is_ok() && check_filter(&bytes).is_ok();
-            let quick = quick_filter(&bytes);
+            let full = crate::string::check_str(&bytes, strict).is_ok()
+                && check_filter(&bytes).is_ok();
+            let quick = if strict {
+                quick_filter::<true>(&bytes)
+            } else {
+                quick_filter::<false>(&bytes)
+            };
             if quick {
                 proptest::prop_assert!(full, "quick pass accepted {:?}", bytes);
             }

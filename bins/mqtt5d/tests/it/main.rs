@@ -9,6 +9,7 @@ mod harness;
 mod hostile;
 mod interop;
 mod lifecycle;
+mod linger;
 mod machine;
 mod metrics;
 mod rumqttc_suite;

@@ -8,7 +8,7 @@ use crate::harness::*;
 
 /// Makes a CA, a server certificate for 127.0.0.1 / localhost, and a client certificate,
 /// all signed by the CA, in `dir`.
-fn make_certificates(dir: &Path) {
+pub(crate) fn make_certificates(dir: &Path) {
     crate::machine::machine();
     let run = |args: &[&str]| {
         let (status, out, err) = run_bounded(

@@ -346,8 +346,9 @@ fn acknowledgements_pings_and_disconnects_never_wait_for_the_store() {
     assert!(!sim.broker.needs_store(ConnId(9999), &early));
 }
 
-/// An enhanced authentication method of two steps: CONNECT, then one AUTH that succeeds.
-struct TwoStep;
+/// An enhanced authentication method of two steps: CONNECT, then one AUTH that succeeds (the
+/// barrier tests use it too).
+pub(crate) struct TwoStep;
 
 struct TwoStepExchange;
 

@@ -3,6 +3,7 @@
 
 mod auth;
 mod backpressure;
+mod barrier;
 mod harness;
 mod properties;
 mod security;

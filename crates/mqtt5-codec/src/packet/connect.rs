@@ -129,7 +129,9 @@ const FLAG_PASSWORD: u8 = 0x40;
 const FLAG_USERNAME: u8 = 0x80;
 
 impl Connect {
-    pub(crate) fn read(mut r: Reader) -> Result<Box<Self>, Error> {
+    /// Reads a CONNECT; with `strict`, a Disallowed Unicode code point in the client
+    /// identifier, the will topic or the user name is [`Error::DisallowedCodePoint`].
+    pub(crate) fn read(mut r: Reader, strict: bool) -> Result<Box<Self>, Error> {
         // The name is only compared, so it is borrowed rather than sliced off the frame. Any
         // bytes other than the two known names, valid UTF-8 or not, are an unknown protocol.
         let name_len = r.u16()?;
@@ -143,7 +145,8 @@ impl Connect {
             _ => return Err(Error::UnsupportedProtocolName),
         };
         let flags = r.u8()?;
-        if flags & FLAG_RESERVED != 0 {
+        // MQTT 3.1 left the bit unused without requiring it to be 0; 3.1.1 and 5.0 do.
+        if flags & FLAG_RESERVED != 0 && protocol != ProtocolVersion::V3_1 {
             return Err(Error::ConnectReservedFlag);
         }
         let has_will = flags & FLAG_WILL != 0;
@@ -177,7 +180,7 @@ impl Connect {
                 c.properties.authentication_data.as_ref(),
             )?;
         }
-        c.client_id = MqttString::read(&mut r)?;
+        c.client_id = MqttString::read_name(&mut r, strict)?;
         if has_will {
             let will = c.will.insert(Will {
                 qos: will_qos,
@@ -189,11 +192,11 @@ impl Connect {
             if protocol.is_v5() {
                 will.properties.read_block(&mut r)?;
             }
-            will.topic = TopicName::from_bytes(r.binary()?)?;
+            will.topic = TopicName::read_will_topic(r.binary()?, strict)?;
             will.payload = r.binary()?;
         }
         if has_username {
-            c.username = Some(MqttString::read(&mut r)?);
+            c.username = Some(MqttString::read_name(&mut r, strict)?);
         }
         if has_password {
             c.password = Some(r.binary()?);

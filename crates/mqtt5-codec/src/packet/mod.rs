@@ -256,12 +256,14 @@ packet_from! {
 
 /// An incremental decoder for one connection's byte stream.
 ///
-/// It is a small `Copy` value: the protocol version of the connection and the Maximum Packet
-/// Size this side accepts. It holds no buffer; the caller owns the `BytesMut` it reads into.
+/// It is a small `Copy` value: the protocol version of the connection and the limits this side
+/// holds the peer to (the Maximum Packet Size, and whether the Disallowed Unicode code points
+/// are refused). It holds no buffer; the caller owns the `BytesMut` it reads into.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Decoder {
     version: ProtocolVersion,
     max_packet_size: u32,
+    reject_disallowed: bool,
 }
 
 impl Default for Decoder {
@@ -271,7 +273,8 @@ impl Default for Decoder {
 }
 
 impl Decoder {
-    /// A decoder for `version` that accepts packets of any size MQTT allows.
+    /// A decoder for `version` that accepts packets of any size MQTT allows, and the
+    /// Disallowed Unicode code points (see [`Decoder::reject_disallowed_code_points`]).
     ///
     /// A server that has not yet seen CONNECT can use any version: CONNECT decodes as the
     /// version it names, and the server then calls [`Decoder::set_version`].
@@ -279,6 +282,7 @@ impl Decoder {
         Self {
             version,
             max_packet_size: MAX_PACKET_SIZE,
+            reject_disallowed: false,
         }
     }
 
@@ -289,6 +293,29 @@ impl Decoder {
     pub const fn with_max_packet_size(mut self, max: u32) -> Self {
         self.max_packet_size = max;
         self
+    }
+
+    /// With `true`, treats the Disallowed Unicode code points of MQTT 5 §1.5.4 as malformed
+    /// ([`Error::DisallowedCodePoint`], reason code 0x81) in the strings that name things:
+    /// topic names (of PUBLISH and of wills), topic filters (of SUBSCRIBE and UNSUBSCRIBE),
+    /// client identifiers and user names. They are U+0001..U+001F, U+007F..U+009F and the
+    /// non-characters (U+FDD0..U+FDEF and every code point ending in FFFE or FFFF). The
+    /// specification says they SHOULD NOT be sent and that a receiver MAY treat them as
+    /// malformed; Mosquitto does. Other strings (properties, reason strings) are not checked.
+    ///
+    /// With `false`, the default, they are accepted like any other code point. The check costs
+    /// nothing more for ASCII strings: the scan that looks for U+0000 and wildcards finds the
+    /// control characters too; other strings take one more pass.
+    #[must_use]
+    pub const fn reject_disallowed_code_points(mut self, reject: bool) -> Self {
+        self.reject_disallowed = reject;
+        self
+    }
+
+    /// Whether the Disallowed Unicode code points are refused (see
+    /// [`Decoder::reject_disallowed_code_points`]).
+    pub const fn rejects_disallowed_code_points(&self) -> bool {
+        self.reject_disallowed
     }
 
     /// Switches to the version a CONNECT announced.
@@ -351,22 +378,25 @@ impl Decoder {
         let frame = buf.split_to(total).freeze();
         let body = Reader::new(&frame, header);
         let version = self.version;
+        let strict = self.reject_disallowed;
         let packet = match packet_type {
             // PUBLISH takes the frame itself, so that its payload is the frame's tail with no
             // further reference-count traffic.
             PacketType::Publish => {
-                return Publish::read(first & 0x0F, frame, header, version)
+                return Publish::read(first & 0x0F, frame, header, version, strict)
                     .map(|p| Some(Packet::Publish(p)));
             }
-            PacketType::Connect => Packet::Connect(Connect::read(body)?),
+            PacketType::Connect => Packet::Connect(Connect::read(body, strict)?),
             PacketType::ConnAck => Packet::ConnAck(Box::new(ConnAck::read(body, version)?)),
             PacketType::PubAck => Packet::PubAck(PubAck::read(body, version)?),
             PacketType::PubRec => Packet::PubRec(PubRec::read(body, version)?),
             PacketType::PubRel => Packet::PubRel(PubRel::read(body, version)?),
             PacketType::PubComp => Packet::PubComp(PubComp::read(body, version)?),
-            PacketType::Subscribe => Packet::Subscribe(Subscribe::read(body, version)?),
+            PacketType::Subscribe => Packet::Subscribe(Subscribe::read(body, version, strict)?),
             PacketType::SubAck => Packet::SubAck(SubAck::read(body, version)?),
-            PacketType::Unsubscribe => Packet::Unsubscribe(Unsubscribe::read(body, version)?),
+            PacketType::Unsubscribe => {
+                Packet::Unsubscribe(Unsubscribe::read(body, version, strict)?)
+            }
             PacketType::UnsubAck => Packet::UnsubAck(UnsubAck::read(body, version)?),
             PacketType::PingReq => {
                 body.finish()?;

@@ -187,6 +187,7 @@ impl Publish {
         frame: Bytes,
         header: usize,
         version: ProtocolVersion,
+        strict: bool,
     ) -> Result<Self, Error> {
         // `check_first_byte` has rejected QoS 3 and DUP on QoS 0 already.
         let dup = flags & 0x08 != 0;
@@ -196,7 +197,7 @@ impl Publish {
         let topic_len = r.u16()?;
         let topic_at = r.position();
         let topic = r.borrow(usize::from(topic_len))?;
-        crate::topic::check_topic_bytes(topic)?;
+        crate::topic::check_topic_bytes(topic, strict)?;
         let delivery = match qos {
             QoS::AtMostOnce => Delivery::AtMostOnce,
             QoS::AtLeastOnce => Delivery::AtLeastOnce(PacketId::read(&mut r)?),

@@ -83,7 +83,13 @@ pub struct Subscribe {
 }
 
 impl Subscribe {
-    pub(crate) fn read(mut r: Reader, version: ProtocolVersion) -> Result<Self, Error> {
+    /// Reads a SUBSCRIBE; with `strict`, a Disallowed Unicode code point in a filter is
+    /// [`Error::DisallowedCodePoint`].
+    pub(crate) fn read(
+        mut r: Reader,
+        version: ProtocolVersion,
+        strict: bool,
+    ) -> Result<Self, Error> {
         let packet_id = PacketId::read(&mut r)?;
         let properties = if version.is_v5() {
             SubscribeProperties::read(&mut r)?
@@ -93,7 +99,7 @@ impl Subscribe {
         let mut subscriptions = Vec::with_capacity(count_entries(&r, 1));
         while !r.is_empty() {
             // Filters are copied: the broker keeps them in its subscription tree.
-            let filter = TopicFilter::read(&mut r)?;
+            let filter = TopicFilter::read(&mut r, strict)?;
             let options = SubscriptionOptions::read(r.u8()?, version)?;
             if options.no_local && filter.is_shared() {
                 return Err(Error::NoLocalOnSharedSubscription);

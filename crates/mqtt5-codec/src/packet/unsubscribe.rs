@@ -17,7 +17,13 @@ pub struct Unsubscribe {
 }
 
 impl Unsubscribe {
-    pub(crate) fn read(mut r: Reader, version: ProtocolVersion) -> Result<Self, Error> {
+    /// Reads an UNSUBSCRIBE; with `strict`, a Disallowed Unicode code point in a filter is
+    /// [`Error::DisallowedCodePoint`].
+    pub(crate) fn read(
+        mut r: Reader,
+        version: ProtocolVersion,
+        strict: bool,
+    ) -> Result<Self, Error> {
         let packet_id = PacketId::read(&mut r)?;
         let properties = if version.is_v5() {
             UnsubscribeProperties::read(&mut r)?
@@ -26,7 +32,7 @@ impl Unsubscribe {
         };
         let mut filters = Vec::with_capacity(super::subscribe::count_entries(&r, 0));
         while !r.is_empty() {
-            filters.push(TopicFilter::read(&mut r)?);
+            filters.push(TopicFilter::read(&mut r, strict)?);
         }
         if filters.is_empty() {
             return Err(Error::NoTopicFilters);

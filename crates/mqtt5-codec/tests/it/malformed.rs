@@ -45,6 +45,8 @@ struct Row {
     spec: &'static str,
     version: ProtocolVersion,
     max: u32,
+    /// Whether the decoder rejects the Disallowed Unicode code points.
+    strict: bool,
     bytes: Vec<u8>,
     error: Error,
     reason: u8,
@@ -63,10 +65,16 @@ fn row(
         spec,
         version,
         max: mqtt5_codec::MAX_PACKET_SIZE,
+        strict: false,
         bytes,
         error,
         reason,
     }
+}
+
+/// The same row, decoded by a decoder that rejects the Disallowed Unicode code points.
+fn strict(r: Row) -> Row {
+    Row { strict: true, ..r }
 }
 
 #[rustfmt::skip]
@@ -109,6 +117,28 @@ fn rows() -> Vec<Row> {
         row("client id with U+0000", "MQTT-1.5.4-2", V5, connect("0004 4d515454 05", 0x02, "00 0001 00"), NullCharacter, 0x81),
         row("user property with invalid UTF-8", "MQTT-1.5.7-1", V5, pkt(0x30, "0001 61 07 26 0001 61 0001 fe"), InvalidUtf8, 0x81),
         row("user name with U+0000", "MQTT-3.1.3-12", V5, connect("0004 4d515454 05", 0x82, "00 0000 0001 00"), NullCharacter, 0x81),
+        // Disallowed Unicode code points, with a decoder that rejects them (U+0000 stays an
+        // error of its own, and comes first).
+        strict(row("topic with U+0001", "§1.5.4", V5, pkt(0x30, "0002 6101 00"), DisallowedCodePoint, 0x81)),
+        strict(row("topic with U+001F", "§1.5.4", V3_1_1, pkt(0x30, "0002 611f"), DisallowedCodePoint, 0x81)),
+        strict(row("topic with U+007F", "§1.5.4", V5, pkt(0x30, "0002 7f61 00"), DisallowedCodePoint, 0x81)),
+        strict(row("topic with U+0080", "§1.5.4", V5, pkt(0x30, "0003 61c280 00"), DisallowedCodePoint, 0x81)),
+        strict(row("topic with U+009F", "§1.5.4", V5, pkt(0x30, "0003 c29f61 00"), DisallowedCodePoint, 0x81)),
+        strict(row("topic with U+FDD0", "§1.5.4", V5, pkt(0x30, "0004 61efb790 00"), DisallowedCodePoint, 0x81)),
+        strict(row("topic with U+FDEF", "§1.5.4", V5, pkt(0x30, "0004 61efb7af 00"), DisallowedCodePoint, 0x81)),
+        strict(row("topic with U+FFFE", "§1.5.4", V5, pkt(0x30, "0003 efbfbe 00"), DisallowedCodePoint, 0x81)),
+        strict(row("topic with U+1FFFF", "§1.5.4", V5, pkt(0x30, "0005 61f09fbfbf 00"), DisallowedCodePoint, 0x81)),
+        strict(row("topic with U+10FFFE", "§1.5.4", V5, pkt(0x30, "0004 f48fbfbe 00"), DisallowedCodePoint, 0x81)),
+        strict(row("topic with U+0000 and U+0001", "MQTT-1.5.4-2", V5, pkt(0x30, "0002 0100 00"), NullCharacter, 0x81)),
+        strict(row("filter with U+0001", "§1.5.4", V5, subscribe_v5("a/\u{1}", 0), DisallowedCodePoint, 0x81)),
+        strict(row("filter with U+0085", "§1.5.4", V5, subscribe_v5("a/\u{85}/#", 0), DisallowedCodePoint, 0x81)),
+        strict(row("long filter with U+007F", "§1.5.4", V5, subscribe_v5(&format!("{}\u{7f}", "a/".repeat(40)), 0), DisallowedCodePoint, 0x81)),
+        strict(row("shared filter with U+FFFF", "§1.5.4", V5, subscribe_v5("$share/g/\u{ffff}", 0), DisallowedCodePoint, 0x81)),
+        strict(row("UNSUBSCRIBE filter with U+FDD5", "§1.5.4", V5, pkt(0xa2, "0001 00 0003 efb795"), DisallowedCodePoint, 0x81)),
+        strict(row("client id with U+001B", "§1.5.4", V5, connect("0004 4d515454 05", 0x02, "00 0002 611b"), DisallowedCodePoint, 0x81)),
+        strict(row("3.1 client id with U+0007", "§1.5.4", V3_1_1, connect("0006 4d5149736470 03", 0x02, "0002 6107"), DisallowedCodePoint, 0x81)),
+        strict(row("user name with U+009F", "§1.5.4", V5, connect("0004 4d515454 05", 0x82, "00 0001 61 0002 c29f"), DisallowedCodePoint, 0x81)),
+        strict(row("will topic with U+1FFFE", "§1.5.4", V5, connect("0004 4d515454 05", 0x06, "00 0001 61 00 0005 77f09fbfbe 0000"), DisallowedCodePoint, 0x81)),
         // Topic names.
         row("topic name with +", "MQTT-3.3.2-2", V5, pkt(0x30, "0003 612f2b 00"), InvalidTopicName(TopicError::Wildcard), 0x90),
         row("topic name with #", "MQTT-4.7.0-1", V3_1_1, pkt(0x30, "0001 23"), InvalidTopicName(TopicError::Wildcard), 0x90),
@@ -155,6 +185,7 @@ fn rows() -> Vec<Row> {
         row("No Local on a shared subscription", "MQTT-3.8.3-4", V5, subscribe_v5("$share/g/a", 0x04), NoLocalOnSharedSubscription, 0x82),
         // CONNECT flags, protocol name and level.
         row("CONNECT reserved flag", "MQTT-3.1.2-3", V5, connect("0004 4d515454 05", 0x03, "00 0000"), ConnectReservedFlag, 0x81),
+        row("3.1.1 CONNECT reserved flag", "MQTT-3.1.2-3 (3.1.1)", V3_1_1, connect("0004 4d515454 04", 0x03, "0001 61"), ConnectReservedFlag, 0x81),
         row("will QoS without will flag", "MQTT-3.1.2-11", V5, connect("0004 4d515454 05", 0x0a, "00 0000"), WillFlagsWithoutWill, 0x81),
         row("will retain without will flag", "MQTT-3.1.2-13", V3_1_1, connect("0004 4d515454 04", 0x22, "0000"), WillFlagsWithoutWill, 0x81),
         row("will QoS 3", "MQTT-3.1.2-12", V5, connect("0004 4d515454 05", 0x1e, "00 0000 00 0001 61 0000"), InvalidWillQoS, 0x81),
@@ -189,7 +220,9 @@ fn rows() -> Vec<Row> {
 fn every_malformed_row_gives_its_error_and_reason_code() {
     let mut failures = Vec::new();
     for r in rows() {
-        let decoder = Decoder::new(r.version).with_max_packet_size(r.max);
+        let decoder = Decoder::new(r.version)
+            .with_max_packet_size(r.max)
+            .reject_disallowed_code_points(r.strict);
         let mut buf = BytesMut::from(&r.bytes[..]);
         let got = decoder.decode(&mut buf);
         if got.as_ref().err() != Some(&r.error) {
@@ -224,7 +257,9 @@ fn malformed_rows_are_rejected_from_any_prefix_that_shows_the_fault() {
     // A decoder must never ask for more bytes once the input can no longer become valid:
     // every prefix either waits (Ok(None)) or fails with the row's own error.
     for r in rows() {
-        let decoder = Decoder::new(r.version).with_max_packet_size(r.max);
+        let decoder = Decoder::new(r.version)
+            .with_max_packet_size(r.max)
+            .reject_disallowed_code_points(r.strict);
         for cut in 0..=r.bytes.len() {
             let mut buf = BytesMut::from(&r.bytes[..cut]);
             match decoder.decode(&mut buf) {
@@ -233,6 +268,60 @@ fn malformed_rows_are_rejected_from_any_prefix_that_shows_the_fault() {
                 Ok(Some(p)) => panic!("{}: prefix of {cut} bytes decoded to {p:?}", r.name),
             }
         }
+    }
+}
+
+#[test]
+fn disallowed_code_points_decode_when_the_decoder_accepts_them() {
+    // The default decoder accepts them: every row refused only for them decodes.
+    let mut checked = 0;
+    for r in rows()
+        .into_iter()
+        .filter(|r| r.error == Error::DisallowedCodePoint)
+    {
+        let decoder = Decoder::new(r.version).with_max_packet_size(r.max);
+        assert!(!decoder.rejects_disallowed_code_points());
+        let mut buf = BytesMut::from(&r.bytes[..]);
+        match decoder.decode(&mut buf) {
+            Ok(Some(_)) if buf.is_empty() => checked += 1,
+            other => panic!("{}: {other:?}", r.name),
+        }
+    }
+    assert!(checked >= 10, "only {checked} rows");
+}
+
+#[test]
+fn a_decoder_that_rejects_disallowed_code_points_accepts_every_other_one() {
+    let decoder = Decoder::new(V5).reject_disallowed_code_points(true);
+    assert!(decoder.rejects_disallowed_code_points());
+    for text in [
+        "plain/ascii",
+        "caf\u{e9}",
+        "\u{a0}",
+        "\u{7e}\u{a1}",
+        "\u{fdcf}\u{fdf0}",
+        "\u{feff}t",
+        "\u{fffd}",
+        "\u{1f600}",
+        "\u{1fffd}",
+        "\u{10fffd}",
+    ] {
+        let topic = text.as_bytes();
+        let mut body = (topic.len() as u16).to_be_bytes().to_vec();
+        body.extend_from_slice(topic);
+        body.push(0x00);
+        let mut publish = vec![0x30, body.len() as u8];
+        publish.extend(body);
+        let mut buf = BytesMut::from(&publish[..]);
+        assert!(
+            matches!(decoder.decode(&mut buf), Ok(Some(_))),
+            "topic {text:?}"
+        );
+        let mut buf = BytesMut::from(&subscribe_v5(text, 0)[..]);
+        assert!(
+            matches!(decoder.decode(&mut buf), Ok(Some(_))),
+            "filter {text:?}"
+        );
     }
 }
 

@@ -1569,6 +1569,25 @@ fn v3_1_1_ping_and_disconnect_vectors_have_remaining_length_zero() {
 // MQTT 3.1 (protocol name "MQIsdp", level 3)
 // ---------------------------------------------------------------------------------------------
 
+/// MQTT 3.1 left the reserved CONNECT flag unused without requiring it to be 0 (3.1.1
+/// `[MQTT-3.1.2-3]` made it so): a 3.1 CONNECT with it set decodes, and encodes back with it
+/// clear. The same flags in 3.1.1 are refused (the malformed table).
+#[test]
+fn v3_1_connect_with_the_reserved_flag_decodes() {
+    let bytes = hex("10 10 0006 4d5149736470 03 03 003c 0002 6331");
+    let decoded = decode_all("3.1 CONNECT, reserved flag set", V3_1, &bytes);
+    let expected = Packet::from(Connect {
+        protocol: V3_1,
+        client_id: s("c1"),
+        ..Connect::default()
+    });
+    assert_eq!(decoded, expected);
+    assert_eq!(
+        encode(&decoded, V3_1),
+        hex("10 10 0006 4d5149736470 03 02 003c 0002 6331")
+    );
+}
+
 #[test]
 fn v3_1_vectors_match_spec_bytes() {
     check(&[

@@ -41,6 +41,7 @@ mod s1_connect;
 mod s3_2_connack_auth;
 mod s3_3_publish;
 mod s3_8_subscribe;
+mod s4_13_errors;
 mod s4_operational;
 mod s5_security;
 mod v311;
@@ -60,11 +61,17 @@ const NORMATIVE_IDS: &str = include_str!("normative-ids.txt");
 /// their own table, since the 5.0 list does not hold them.
 const V311_TAG: &str = "3.1.1/";
 
+/// Tags of rules that a section of MQTT 5.0 states without a normative statement of its own
+/// (a SHOULD NOT, a MAY the broker takes up) start with this (`"§1.5.4"`): they are listed by
+/// section, in a table of their own.
+const SECTION_TAG: &str = "§";
+
 /// One conformance case: a row of the table.
 pub(crate) struct Case {
     /// Unique across the suite; names the case in the generated table.
     pub(crate) name: &'static str,
-    /// The statement ids it checks: `"MQTT-3.1.0-1"`, or `"3.1.1/MQTT-3.2.2-4"`.
+    /// The statement ids it checks: `"MQTT-3.1.0-1"`, or `"3.1.1/MQTT-3.2.2-4"`, or the section
+    /// of a rule without a normative statement: `"§1.5.4"`.
     pub(crate) ids: &'static [&'static str],
     /// Extra TOML for the broker's config file. Without a `[[listener]]` table the broker
     /// listens on `127.0.0.1:0` (plain MQTT); with one, the first listener is used.
@@ -125,6 +132,7 @@ fn all_cases() -> Vec<&'static Case> {
         s3_3_publish::CASES,
         s3_8_subscribe::CASES,
         s4_operational::CASES,
+        s4_13_errors::CASES,
         s5_security::CASES,
         v311::CASES,
     ]
@@ -141,6 +149,7 @@ fn all_not_applicable() -> Vec<&'static NotApplicable> {
         s3_3_publish::NOT_APPLICABLE,
         s3_8_subscribe::NOT_APPLICABLE,
         s4_operational::NOT_APPLICABLE,
+        s4_13_errors::NOT_APPLICABLE,
         s5_security::NOT_APPLICABLE,
         v311::NOT_APPLICABLE,
     ]
@@ -252,6 +261,16 @@ pub(crate) enum Step {
     Subprotocol {
         conn: usize,
         want: Option<&'static str>,
+    },
+    /// The broker's FIN must arrive on `conn` (it shut down its side), while the client
+    /// reads nothing: what the broker sent before stays unread in the client's socket.
+    Fin { conn: usize },
+    /// Sends bytes on `conn` (TCP) and the client's FIN in the same TCP segment: the client
+    /// half-closes, it sends nothing more but still reads.
+    SendWithFin {
+        conn: usize,
+        bytes: Vec<u8>,
+        what: String,
     },
 }
 
@@ -418,6 +437,27 @@ impl Script {
             conn,
             what: what.to_owned(),
             make: Later(Box::new(make)),
+        })
+    }
+
+    /// Waits for the broker's FIN on `conn` without reading anything (see [`Step::Fin`]): the
+    /// steps after it act as a client still busy sending, which has not read the broker's
+    /// last packets yet.
+    pub(crate) fn await_fin(self, conn: usize) -> Self {
+        self.push(Step::Fin { conn })
+    }
+
+    /// Sends `packet` on `conn` (TCP) with the client's FIN in the same segment, so that the
+    /// broker sees the data and the end of its input in one readiness event.
+    pub(crate) fn send_with_fin(self, conn: usize, packet: impl Into<Packet>) -> Self {
+        let packet = packet.into();
+        let mut buf = BytesMut::new();
+        packet.encode(self.version(conn), &mut buf);
+        let what = format!("{packet:?}, then FIN");
+        self.push(Step::SendWithFin {
+            conn,
+            bytes: buf.to_vec(),
+            what,
         })
     }
 
@@ -733,11 +773,7 @@ impl Conn {
                 None => return Ok(()),
             }
         }
-        let stream = match &self.io {
-            Io::Tcp(s) => s,
-            Io::Ws(ws) => ws.get_ref(),
-        };
-        if stream.shutdown(std::net::Shutdown::Write).is_err() {
+        if self.socket().shutdown(std::net::Shutdown::Write).is_err() {
             // Not connected any more: the broker closed it first.
             return Ok(());
         }
@@ -755,6 +791,45 @@ impl Conn {
                 Err(_) => return Ok(()),
             }
         }
+    }
+
+    /// The TCP socket under the connection.
+    fn socket(&self) -> &TcpStream {
+        match &self.io {
+            Io::Tcp(s) => s,
+            Io::Ws(ws) => ws.get_ref(),
+        }
+    }
+
+    /// Waits (bounded by [`STEP`]) for the broker's FIN, reading nothing: `poll` for
+    /// `POLLRDHUP` alone, which the FIN raises whatever data is still unread before it.
+    fn await_fin(&self) -> Result<(), String> {
+        use rustix::event::{PollFd, PollFlags, Timespec, poll};
+        let timeout = Timespec::try_from(STEP).map_err(|e| e.to_string())?;
+        let socket = self.socket();
+        let mut fds = [PollFd::new(socket, PollFlags::RDHUP)];
+        match poll(&mut fds, Some(&timeout)) {
+            Ok(0) => Err(format!("no FIN from the broker within {STEP:?}")),
+            Ok(_) => Ok(()),
+            Err(e) => Err(format!("poll: {e}")),
+        }
+    }
+
+    /// Sends `bytes` and the client's FIN in one TCP segment: `MSG_MORE` holds the bytes in
+    /// the socket, and the shutdown then sends them with the FIN flag set.
+    fn send_with_fin(&mut self, bytes: &[u8]) -> Result<(), String> {
+        let Io::Tcp(stream) = &self.io else {
+            return Err("send_with_fin on a WebSocket connection".to_owned());
+        };
+        let mut rest = bytes;
+        while !rest.is_empty() {
+            let n = rustix::net::send(stream, rest, rustix::net::SendFlags::MORE)
+                .map_err(|e| format!("send: {e}"))?;
+            rest = &rest[n..];
+        }
+        stream
+            .shutdown(std::net::Shutdown::Write)
+            .map_err(|e| format!("shutdown: {e}"))
     }
 
     /// The next packet: `Ok(None)` when the broker closed the connection.
@@ -911,6 +986,11 @@ impl Run<'_> {
                     return Err(format!("subprotocol {got:?}"));
                 }
             }
+            Step::Fin { conn } => self.conn(*conn)?.await_fin()?,
+            Step::SendWithFin { conn, bytes, what } => self
+                .conn(*conn)?
+                .send_with_fin(bytes)
+                .map_err(|e| format!("{e} (sending {what})"))?,
             Step::Log(needle) => {
                 if self.broker().wait_for_log(needle, STEP).is_none() {
                     return Err(format!("no log line containing {needle:?}"));
@@ -1044,6 +1124,14 @@ fn render_table() -> String {
                     "case {}: bad 3.1.1 tag {id}",
                     case.name
                 );
+            } else if let Some(section) = id.strip_prefix(SECTION_TAG) {
+                assert!(
+                    section
+                        .split('.')
+                        .all(|n| !n.is_empty() && n.bytes().all(|b| b.is_ascii_digit())),
+                    "case {}: bad section tag {id}",
+                    case.name
+                );
             } else {
                 assert!(known.contains(id), "case {}: unknown id {id}", case.name);
             }
@@ -1098,6 +1186,18 @@ fn render_table() -> String {
         } else {
             let _ = writeln!(out, "| {id} | not yet | |");
         }
+    }
+    let _ = writeln!(out, "\n## Rules without a normative statement\n");
+    let _ = writeln!(
+        out,
+        "What a section of MQTT 5.0 says without a normative statement of its own (a SHOULD \
+         NOT, or a MAY the broker takes up), by section.\n"
+    );
+    let _ = writeln!(out, "| section | cases |");
+    let _ = writeln!(out, "|---|---|");
+    for (id, cases) in tested.iter().filter(|(id, _)| id.starts_with(SECTION_TAG)) {
+        let list: Vec<String> = cases.iter().map(|c| format!("`{c}`")).collect();
+        let _ = writeln!(out, "| {id} | {} |", list.join(", "));
     }
     let v311: Vec<(&&str, &Vec<&str>)> = tested
         .iter()

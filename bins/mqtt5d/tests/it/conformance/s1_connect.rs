@@ -13,7 +13,7 @@ use super::*;
 // ---- Raw packets ------------------------------------------------------------------------------
 
 /// A length-prefixed string (or binary data) of raw bytes.
-fn lp(bytes: &[u8]) -> Vec<u8> {
+pub(super) fn lp(bytes: &[u8]) -> Vec<u8> {
     let mut out = u16::try_from(bytes.len())
         .expect("a short field")
         .to_be_bytes()
@@ -34,12 +34,12 @@ fn raw_connect_with(name: &[u8], level: u8, flags: u8, payload: &[&[u8]]) -> Vec
 }
 
 /// A raw MQTT 5 CONNECT with connect flags `flags` and these payload fields.
-fn raw_connect(flags: u8, payload: &[&[u8]]) -> Vec<u8> {
+pub(super) fn raw_connect(flags: u8, payload: &[&[u8]]) -> Vec<u8> {
     raw_connect_with(b"MQTT", 5, flags, payload)
 }
 
 /// A raw QoS 0 PUBLISH (MQTT 5) of `payload` to the raw topic bytes, with raw properties.
-fn raw_publish(topic_name: &[u8], props: &[u8], payload: &[u8]) -> Vec<u8> {
+pub(super) fn raw_publish(topic_name: &[u8], props: &[u8], payload: &[u8]) -> Vec<u8> {
     let mut body = lp(topic_name);
     body.push(u8::try_from(props.len()).expect("short properties"));
     body.extend_from_slice(props);

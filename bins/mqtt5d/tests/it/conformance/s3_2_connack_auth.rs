@@ -796,15 +796,16 @@ pub(super) const CASES: &[Case] = &[
         },
     ),
     // §3.14.2.2.3, §3.14.2.2.4: the Server's DISCONNECT leaves out the Reason String and
-    // User Properties that would take it over the Client's Maximum Packet Size (here 4).
+    // User Properties that would take it over the Client's Maximum Packet Size (here 5, the
+    // least that admits a CONNACK without properties).
     Case::new(
         "disconnect_reason_string_respects_client_maximum_packet_size",
         &["MQTT-3.14.2-3", "MQTT-3.14.2-4"],
         |s| {
             let s = s
-                .connect_with(0, connect_max_size("c3142-3", 4))
+                .connect_with(0, connect_max_size("c3142-3", 5))
                 .send_hex(0, "e1 00");
-            expect_server_disconnect(s, 0, DisconnectReason::MalformedPacket, 4)
+            expect_server_disconnect(s, 0, DisconnectReason::MalformedPacket, 5)
         },
     ),
     // §3.14.2.2.3: with room for it, the same DISCONNECT may carry a Reason String (the

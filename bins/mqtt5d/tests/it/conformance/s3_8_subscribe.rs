@@ -1059,8 +1059,10 @@ pub(super) const CASES: &[Case] = &[
                 .expect_pub(0, "finance/", b"exact", QoS::AtMostOnce)
         },
     ),
-    // [MQTT-4.7.3-4] A non-character (U+FFFF) in a topic is delivered unchanged, with no
-    // substitution.
+    // [MQTT-4.7.3-4] Unusual characters in a topic (an unassigned code point, U+0378, and a
+    // private-use one, U+E000) are delivered unchanged, with no substitution. (Non-characters
+    // such as U+FFFF are Disallowed Unicode code points, refused unless configured otherwise:
+    // `utf8_disallowed_code_points_accepted_when_allowed`.)
     Case::new(
         "topic_unusual_characters_delivered_unchanged",
         &["MQTT-4.7.3-4"],
@@ -1070,10 +1072,13 @@ pub(super) const CASES: &[Case] = &[
                 .subscribe(0, 1, "odd/+", QoS::AtMostOnce)
                 .send_bytes(
                     1,
-                    frame(0x30, &pub_body("odd/\u{ffff}\u{1f600}".as_bytes(), b"x")),
-                    "PUBLISH odd/U+FFFF U+1F600",
+                    frame(
+                        0x30,
+                        &pub_body("odd/\u{378}\u{e000}\u{1f600}".as_bytes(), b"x"),
+                    ),
+                    "PUBLISH odd/U+0378 U+E000 U+1F600",
                 )
-                .expect_pub(0, "odd/\u{ffff}\u{1f600}", b"x", QoS::AtMostOnce)
+                .expect_pub(0, "odd/\u{378}\u{e000}\u{1f600}", b"x", QoS::AtMostOnce)
         },
     ),
     // ---- §4.8 Shared subscriptions --------------------------------------------------------------

@@ -378,6 +378,54 @@ pub(super) const CASES: &[Case] = &[
                 .expect_hex(0, "d0 00")
         },
     ),
+    // [MQTT-3.1.2-3] binds 3.1.1 only: MQTT 3.1 left the reserved CONNECT flag unused
+    // without requiring it to be 0, so a 3.1 CONNECT with it set is accepted, while the same
+    // CONNECT in 3.1.1 is still closed without a CONNACK.
+    Case::new(
+        "v311_mqtt31_reserved_connect_flag_accepted",
+        &["3.1.1/MQTT-3.1.2-3"],
+        |s| {
+            s.open_with(0, ProtocolVersion::V3_1, Transport::Tcp)
+                .send_hex(
+                    0,
+                    "10 11 00 06 4d 51 49 73 64 70 03 03 00 3c 00 03 76 33 31",
+                )
+                .expect_hex(0, ACCEPTED)
+                .send_hex(0, "c0 00")
+                .expect_hex(0, "d0 00")
+                .open_with(1, ProtocolVersion::V3_1_1, Transport::Tcp)
+                .send_hex(1, "10 0f 00 04 4d 51 54 54 04 03 00 3c 00 03 76 33 32")
+                .expect_closed(1)
+        },
+    ),
+    // [MQTT-4.8.0-1]: an acknowledgement of the wrong type (PUBREC for a QoS 1 PUBLISH) is a
+    // protocol violation, which 3.1.1 answers with a close (5.0: DISCONNECT 0x82).
+    Case::new(
+        "v311_wrong_acknowledgement_type_closes",
+        &["3.1.1/MQTT-4.8.0-1"],
+        |s| {
+            s.connect_v311(0, connect311("v311-wa", true), ACCEPTED)
+                .send_hex(0, "82 09 00 01 00 04 76 2f 77 61 01")
+                .expect_hex(0, "90 03 00 01 01")
+                .connect_v311(1, connect311("v311-wap", true), ACCEPTED)
+                .send(1, publish("v/wa", b"m", QoS::AtLeastOnce, 1))
+                .expect_hex(1, "40 02 00 01")
+                .expect(0, publish("v/wa", b"m", QoS::AtLeastOnce, 1))
+                .send_hex(0, "50 02 00 01")
+                .expect_closed(0)
+        },
+    ),
+    // [MQTT-4.8.0-1], §1.5.4: 3.1.1 clients too are closed for a Disallowed Unicode code
+    // point (U+0001) in a topic name.
+    Case::new(
+        "v311_disallowed_code_point_in_topic_closes",
+        &["3.1.1/MQTT-4.8.0-1", "§1.5.4"],
+        |s| {
+            s.connect_v311(0, connect311("v311-cp", true), ACCEPTED)
+                .send_hex(0, "32 07 00 02 61 01 00 01 78")
+                .expect_closed(0)
+        },
+    ),
     // [MQTT-4.3.2-2], [MQTT-4.3.3-2]: a 3.1.1 receiver's acknowledgements carry only the
     // packet id: no 0x10 "no matching subscribers", and a denied publish ($SYS) is still
     // acknowledged plainly (5.0 answers 0x87) since 3.1.1 has no negative acknowledgement.
