@@ -8,11 +8,16 @@
 //!
 //!  uncommitted ops ≥ [storage] backlog_high_ops, or a batch waits here ─► behind
 //!  behind, until uncommitted ops ≤ [storage] backlog_low_ops and nothing waits here
+//!  uncommitted ops ≥ LIMIT_FACTOR × backlog_high_ops ─► full: no new connections accepted
 //! ```
 //!
 //! The event loop never waits for the writer: a batch that finds the writer's queue full
-//! waits in [`Backlog`] (its memory is bounded by the work the core cannot be stopped from
-//! doing, `docs/architecture.md`, "Backpressure"). Each batch gets a [`Ticket`] at once, in
+//! waits in [`Backlog`]. Its size is bounded: while the store is behind, the clients whose
+//! input would add to it are not read; what still comes (acknowledgements that settle stored
+//! deliveries, expiries, the client records of clean sessions connecting and going) is bounded
+//! by the state it settles and by the connections, because past the limit ([`Backlog::full`])
+//! the event loop accepts no new connections until the store catches up
+//! (`docs/architecture.md`, "Backpressure"). Each batch gets a [`Ticket`] at once, in
 //! the order of the core's `Persist` actions; the actions held behind a batch wait for its
 //! ticket, whether the writer has taken the batch yet or not.
 
@@ -23,6 +28,10 @@ use mqtt5_store::{BatchId, Completion, StoreOp, TrySubmitError, WriterHandle};
 /// A batch of the core, numbered in the order the core emitted them.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
 pub(crate) struct Ticket(u64);
+
+/// The uncommitted ops at which the backlog is full ([`Backlog::full`]), in multiples of the
+/// high watermark.
+pub(crate) const LIMIT_FACTOR: usize = 4;
 
 /// When the store counts as behind.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -196,6 +205,15 @@ impl Backlog {
         }
     }
 
+    /// Whether the backlog is full: [`LIMIT_FACTOR`] times the high watermark of uncommitted
+    /// ops. Clients that feed the store are paused from the high watermark on, so what
+    /// reaches this is work they cannot be paused from (the client records of clean sessions
+    /// connecting and going, a single message fanned out to more sessions than the watermark):
+    /// the event loop then accepts no new connections until it is under it again.
+    pub(crate) const fn full(&self) -> bool {
+        self.ops >= self.marks.high_ops.saturating_mul(LIMIT_FACTOR)
+    }
+
     /// Whether the store is behind: from the high watermark (or a full writer queue) until
     /// the low one.
     pub(crate) const fn behind(&self) -> bool {
@@ -333,6 +351,28 @@ mod tests {
         assert_eq!(backlog.ops(), 1);
         assert!(!backlog.behind(), "at the low watermark: caught up");
         settle_one(&mut backlog);
+        drop(go);
+        drop(writer);
+    }
+
+    #[test]
+    fn full_from_four_times_the_high_watermark() {
+        let marks = Watermarks {
+            high_ops: 2,
+            low_ops: 1,
+        };
+        let (writer, mut backlog, go, completions) = gated(64, marks);
+        backlog.submit((0..7).map(op).collect()).expect("submitted");
+        assert!(backlog.behind());
+        assert!(!backlog.full(), "7 ops, the limit is 8");
+        backlog.submit(vec![op(8)]).expect("submitted");
+        assert!(backlog.full());
+        go.send(()).expect("gate");
+        let completion = completions.recv().expect("a completion");
+        backlog.settle(&completion);
+        assert_eq!(backlog.ops(), 1);
+        assert!(!backlog.full());
+        go.send(()).expect("gate");
         drop(go);
         drop(writer);
     }

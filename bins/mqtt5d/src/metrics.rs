@@ -394,6 +394,12 @@ pub(crate) fn render(m: &Snapshot) -> String {
         u8::from(m.store_behind).to_string(),
     );
     metric(
+        "mqtt5_store_backlog_full",
+        "gauge",
+        "1 while new connections wait to be accepted: four times [storage] backlog_high_ops uncommitted ops.",
+        u8::from(m.backlog_full).to_string(),
+    );
+    metric(
         "mqtt5_store_backlog_ops",
         "gauge",
         "Store ops submitted and not yet committed.",
@@ -434,6 +440,7 @@ pub(crate) struct Snapshot {
     pub(crate) commit_max: Duration,
     pub(crate) storage_full: bool,
     pub(crate) store_behind: bool,
+    pub(crate) backlog_full: bool,
     pub(crate) backlog_ops: usize,
     pub(crate) backlog_batches: usize,
     pub(crate) paused: usize,

@@ -533,6 +533,11 @@ struct Server<S: Store + Send + 'static> {
     refusal_log: RateLimit,
     /// Lines about connections closed at accept (limits), per source: one per interval.
     accept_log: RateLimit,
+    /// Listeners with connections waiting to be accepted while the store's backlog is full
+    /// ([`Backlog::full`]): they are accepted once it is not (readiness is edge-triggered).
+    accepts_waiting: Vec<usize>,
+    /// Lines about the store's backlog being full: one per interval.
+    full_log: RateLimit,
     /// Lines about the retained store's limits, and about the queue memory.
     limit_log: RateLimit,
     /// The instant the loop took at its last wake-up: every input to the core in this round
@@ -752,6 +757,8 @@ fn serve<S: Store + Send + 'static>(
         max_connecting_per_address: settings.max_connecting_per_address,
         refusal_log: RateLimit::new(Duration::from_secs(60), 10),
         accept_log: RateLimit::new(Duration::from_secs(10), 1),
+        accepts_waiting: Vec::new(),
+        full_log: RateLimit::new(Duration::from_secs(60), 1),
         limit_log: RateLimit::new(Duration::from_secs(60), 10),
         now: Instant::now(),
         congested: Vec::new(),
@@ -869,6 +876,7 @@ impl<S: Store + Send + 'static> Server<S> {
             self.expire_lingering(now);
             self.take_completions();
             self.resume_paused(now);
+            self.accept_waiting(now);
             self.take_verdicts(now);
             if let Some(watch) = &self.auth_watch {
                 watch.apply_pending(&mut self.broker, &self.passwords);
@@ -930,6 +938,7 @@ impl<S: Store + Send + 'static> Server<S> {
             commit_max: store.max_commit_latency,
             storage_full: self.broker.storage_full(),
             store_behind: self.backlog.behind(),
+            backlog_full: self.backlog.full(),
             backlog_ops: self.backlog.ops(),
             backlog_batches: self.backlog.batches(),
             paused: self.broker.paused_connections(),
@@ -942,6 +951,25 @@ impl<S: Store + Send + 'static> Server<S> {
 
     /// Accepts every pending connection on listener `i`.
     fn accept(&mut self, now: Instant, i: usize) {
+        if self.backlog.full() {
+            // Each connection brings the store a client record or more that cannot be held
+            // back: none are accepted until the store catches up; the kernel's backlog holds
+            // them meanwhile.
+            if !self.accepts_waiting.contains(&i) {
+                self.accepts_waiting.push(i);
+            }
+            if let Verdict::Write { suppressed } = self
+                .full_log
+                .check(now, std::net::IpAddr::from([0, 0, 0, 0]))
+            {
+                warn!(
+                    uncommitted_ops = self.backlog.ops(),
+                    suppressed,
+                    "the store's backlog is full: new connections wait until it catches up"
+                );
+            }
+            return;
+        }
         loop {
             let Some(listener) = self.listeners.get_mut(i) else {
                 return;
@@ -1057,6 +1085,16 @@ impl<S: Store + Send + 'static> Server<S> {
             }
             // The socket may already hold the CONNECT.
             self.read(now, key);
+        }
+    }
+
+    /// Accepts the connections that waited for the store's backlog to be under its limit.
+    fn accept_waiting(&mut self, now: Instant) {
+        if self.backlog.full() {
+            return;
+        }
+        for i in core::mem::take(&mut self.accepts_waiting) {
+            self.accept(now, i);
         }
     }
 
@@ -2103,4 +2141,3 @@ fn release_connecting(
         }
     }
 }
-

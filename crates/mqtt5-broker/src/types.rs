@@ -308,7 +308,7 @@ impl Action {
     /// other actions are the driver's to run at once.
     #[must_use]
     pub fn barrier(&self) -> Barrier {
-        let Action::Send { packet, .. } = self else {
+        let Self::Send { packet, .. } = self else {
             return Barrier::Order;
         };
         match packet {
@@ -331,7 +331,7 @@ impl Action {
     pub fn is_acknowledgement(&self) -> bool {
         matches!(
             self,
-            Action::Send {
+            Self::Send {
                 packet: Packet::PubAck(_)
                     | Packet::PubRec(_)
                     | Packet::PubComp(_)

@@ -12,11 +12,11 @@
 //! crash loses a message the client was told is stored ([MQTT-4.3.3-9], [MQTT-4.3.3-13]).
 
 use mqtt5_broker::{Action, Barrier, Config, ConnId};
-use mqtt5_store::Store;
 use mqtt5_codec::{
     Auth, AuthReason, Connect, Delivery, MqttString, Packet, PacketId, ProtocolVersion, PubRel,
     Publish, QoS, TopicName,
 };
+use mqtt5_store::Store;
 
 use crate::backpressure::TwoStep;
 use crate::harness::*;
@@ -264,9 +264,10 @@ fn an_acknowledgement_on_a_new_connection_never_runs_ahead_of_an_earlier_batch()
                 Resent::PubRel => vec!["CONNACK", "PUBCOMP"],
             };
             assert_eq!(driver.acks_left(q), want, "{back:?} {resent:?}");
-            let present = driver.left.iter().any(|(c, p)| {
-                *c == q && matches!(p, Packet::ConnAck(a) if a.session_present)
-            });
+            let present = driver
+                .left
+                .iter()
+                .any(|(c, p)| *c == q && matches!(p, Packet::ConnAck(a) if a.session_present));
             assert!(present, "{back:?}: the session was resumed");
         }
     }
