@@ -15,11 +15,12 @@
 //!
 //! - **No thread per connection.** One thread serves every connection; the store writes on
 //!   its own thread.
-//! - **Durability.** In `sync` mode an `Action::Persist` is a barrier for the acknowledgements
-//!   after it: each waits until the writer reports the batches before it committed, so an
-//!   acknowledgement never leaves before the data it confirms, and the other actions of its
-//!   connection wait behind it (`docs/architecture.md`, "The persist barrier"). In `periodic`
-//!   and `memory` modes nothing waits.
+//! - **Durability.** In `sync` mode an `Action::Persist` is a barrier for the actions the
+//!   core says wait (`Action::barrier`: an acknowledgement after a batch of its input, a
+//!   CONNACK with Session Present 1 always): each waits until the writer reports the batches
+//!   before it committed, so an acknowledgement never leaves before the data it confirms, and
+//!   the other actions of its connection wait behind it (`docs/architecture.md`, "The persist
+//!   barrier"). In `periodic` and `memory` modes nothing waits.
 //! - **Backpressure.** When the writer falls behind (`backlog.rs`), the loop stops reading
 //!   the connections whose next packet would add to its work, and keeps reading the others; it
 //!   never waits for the writer (`docs/architecture.md`, "Backpressure").
