@@ -249,6 +249,13 @@ impl World {
             let id = c.id;
             match c.decoder.decode(&mut buf) {
                 Ok(Some(packet)) => {
+                    // What a driver asks while the store is behind: a query, whatever the
+                    // packet and the connection's state.
+                    let _ = self.broker.needs_store(id, &packet);
+                    assert!(
+                        self.broker.poll_action().is_none(),
+                        "needs_store queued an action"
+                    );
                     // The core says which version to decode in next (Action::Protocol).
                     self.broker.handle_packet(self.now, id, packet);
                     self.run();

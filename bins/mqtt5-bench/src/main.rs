@@ -8,6 +8,7 @@
 //! mqtt5-bench latency [OPTIONS]     1 publisher paced at 1,000 msg/s: p50, p99, p99.9
 //! mqtt5-bench conns [OPTIONS]       C idle connections: connect rate, broker RSS per connection
 //! mqtt5-bench auth-storm [OPTIONS]  an unrelated pair's latency during a storm of failed logins
+//! mqtt5-bench storm [OPTIONS]       an unrelated pair's latency during a storm of durable fan-out
 //! mqtt5-bench summarize FILE...     a Markdown table of medians from `result` lines
 //! mqtt5-bench netfuzz [OPTIONS]     mutated valid sessions against a live mqtt5d (see netfuzz)
 //! ```
@@ -40,6 +41,7 @@ use crate::scenario::auth_storm;
 use crate::scenario::conns::{self, ConnsResult};
 use crate::scenario::flows::{self, Case, FlowOptions, FlowResult, Kind};
 use crate::scenario::persist::{self, PersistOptions, PersistResult};
+use crate::scenario::storm::{self, StormOptions, StormResult};
 
 mod broker;
 mod client;
@@ -78,6 +80,10 @@ enum Command {
     /// An unrelated pair's latency (QoS 0, 1,000 msg/s) alone and during a storm of
     /// wrong-password logins, in the same run (mqtt5d only)
     AuthStorm(AuthStormArgs),
+    /// An unrelated pair's latency (QoS 0, 500 msg/s) alone and during a storm of durable
+    /// fan-out (QoS 1 publishers flat out to thousands of offline persistent sessions, sync
+    /// durability), in the same run; the storm's own rate and PUBACK latency; no QoS 1 loss
+    Storm(StormArgs),
     /// Reads `result` lines (files, or stdin with none) and prints a Markdown table of medians
     /// with a ratio column mqtt5d/peer
     Summarize(SummarizeArgs),
@@ -298,6 +304,42 @@ struct AuthStormArgs {
 }
 
 #[derive(Debug, Args)]
+struct StormArgs {
+    #[command(flatten)]
+    brokers: BrokerArgs,
+    /// Offline persistent sessions subscribed at QoS 1 to the storm's topics
+    #[arg(long, default_value_t = 5000)]
+    sessions: usize,
+    /// Storm publishers
+    #[arg(long, default_value_t = 4)]
+    publishers: usize,
+    /// Messages each storm publisher keeps unacknowledged
+    #[arg(long, default_value_t = 64)]
+    window: usize,
+    /// Payload bytes of a storm message (at least 12)
+    #[arg(long, default_value_t = 64)]
+    payload: usize,
+    /// The unrelated pair's rate, QoS 0 messages per second
+    #[arg(long, default_value_t = 500.0)]
+    rate: f64,
+    /// The pair's measured window, in seconds (alone, then during the storm)
+    #[arg(long, default_value_t = 10.0)]
+    duration: f64,
+    /// The pair's warm-up before each window, in seconds
+    #[arg(long, default_value_t = 1.0)]
+    warmup: f64,
+    /// From the start of the storm to the pair's second measurement, in seconds
+    #[arg(long, default_value_t = 3.0)]
+    ramp: f64,
+    /// The longest the storm's publishers wait for their last PUBACKs, in seconds
+    #[arg(long, default_value_t = 120.0)]
+    drain: f64,
+    /// Sessions drained after the storm to check that every acknowledged message is in them
+    #[arg(long, default_value_t = 2)]
+    verify: usize,
+}
+
+#[derive(Debug, Args)]
 struct ConnsWorkerArgs {
     /// The broker
     #[arg(long)]
@@ -393,6 +435,7 @@ fn main() -> ExitCode {
         }
         Command::Conns(args) => run_conns(&args),
         Command::AuthStorm(args) => run_auth_storm(&args),
+        Command::Storm(args) => run_storm(&args),
         Command::Summarize(args) => summary::run(&args.files),
         Command::ConnsWorker(args) => match conns::worker(
             args.addr,
@@ -743,6 +786,109 @@ fn run_auth_storm(args: &AuthStormArgs) -> ExitCode {
     let mut table = auth_storm::StormResult::table();
     for r in &results {
         table.row(r.row(flow.duration));
+    }
+    print!("{table}");
+    exit_code(failed)
+}
+
+fn run_storm(args: &StormArgs) -> ExitCode {
+    raise_file_limit();
+    if args.payload < 12 {
+        eprintln!("--payload must be at least 12");
+        return ExitCode::FAILURE;
+    }
+    let specs = specs(&args.brokers);
+    let data_root = args
+        .brokers
+        .data_dir
+        .clone()
+        .unwrap_or_else(std::env::temp_dir);
+    let options = StormOptions {
+        sessions: args.sessions,
+        publishers: args.publishers,
+        window: args.window,
+        payload: args.payload,
+        ramp: Duration::from_secs_f64(args.ramp),
+        flow: FlowOptions {
+            warmup: Duration::from_secs_f64(args.warmup),
+            duration: Duration::from_secs_f64(args.duration),
+            drain: Duration::from_secs(10),
+            window: 64,
+            latency_rate: args.rate,
+        },
+        drain: Duration::from_secs_f64(args.drain),
+        verify: args.verify,
+    };
+    let load_before = load_average();
+    let mut results: Vec<StormResult> = Vec::new();
+    let mut failed = false;
+    for round in 0..args.brokers.rounds.max(1) {
+        let mut order = specs.clone();
+        if round % 2 == 1 {
+            order.reverse();
+        }
+        for spec in &order {
+            eprintln!(
+                "== round {}, {}, storm of {} publishers over {} sessions",
+                round + 1,
+                spec.name(),
+                args.publishers,
+                args.sessions
+            );
+            let run = RunningBroker::start_with(
+                spec,
+                &data_root,
+                Profile::Durable,
+                args.brokers.broker_cpus.as_deref(),
+            )
+            .and_then(|broker| {
+                let result = storm::run(&broker, &options);
+                broker.stop()?;
+                result
+            });
+            match run {
+                Ok(result) => {
+                    println!("{}", result.line());
+                    for problem in &result.problems {
+                        eprintln!("   problem: {problem}");
+                    }
+                    if let Err(e) = &result.during {
+                        eprintln!("   the pair did not complete during the storm: {e}");
+                    }
+                    failed |= !result.verified();
+                    results.push(result);
+                }
+                Err(e) => {
+                    eprintln!("   run failed: {e}");
+                    println!(
+                        "{}",
+                        ResultLine::new("storm")
+                            .field("broker", spec.name())
+                            .field("verified", "FAILED")
+                            .field("error", e)
+                    );
+                    failed = true;
+                }
+            }
+        }
+    }
+    println!();
+    println!(
+        "## storm: {} QoS 1 publishers flat out ({} unacknowledged each, {} B) to {} offline \
+         persistent sessions on `storm/#`, sync durability; a QoS 0 pair at {} msg/s, {} s \
+         measured alone then during the storm",
+        args.publishers, args.window, args.payload, args.sessions, args.rate, args.duration
+    );
+    println!();
+    println!(
+        "Load average {load_before} before, {} after. Target: the pair's p99 in the storm \
+         within 2× of its p99 alone.",
+        load_average()
+    );
+    println!();
+    let mut table = StormResult::table();
+    for r in &results {
+        table.row(r.row());
     }
     print!("{table}");
     exit_code(failed)

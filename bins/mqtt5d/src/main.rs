@@ -17,6 +17,7 @@
 
 mod admin;
 mod auth_watch;
+mod backlog;
 mod cli;
 mod logging;
 mod logs;

@@ -219,6 +219,12 @@ pub(crate) fn render(m: &Snapshot) -> String {
         m.sessions.to_string(),
     );
     metric(
+        "mqtt5_persistent_sessions",
+        "gauge",
+        "Persistent sessions, connected or not (limit: [broker] max_persistent_sessions).",
+        m.persistent_sessions.to_string(),
+    );
+    metric(
         "mqtt5_subscriptions",
         "gauge",
         "Subscriptions.",
@@ -316,6 +322,18 @@ pub(crate) fn render(m: &Snapshot) -> String {
         s.ownership_refusals.to_string(),
     );
     metric(
+        "mqtt5_session_limit_refusals_total",
+        "counter",
+        "CONNECTs refused because a new persistent session would pass [broker] max_persistent_sessions.",
+        s.session_limit_refusals.to_string(),
+    );
+    metric(
+        "mqtt5_connection_pauses_total",
+        "counter",
+        "Times a connection was no longer read because its next packet would add to the work of a store that is behind.",
+        s.input_pauses.to_string(),
+    );
+    metric(
         "mqtt5_messages_denied_total",
         "counter",
         "Deliveries the access rules refused at delivery time (retained, resumed, queued, shared).",
@@ -369,6 +387,36 @@ pub(crate) fn render(m: &Snapshot) -> String {
         "1 while the store refuses writes (disk full).",
         u8::from(m.storage_full).to_string(),
     );
+    metric(
+        "mqtt5_store_behind",
+        "gauge",
+        "1 while the store is behind: from [storage] backlog_high_ops uncommitted ops until backlog_low_ops.",
+        u8::from(m.store_behind).to_string(),
+    );
+    metric(
+        "mqtt5_store_backlog_full",
+        "gauge",
+        "1 while new connections wait to be accepted: four times [storage] backlog_high_ops uncommitted ops.",
+        u8::from(m.backlog_full).to_string(),
+    );
+    metric(
+        "mqtt5_store_backlog_ops",
+        "gauge",
+        "Store ops submitted and not yet committed.",
+        m.backlog_ops.to_string(),
+    );
+    metric(
+        "mqtt5_store_backlog_batches",
+        "gauge",
+        "Store batches submitted and not yet committed.",
+        m.backlog_batches.to_string(),
+    );
+    metric(
+        "mqtt5_paused_connections",
+        "gauge",
+        "Connections not read until the store catches up: their next packet would add to its work.",
+        m.paused.to_string(),
+    );
     out
 }
 
@@ -377,6 +425,7 @@ pub(crate) struct Snapshot {
     pub(crate) connections: usize,
     pub(crate) clients: usize,
     pub(crate) sessions: usize,
+    pub(crate) persistent_sessions: usize,
     pub(crate) subscriptions: usize,
     pub(crate) retained: usize,
     pub(crate) queued: usize,
@@ -390,6 +439,11 @@ pub(crate) struct Snapshot {
     pub(crate) commit_mean: Duration,
     pub(crate) commit_max: Duration,
     pub(crate) storage_full: bool,
+    pub(crate) store_behind: bool,
+    pub(crate) backlog_full: bool,
+    pub(crate) backlog_ops: usize,
+    pub(crate) backlog_batches: usize,
+    pub(crate) paused: usize,
 }
 
 #[cfg(test)]

@@ -15,10 +15,15 @@
 //!
 //! - **No thread per connection.** One thread serves every connection; the store writes on
 //!   its own thread.
-//! - **Durability.** In `sync` mode an `Action::Persist` is a barrier: every action after it
-//!   waits until the writer reports that batch committed, so an acknowledgement never leaves
-//!   before the data it confirms (`docs/architecture.md`, "The persist barrier"). In
-//!   `periodic` and `memory` modes nothing waits.
+//! - **Durability.** In `sync` mode an `Action::Persist` is a barrier for the actions the
+//!   core says wait (`Action::barrier`: an acknowledgement after a batch of its input, a
+//!   CONNACK with Session Present 1 always): each waits until the writer reports the batches
+//!   before it committed, so an acknowledgement never leaves before the data it confirms, and
+//!   the other actions of its connection wait behind it (`docs/architecture.md`, "The persist
+//!   barrier"). In `periodic` and `memory` modes nothing waits.
+//! - **Backpressure.** When the writer falls behind (`backlog.rs`), the loop stops reading
+//!   the connections whose next packet would add to its work, and keeps reading the others; it
+//!   never waits for the writer (`docs/architecture.md`, "Backpressure").
 //! - **Bounded memory per connection.** Reads stop at the Maximum Packet Size (the decoder
 //!   refuses larger packets from their header); writes go to a per-connection buffer with a
 //!   hard limit, and a client whose buffer overflows is disconnected and logged.
@@ -42,13 +47,15 @@ use bytes::BytesMut;
 use crossbeam_channel::{Receiver, TryRecvError};
 use mio::net::{TcpListener, TcpStream};
 use mio::{Events, Interest, Poll, Token, Waker};
-use mqtt5_broker::{Action, AuthVerdict, Broker, ConnId, Notice, PeerInfo, Services};
+use mqtt5_broker::{Action, AuthVerdict, Barrier, Broker, ConnId, Notice, PeerInfo, Services};
+use mqtt5_codec::Packet;
 use mqtt5_codec::{Decoder, ProtocolVersion};
-use mqtt5_store::{BatchId, Completion, Durability, MemoryStore, Store, Writer, WriterConfig};
+use mqtt5_store::{Completion, Durability, MemoryStore, Store, Writer, WriterConfig};
 use slab::Slab;
 use tracing::{debug, error, info, warn};
 
 use crate::auth_watch::{AuthSource, AuthWatch, POLL_INTERVAL};
+use crate::backlog::{Backlog, Settled, Ticket, Watermarks};
 use crate::logs::{Clipped, RateLimit, Verdict};
 use crate::passwords::PasswordCheckers;
 use crate::settings::{self, Settings};
@@ -72,6 +79,11 @@ const CONN_BASE: usize = 1 << 16;
 /// The most bytes read from one connection per readiness event, so that one busy client
 /// cannot starve the others; the rest is read on the next round.
 const READ_BUDGET: usize = 256 * 1024;
+/// The store ops one round of the event loop (one poll and what follows it) hands to the
+/// writer before the clients that feed the store wait for the next round. A message with a
+/// durable fan-out to thousands of sessions costs the event loop milliseconds: clients that
+/// send many of them take turns, one round at a time, and the others' events come between.
+const STORE_OPS_PER_ROUND: u64 = 1000;
 /// How long a connection the broker closes goes on reading (and dropping) its client's
 /// input, at most, counted from the core's close: the lingering close (see [`Linger`]).
 const LINGER: Duration = Duration::from_millis(500);
@@ -199,6 +211,15 @@ struct Connection {
     /// The core takes no packets from it for now (its CONNECT waits for a password check
     /// or for its refusal): its input stays unread.
     paused: bool,
+    /// Its next packet would add to the work of a store that is behind: the packet waits in
+    /// [`Server::store_paused`] and its input stays unread until the store catches up.
+    store_paused: bool,
+    /// Its last turn gave the store work: once a round has handed the writer its share
+    /// ([`STORE_OPS_PER_ROUND`]), its input waits for the next round.
+    feeds_store: bool,
+    /// Its last turn stopped before decoding all of `rbuf` (the round had handed the writer
+    /// its share): what is left is decoded before more is read.
+    deferred_input: bool,
     /// It counts against its address's connections that have not completed CONNECT.
     connecting: bool,
     /// Its client certificate was reported to the core (or it has none to report).
@@ -460,15 +481,27 @@ struct Server<S: Store + Send + 'static> {
     next_generation: u64,
     broker: Broker,
     writer: Option<Writer<S>>,
-    writer_handle: mqtt5_store::WriterHandle,
+    /// What the writer has not committed yet, and whether it is behind.
+    backlog: Backlog,
     completions: Receiver<Completion>,
-    /// In sync mode: actions held until the batch they follow is committed.
-    held: VecDeque<(BatchId, Action)>,
-    /// The last batch submitted and whether sends must wait for it.
-    barrier: Option<BatchId>,
-    committed: Option<BatchId>,
+    /// In sync mode: actions held until the batch they wait for is committed, in order (their
+    /// tickets never decrease).
+    held: VecDeque<(Ticket, Action)>,
+    /// How many actions of each connection are held: its later actions wait behind them.
+    held_per_conn: std::collections::HashMap<ConnId, usize>,
+    /// The last batch submitted, in sync mode.
+    barrier: Option<Ticket>,
+    committed: Option<Ticket>,
     /// Batches that failed, while actions held behind them remain.
-    failed: Vec<BatchId>,
+    failed: Vec<Ticket>,
+    /// Connections whose input waits for the store to catch up, in the order they were
+    /// paused, each with the packet the core was not handed and whether its input ended
+    /// after that packet (to be reported lost once the packet is handled).
+    store_paused: VecDeque<(ConnId, Packet, bool)>,
+    /// Lines about the store falling behind: one per interval.
+    behind_log: RateLimit,
+    /// The writer's count of submitted ops when this round of the event loop began.
+    round_started: u64,
     wait_for_commits: bool,
     max_connections: usize,
     open_connections: usize,
@@ -501,6 +534,11 @@ struct Server<S: Store + Send + 'static> {
     refusal_log: RateLimit,
     /// Lines about connections closed at accept (limits), per source: one per interval.
     accept_log: RateLimit,
+    /// Listeners with connections waiting to be accepted while the store's backlog is full
+    /// ([`Backlog::full`]): they are accepted once it is not (readiness is edge-triggered).
+    accepts_waiting: Vec<usize>,
+    /// Lines about the store's backlog being full: one per interval.
+    full_log: RateLimit,
     /// Lines about the retained store's limits, and about the queue memory.
     limit_log: RateLimit,
     /// The instant the loop took at its last wake-up: every input to the core in this round
@@ -688,9 +726,19 @@ fn serve<S: Store + Send + 'static>(
         max_packet_size: settings.broker.max_packet_size,
         broker,
         writer: Some(writer),
-        writer_handle,
+        backlog: Backlog::new(
+            writer_handle,
+            Watermarks {
+                high_ops: settings.storage.backlog_high_ops,
+                low_ops: settings.storage.backlog_low_ops,
+            },
+        ),
         completions,
         held: VecDeque::new(),
+        held_per_conn: std::collections::HashMap::new(),
+        store_paused: VecDeque::new(),
+        behind_log: RateLimit::new(Duration::from_secs(60), 1),
+        round_started: 0,
         barrier: None,
         committed: None,
         failed: Vec::new(),
@@ -710,6 +758,8 @@ fn serve<S: Store + Send + 'static>(
         max_connecting_per_address: settings.max_connecting_per_address,
         refusal_log: RateLimit::new(Duration::from_secs(60), 10),
         accept_log: RateLimit::new(Duration::from_secs(10), 1),
+        accepts_waiting: Vec::new(),
+        full_log: RateLimit::new(Duration::from_secs(60), 1),
         limit_log: RateLimit::new(Duration::from_secs(60), 10),
         now: Instant::now(),
         congested: Vec::new(),
@@ -780,7 +830,8 @@ impl<S: Store + Send + 'static> Server<S> {
         let mut events = Events::with_capacity(1024);
         loop {
             let now = Instant::now();
-            let mut timeout = if self.pending.is_empty() {
+            let resumable = !self.store_paused.is_empty() && !self.backlog.behind();
+            let mut timeout = if self.pending.is_empty() && !resumable {
                 self.broker
                     .poll_timeout()
                     .map(|at| at.saturating_duration_since(now))
@@ -805,6 +856,7 @@ impl<S: Store + Send + 'static> Server<S> {
             }
             let now = Instant::now();
             self.now = now;
+            self.round_started = self.backlog.submitted_ops();
             for event in events.iter() {
                 match event.token() {
                     WAKER => {}
@@ -824,6 +876,8 @@ impl<S: Store + Send + 'static> Server<S> {
             }
             self.expire_lingering(now);
             self.take_completions();
+            self.resume_paused(now);
+            self.accept_waiting(now);
             self.take_verdicts(now);
             if let Some(watch) = &self.auth_watch {
                 watch.apply_pending(&mut self.broker, &self.passwords);
@@ -870,6 +924,7 @@ impl<S: Store + Send + 'static> Server<S> {
             connections: self.open_connections,
             clients: self.broker.connected_clients(),
             sessions: self.broker.session_count(),
+            persistent_sessions: self.broker.persistent_session_count(),
             subscriptions: self.broker.subscription_count(),
             retained: self.broker.retained_count(),
             queued,
@@ -883,6 +938,11 @@ impl<S: Store + Send + 'static> Server<S> {
             commit_mean: store.mean_commit_latency,
             commit_max: store.max_commit_latency,
             storage_full: self.broker.storage_full(),
+            store_behind: self.backlog.behind(),
+            backlog_full: self.backlog.full(),
+            backlog_ops: self.backlog.ops(),
+            backlog_batches: self.backlog.batches(),
+            paused: self.broker.paused_connections(),
         };
         let text = crate::metrics::render(&snapshot);
         if let Ok(mut slot) = shared.lock() {
@@ -892,6 +952,25 @@ impl<S: Store + Send + 'static> Server<S> {
 
     /// Accepts every pending connection on listener `i`.
     fn accept(&mut self, now: Instant, i: usize) {
+        if self.backlog.full() {
+            // Each connection brings the store a client record or more that cannot be held
+            // back: none are accepted until the store catches up; the kernel's backlog holds
+            // them meanwhile.
+            if !self.accepts_waiting.contains(&i) {
+                self.accepts_waiting.push(i);
+            }
+            if let Verdict::Write { suppressed } = self
+                .full_log
+                .check(now, std::net::IpAddr::from([0, 0, 0, 0]))
+            {
+                warn!(
+                    uncommitted_ops = self.backlog.ops(),
+                    suppressed,
+                    "the store's backlog is full: new connections wait until it catches up"
+                );
+            }
+            return;
+        }
         loop {
             let Some(listener) = self.listeners.get_mut(i) else {
                 return;
@@ -993,6 +1072,9 @@ impl<S: Store + Send + 'static> Server<S> {
                 ws,
                 congested: false,
                 paused: false,
+                store_paused: false,
+                feeds_store: false,
+                deferred_input: false,
                 connecting: true,
                 certificate_done,
             });
@@ -1007,6 +1089,16 @@ impl<S: Store + Send + 'static> Server<S> {
         }
     }
 
+    /// Accepts the connections that waited for the store's backlog to be under its limit.
+    fn accept_waiting(&mut self, now: Instant) {
+        if self.backlog.full() {
+            return;
+        }
+        for i in core::mem::take(&mut self.accepts_waiting) {
+            self.accept(now, i);
+        }
+    }
+
     /// Reads what the socket has (up to the budget) and feeds whole packets to the core.
     fn read(&mut self, now: Instant, key: usize) {
         let Some(c) = self.conns.get_mut(key) else {
@@ -1016,12 +1108,25 @@ impl<S: Store + Send + 'static> Server<S> {
             self.drop_input(key);
             return;
         }
-        if c.paused {
+        if c.paused || c.store_paused {
             return;
         }
         c.more_to_read = false;
         let raw_start = c.rbuf.len();
-        let outcome = c.read_input(&mut self.scratch);
+        let outcome = if c.deferred_input && c.rbuf.len() >= READ_BUDGET {
+            // What an earlier turn read is not all handled yet: that first, and no more bytes
+            // until it is, so that the buffer stays within about twice the budget. (A buffer
+            // that holds only the start of a large packet is read on: `deferred_input` is
+            // false once a turn has decoded all it could.)
+            ReadOutcome {
+                bytes: 0,
+                eof: false,
+                more: true,
+                error: None,
+            }
+        } else {
+            c.read_input(&mut self.scratch)
+        };
         let mut ws_closed = false;
         if let Some(ws) = c.ws.as_mut() {
             // What was read is WebSocket traffic: only the MQTT bytes it carries stay in rbuf.
@@ -1061,25 +1166,52 @@ impl<S: Store + Send + 'static> Server<S> {
             }
         }
         self.broker.record_traffic(read_total as u64, 0);
-        // Decode every whole packet.
+        self.consume(now, key, eof, failed);
+    }
+
+    /// Hands every whole packet of connection `key`'s buffer to the core (unless one has to
+    /// wait for the store), then reports the connection lost if its input ended.
+    fn consume(&mut self, now: Instant, key: usize, eof: bool, failed: Option<io::Error>) {
+        let round_spent = self.round_spent();
+        let turn_started = self.backlog.submitted_ops();
+        let mut deferred = false;
+        let mut handled = false;
         loop {
             let Some(c) = self.conns.get_mut(key) else {
                 return;
             };
-            if c.closing || c.paused {
+            if c.closing || c.paused || c.store_paused {
+                break;
+            }
+            if round_spent && c.feeds_store && !c.rbuf.is_empty() && !eof && failed.is_none() {
+                // The store has had its share of this round: a client that feeds it waits
+                // for the next (an input that ended is handled to its end now).
+                c.more_to_read = true;
+                deferred = true;
                 break;
             }
             let id = c.id;
             match c.decoder.decode(&mut c.rbuf) {
+                // Asked only while the store is behind: otherwise nothing waits.
+                Ok(Some(packet))
+                    if self.backlog.behind() && self.broker.needs_store(id, &packet) =>
+                {
+                    self.pause_for_store(now, key, id, packet);
+                }
                 Ok(Some(packet)) => {
-                    self.broker.handle_packet(now, id, packet);
-                    self.run_actions();
-                    if !self.broker.accepts_packets(id)
+                    handled = true;
+                    let before = self.backlog.submitted_ops();
+                    self.feed(now, key, id, packet);
+                    let spent = self.round_spent() && !eof && failed.is_none();
+                    if self.backlog.submitted_ops() > before
                         && let Some(c) = self.conns.get_mut(key)
                     {
-                        // Its CONNECT waits (a password check, or a delayed refusal): the
-                        // rest of its input waits too ([MQTT-3.1.4-6]).
-                        c.paused = true;
+                        c.feeds_store = true;
+                        if spent {
+                            c.more_to_read |= !c.rbuf.is_empty();
+                            deferred = true;
+                            break;
+                        }
                     }
                 }
                 Ok(None) => break,
@@ -1090,6 +1222,19 @@ impl<S: Store + Send + 'static> Server<S> {
                     return;
                 }
             }
+        }
+        if let Some(c) = self.conns.get_mut(key) {
+            c.deferred_input = deferred;
+        }
+        if handled
+            && !deferred
+            && self.backlog.submitted_ops() == turn_started
+            && let Some(c) = self.conns.get_mut(key)
+            && !c.store_paused
+        {
+            // A turn whose packets gave the store nothing (and kept nothing back for it): not
+            // a client that feeds it, for now.
+            c.feeds_store = false;
         }
         if let Some(c) = self.conns.get_mut(key)
             && c.rbuf.is_empty()
@@ -1112,6 +1257,16 @@ impl<S: Store + Send + 'static> Server<S> {
                     None => "connection closed by the client".to_owned(),
                 }));
             }
+            if c.store_paused {
+                // What it sent before it went is handled when the store catches up; then it
+                // is reported lost.
+                if let Some(last) = self.store_paused.back_mut()
+                    && last.0 == id
+                {
+                    last.2 = true;
+                }
+                return;
+            }
             if !closing {
                 self.broker.handle_connection_lost(now, id);
                 self.run_actions();
@@ -1127,30 +1282,113 @@ impl<S: Store + Send + 'static> Server<S> {
                 return;
             };
             c.linger.input_ended = true;
-            if !c.closing && self.held.is_empty() {
+            if !c.closing && !self.held_per_conn.contains_key(&id) {
                 self.begin_close(key);
             }
             return;
         }
-        if self.conns.get(key).is_some_and(|c| c.more_to_read) {
+        if self
+            .conns
+            .get(key)
+            .is_some_and(|c| c.more_to_read && !c.store_paused)
+        {
             self.pending.push(key);
         }
     }
 
-    /// Drains the core's actions, holding them behind an uncommitted batch in sync mode.
+    /// Whether this round of the event loop has handed the writer its share of store ops
+    /// ([`STORE_OPS_PER_ROUND`]).
+    fn round_spent(&self) -> bool {
+        self.backlog.submitted_ops() - self.round_started >= STORE_OPS_PER_ROUND
+    }
+
+    /// Hands one packet of connection `key` to the core and runs what it asks for.
+    fn feed(&mut self, now: Instant, key: usize, id: ConnId, packet: Packet) {
+        self.broker.handle_packet(now, id, packet);
+        self.run_actions();
+        if !self.broker.accepts_packets(id)
+            && let Some(c) = self.conns.get_mut(key)
+        {
+            // Its CONNECT waits (a password check, or a delayed refusal): the rest of its
+            // input waits too ([MQTT-3.1.4-6]).
+            c.paused = true;
+        }
+    }
+
+    /// Keeps `packet` of connection `key`, which would add to the work of a store that is
+    /// behind, and reads no more of its input until the store catches up
+    /// ([`Server::resume_paused`]).
+    fn pause_for_store(&mut self, now: Instant, key: usize, id: ConnId, packet: Packet) {
+        if let Some(c) = self.conns.get_mut(key) {
+            c.store_paused = true;
+        }
+        self.store_paused.push_back((id, packet, false));
+        self.broker.handle_input_paused(now, id, true);
+        let any = std::net::IpAddr::from([0, 0, 0, 0]);
+        if let Verdict::Write { suppressed } = self.behind_log.check(now, any) {
+            warn!(
+                uncommitted_ops = self.backlog.ops(),
+                uncommitted_batches = self.backlog.batches(),
+                paused = self.broker.paused_connections(),
+                suppressed,
+                "the store is behind: clients whose next packet would add to its work are not \
+                 read until it catches up ([storage] backlog_high_ops, backlog_low_ops)"
+            );
+        }
+    }
+
+    /// Reads the paused connections again, in the order they were paused, for as long as the
+    /// store keeps up and this round has store ops to spare (the others wait for the next
+    /// rounds): each first has its kept packet handed to the core, then its input is read
+    /// (readiness is edge-triggered: no new event would say that it is readable).
+    fn resume_paused(&mut self, now: Instant) {
+        while !self.backlog.behind() && !self.round_spent() {
+            let Some((id, packet, ended)) = self.store_paused.pop_front() else {
+                return;
+            };
+            // Gone, or closed by the core meanwhile (a takeover): the packet goes with it.
+            let Some(key) = self.key_of(id) else {
+                continue;
+            };
+            let Some(c) = self.conns.get_mut(key) else {
+                continue;
+            };
+            c.store_paused = false;
+            c.feeds_store = true;
+            if c.closing {
+                continue;
+            }
+            self.broker.handle_input_paused(now, id, false);
+            self.feed(now, key, id, packet);
+            if ended {
+                self.consume(now, key, true, None);
+            } else {
+                self.read(now, key);
+            }
+        }
+    }
+
+    /// Drains the core's actions. In sync mode an action waits for the batches before it
+    /// where [`Action::barrier`] says so, and any action waits behind an earlier held one of
+    /// its connection.
     fn run_actions(&mut self) {
         let mut busy = Vec::new();
+        // Whether this drain submitted a batch: the acknowledgements after it confirm what
+        // it holds. (A drain covers one input or more; waiting for more is only slower.)
+        let mut persisted = false;
         while let Some(action) = self.broker.poll_action() {
             let action = match action {
                 Action::Persist(ops) => {
-                    match self.writer_handle.submit(ops) {
-                        Ok(batch) => {
+                    // Never waits: a batch the writer has no room for waits in the backlog.
+                    match self.backlog.submit(ops) {
+                        Ok(ticket) => {
+                            persisted = true;
                             if self.wait_for_commits {
-                                self.barrier = Some(batch);
+                                self.barrier = Some(ticket);
                             }
                         }
-                        Err(e) => {
-                            error!(error = %e, "the store writer is gone; data is not persisted");
+                        Err(_) => {
+                            error!("the store writer is gone; data is not persisted");
                         }
                     }
                     continue;
@@ -1180,12 +1418,7 @@ impl<S: Store + Send + 'static> Server<S> {
                 }
                 action => action,
             };
-            match self.barrier {
-                Some(batch) if self.committed.is_none_or(|c| c < batch) => {
-                    self.held.push_back((batch, action));
-                }
-                _ => self.execute(action),
-            }
+            self.execute_or_hold(action, persisted);
         }
         // What executing the actions found out goes to the core now that the drain is over,
         // with the loop's one `now`: logins the checkers had no room for (answered "server
@@ -1207,6 +1440,40 @@ impl<S: Store + Send + 'static> Server<S> {
             self.broker.handle_connection_lost(now, conn);
         }
         self.run_actions();
+    }
+
+    /// Runs `action` now, or holds it until the last batch submitted is committed, as
+    /// [`Action::barrier`] says: an acknowledgement of its own input's state
+    /// ([`Barrier::OwnInput`]) when a batch came earlier in its drain (`persisted`), a CONNACK
+    /// that vouches for an earlier input's state ([`Barrier::Earlier`]) always, and any action
+    /// behind a held one of its connection.
+    fn execute_or_hold(&mut self, action: Action, persisted: bool) {
+        let uncommitted = self
+            .barrier
+            .filter(|&b| self.committed.is_none_or(|c| c < b));
+        let Some(barrier) = uncommitted else {
+            self.execute(action);
+            return;
+        };
+        let conn = match &action {
+            Action::Send { conn, .. } | Action::Close { conn } => Some(*conn),
+            _ => None,
+        };
+        let behind_its_connection = conn.is_some_and(|c| self.held_per_conn.contains_key(&c));
+        // The core says what the action vouches for; the driver only keeps the batches.
+        let waits_for_a_batch = match action.barrier() {
+            Barrier::Order => false,
+            Barrier::OwnInput => persisted,
+            Barrier::Earlier => true,
+        };
+        if !(behind_its_connection || waits_for_a_batch) {
+            self.execute(action);
+            return;
+        }
+        if let Some(conn) = conn {
+            *self.held_per_conn.entry(conn).or_insert(0) += 1;
+        }
+        self.held.push_back((barrier, action));
     }
 
     /// Hands the password checkers' verdicts to the core, and lets the connections they
@@ -1384,6 +1651,29 @@ impl<S: Store + Send + 'static> Server<S> {
                 "queued messages reached [broker] max_queued_bytes_total: new persistent work \
                  is refused and new queued deliveries are dropped until the queues drain"
             ),
+            Notice::SessionLimit {
+                conn,
+                client_id,
+                limit,
+            } => {
+                let Some(peer) = self
+                    .key_of(conn)
+                    .and_then(|k| self.conns.get(k))
+                    .map(|c| c.peer)
+                else {
+                    return;
+                };
+                if let Verdict::Write { suppressed } = self.refusal_log.check(now, peer.ip()) {
+                    warn!(
+                        %peer,
+                        client_id = %Clipped(&client_id),
+                        limit,
+                        suppressed,
+                        "connection refused: the broker keeps as many persistent sessions as \
+                         [broker] max_persistent_sessions allows"
+                    );
+                }
+            }
             Notice::QueueMemory { full: false, bytes } => {
                 info!(
                     bytes,
@@ -1402,7 +1692,6 @@ impl<S: Store + Send + 'static> Server<S> {
                     match &completion {
                         Completion::Failed { batch, error } => {
                             error!(%batch, error = %error, "a store batch failed; the acknowledgements that depend on it are withheld");
-                            self.failed.push(*batch);
                             if completion.is_storage_full() && !self.broker.storage_full() {
                                 error!(
                                     "storage full: refusing new persistent work until the store accepts writes again"
@@ -1416,33 +1705,51 @@ impl<S: Store + Send + 'static> Server<S> {
                         }
                         _ => {}
                     }
-                    let last = completion.last();
+                    let last = match self.backlog.settle(&completion) {
+                        Some(Settled::Committed(ticket)) => ticket,
+                        Some(Settled::Failed(ticket)) => {
+                            self.failed.push(ticket);
+                            ticket
+                        }
+                        None => continue,
+                    };
                     self.committed = Some(self.committed.map_or(last, |c| c.max(last)));
                 }
                 Err(TryRecvError::Empty) => break,
                 Err(TryRecvError::Disconnected) => {
+                    // The writer has stopped: nothing more will be committed, and nothing
+                    // waits for it any longer.
                     self.committed = self.barrier;
+                    self.backlog.abandon();
                     break;
                 }
             }
         }
-        while let Some((batch, _)) = self.held.front() {
-            if self.committed.is_none_or(|c| c < *batch) {
+        while let Some((ticket, _)) = self.held.front() {
+            if self.committed.is_none_or(|c| c < *ticket) {
                 break;
             }
-            if let Some((batch, action)) = self.held.pop_front() {
-                if self.failed.contains(&batch) && is_acknowledgement(&action) {
+            if let Some((ticket, action)) = self.held.pop_front() {
+                if let Action::Send { conn, .. } | Action::Close { conn } = &action
+                    && let Some(n) = self.held_per_conn.get_mut(conn)
+                {
+                    *n -= 1;
+                    if *n == 0 {
+                        self.held_per_conn.remove(conn);
+                    }
+                }
+                if self.failed.contains(&ticket) && action.is_acknowledgement() {
                     // Its data is not durable: no acknowledgement. The client keeps the message
                     // and sends it again when it reconnects (QoS 2 is not routed twice).
-                    warn!(%batch, "acknowledgement withheld: its batch was not stored");
+                    warn!("acknowledgement withheld: its batch was not stored");
                     continue;
                 }
                 self.execute(action);
             }
         }
         // Failures older than everything still held are done with.
-        let oldest = self.held.front().map(|(b, _)| *b);
-        self.failed.retain(|b| oldest.is_some_and(|o| *b >= o));
+        let oldest = self.held.front().map(|(t, _)| *t);
+        self.failed.retain(|t| oldest.is_some_and(|o| *t >= o));
     }
 
     /// The connection completed CONNECT: it no longer counts against its address's
@@ -1747,6 +2054,8 @@ impl<S: Store + Send + 'static> Server<S> {
         self.now = now;
         self.broker.handle_shutdown(now);
         self.run_actions();
+        // Batches that waited for room in the writer's queue go now, in order.
+        self.backlog.submit_waiting();
         if let Some(writer) = self.writer.take() {
             if let Err(e) = writer.flush() {
                 error!(error = %e, "the final store commit failed");
@@ -1832,20 +2141,4 @@ fn release_connecting(
             connecting.remove(&source);
         }
     }
-}
-
-/// Whether an action sends an acknowledgement of something the client sent (which promises
-/// that it is stored).
-fn is_acknowledgement(action: &Action) -> bool {
-    matches!(
-        action,
-        Action::Send {
-            packet: mqtt5_codec::Packet::PubAck(_)
-                | mqtt5_codec::Packet::PubRec(_)
-                | mqtt5_codec::Packet::PubComp(_)
-                | mqtt5_codec::Packet::SubAck(_)
-                | mqtt5_codec::Packet::UnsubAck(_),
-            ..
-        }
-    )
 }

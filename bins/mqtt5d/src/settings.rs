@@ -47,6 +47,14 @@ pub(crate) const DEFAULT_WRITE_BUFFER_LIMIT: usize = 1 << 20;
 /// The default period of [`Durability::Periodic`], in milliseconds.
 pub(crate) const DEFAULT_PERIODIC_MS: u64 = 100;
 
+/// The default high watermark of the store's backlog, in uncommitted ops: two of the writer's
+/// largest transactions (10,000 ops each).
+const DEFAULT_BACKLOG_HIGH_OPS: usize = 20_000;
+
+/// The default low watermark: half a transaction, so that the writer still has work while the
+/// paused clients send again.
+const DEFAULT_BACKLOG_LOW_OPS: usize = 5_000;
+
 /// The default path of a WebSocket listener.
 pub(crate) const DEFAULT_WEBSOCKET_PATH: &str = "/mqtt";
 
@@ -183,6 +191,14 @@ pub(crate) struct StorageSettings {
     /// The most bytes the database may grow to; past it, writes fail as on a full disk and
     /// the broker refuses new persistent work. `None`: only the disk limits it.
     pub(crate) max_size: Option<u64>,
+    /// The high watermark of the store's backlog: from this many store ops submitted and not
+    /// yet committed on, the store is behind, and the connections whose next packet would add
+    /// to the backlog are no longer read. At least 1. Default 20,000.
+    pub(crate) backlog_high_ops: usize,
+    /// The low watermark: at this many uncommitted ops or fewer the store has caught up, and
+    /// the paused connections are read again, in the order they were paused. Below
+    /// `backlog_high_ops`. Default 5,000.
+    pub(crate) backlog_low_ops: usize,
 }
 
 impl StorageSettings {
@@ -279,6 +295,8 @@ impl Default for Settings {
                 data_dir: PathBuf::from(DEFAULT_DATA_DIR),
                 durability: Durability::Sync,
                 max_size: None,
+                backlog_high_ops: DEFAULT_BACKLOG_HIGH_OPS,
+                backlog_low_ops: DEFAULT_BACKLOG_LOW_OPS,
             },
             auth: AuthSettings {
                 allow_anonymous: None,
@@ -540,6 +558,7 @@ struct FileBroker {
     topic_alias_maximum: Option<u16>,
     max_keep_alive_secs: Option<u16>,
     max_session_expiry_secs: Option<u32>,
+    max_persistent_sessions: Option<Spanned<usize>>,
     connect_timeout_secs: Option<Spanned<u64>>,
     max_subscriptions_per_client: Option<Spanned<usize>>,
     max_topic_levels: Option<Spanned<usize>>,
@@ -555,6 +574,8 @@ struct FileStorage {
     durability: Option<DurabilityKind>,
     periodic_ms: Option<Spanned<u64>>,
     max_size_kib: Option<Spanned<u64>>,
+    backlog_high_ops: Option<Spanned<usize>>,
+    backlog_low_ops: Option<Spanned<usize>>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -1017,6 +1038,12 @@ impl Loader<'_> {
             d.max_subscription_bytes_per_client,
             "",
         );
+        let max_persistent_sessions = self.at_least_one(
+            "max_persistent_sessions",
+            file.max_persistent_sessions,
+            d.max_persistent_sessions,
+            " (max_session_expiry_secs = 0 grants no persistent session at all)",
+        );
         let max_topic_levels = self.at_least_one(
             "max_topic_levels",
             file.max_topic_levels,
@@ -1092,6 +1119,7 @@ impl Loader<'_> {
                 Some(secs) => Some(secs),
             },
             max_session_expiry: file.max_session_expiry_secs.unwrap_or(d.max_session_expiry),
+            max_persistent_sessions,
             connect_timeout,
             // Set from the listeners and `[auth]` in `build`.
             allow_anonymous: d.allow_anonymous,
@@ -1161,10 +1189,33 @@ impl Loader<'_> {
             }
             kib => kib.map(|k| k.into_inner().saturating_mul(1024)),
         };
+        let backlog_high_ops = self.at_least_one(
+            "backlog_high_ops",
+            file.backlog_high_ops,
+            DEFAULT_BACKLOG_HIGH_OPS,
+            "",
+        );
+        let backlog_low_ops = match file.backlog_low_ops {
+            Some(low) if *low.get_ref() >= backlog_high_ops => {
+                self.problem(
+                    Some(low.span()),
+                    format!(
+                        "`backlog_low_ops` must be below `backlog_high_ops` ({backlog_high_ops})"
+                    ),
+                );
+                backlog_high_ops
+                    .saturating_sub(1)
+                    .min(DEFAULT_BACKLOG_LOW_OPS)
+            }
+            Some(low) => low.into_inner(),
+            None => DEFAULT_BACKLOG_LOW_OPS.min(backlog_high_ops.saturating_sub(1)),
+        };
         StorageSettings {
             data_dir,
             durability,
             max_size,
+            backlog_high_ops,
+            backlog_low_ops,
         }
     }
 
@@ -1400,6 +1451,7 @@ shared_subscriptions = false
 topic_alias_maximum = 0
 max_keep_alive_secs = 60
 max_session_expiry_secs = 3600
+max_persistent_sessions = 500
 connect_timeout_secs = 5
 max_subscriptions_per_client = 40
 max_topic_levels = 8
@@ -1411,6 +1463,8 @@ version = "custom 1"
 data_dir = "/var/lib/mqtt5"
 durability = "periodic"
 periodic_ms = 250
+backlog_high_ops = 1000
+backlog_low_ops = 10
 
 [auth]
 allow_anonymous = false
@@ -1455,6 +1509,7 @@ listen = "127.0.0.1:9100"
         assert_eq!(b.topic_alias_maximum, 0);
         assert_eq!(b.max_keep_alive, Some(60));
         assert_eq!(b.max_session_expiry, 3600);
+        assert_eq!(b.max_persistent_sessions, 500);
         assert_eq!(b.connect_timeout, Duration::from_secs(5));
         assert_eq!(b.max_subscriptions_per_client, 40);
         assert_eq!(b.max_topic_levels, 8);
@@ -1466,6 +1521,8 @@ listen = "127.0.0.1:9100"
             s.storage.durability,
             Durability::Periodic(Duration::from_millis(250))
         );
+        assert_eq!(s.storage.backlog_high_ops, 1000);
+        assert_eq!(s.storage.backlog_low_ops, 10);
         assert_eq!(s.auth.allow_anonymous, Some(false));
         assert!(s.auth.use_database_acl);
         assert!(s.auth.scram_sha_256);
@@ -1575,6 +1632,12 @@ listen = "127.0.0.1:9100"
             ("write_buffer_limit = 0\n", 1, "write_buffer_limit"),
             ("[storage]\nperiodic_ms = 0\n", 2, "periodic_ms"),
             (
+                "[broker]\nmax_persistent_sessions = 0\n",
+                2,
+                "max_persistent_sessions",
+            ),
+            ("[storage]\nbacklog_high_ops = 0\n", 2, "backlog_high_ops"),
+            (
                 "[[listener]]\nbind = \"127.0.0.1:1\"\nmax_connections = 0\n",
                 3,
                 "max_connections",
@@ -1587,6 +1650,27 @@ listen = "127.0.0.1:9100"
             );
             assert!(message.contains(key), "{text:?}: {message}");
         }
+    }
+
+    #[test]
+    fn backlog_watermarks_must_leave_a_gap() {
+        let message = problem("[storage]\nbacklog_high_ops = 100\nbacklog_low_ops = 100\n");
+        assert!(message.starts_with("test.toml:3:"), "{message}");
+        assert!(
+            message.contains("`backlog_low_ops` must be below `backlog_high_ops` (100)"),
+            "{message}"
+        );
+        // A high watermark below the default low one takes a low one below it.
+        let s = load("[storage]\nbacklog_high_ops = 1\n").unwrap();
+        assert_eq!(
+            (s.storage.backlog_high_ops, s.storage.backlog_low_ops),
+            (1, 0)
+        );
+        let s = load("[storage]\nbacklog_high_ops = 100\n").unwrap();
+        assert_eq!(
+            (s.storage.backlog_high_ops, s.storage.backlog_low_ops),
+            (100, 99)
+        );
     }
 
     #[test]

@@ -122,7 +122,9 @@ impl Broker {
     /// # Errors
     /// [`Error::NotFresh`] when the broker already has sessions or connections.
     pub fn restore(&mut self, now: Instant, recovered: Recovered) -> Result<(), Error> {
-        crate::restore::restore(&mut self.core, now, recovered)
+        let restored = crate::restore::restore(&mut self.core, now, recovered);
+        self.core.sessions.recount_persistent();
+        restored
     }
 
     /// The configuration in force.
@@ -213,6 +215,53 @@ impl Broker {
                 ConnState::AwaitingVerdict { .. } | ConnState::Refusing { .. }
             )
         })
+    }
+
+    /// Whether handling `packet`, decoded on `conn`, would give the store new work that grows
+    /// with the client's input: a persistent session created, changed or subscribed, a
+    /// retained message, a QoS 2 packet identifier of a persistent session, or a QoS 1 or 2
+    /// message with a persistent subscriber at QoS 1 or 2. Acknowledgements, PINGREQ,
+    /// DISCONNECT and QoS 0 messages never do. It changes nothing.
+    ///
+    /// While the store is behind, the driver asks before it hands a packet over; for a yes it
+    /// keeps the packet, stops reading the connection and says so with
+    /// [`Broker::handle_input_paused`], then hands the packet over once the store has caught
+    /// up (`docs/architecture.md`, "Backpressure"). When the store keeps up there is no need
+    /// to ask.
+    #[must_use]
+    pub fn needs_store(&self, conn: ConnId, packet: &Packet) -> bool {
+        crate::backpressure::needs_store(&self.core, conn, packet)
+    }
+
+    /// The driver stopped reading `conn` (`paused` = true), keeping the packet for which
+    /// [`Broker::needs_store`] said yes, or is about to hand that packet over and read the
+    /// connection again (false). While its input waits, the connection is not held to its
+    /// connect timeout or keep-alive (`[MQTT-3.1.2-22]`: its packets were sent, the broker has
+    /// not read them); both start again when it resumes. The count of paused connections is
+    /// published as `$SYS/broker/clients/paused` ([`Broker::paused_connections`]).
+    pub fn handle_input_paused(&mut self, now: Instant, conn: ConnId, paused: bool) {
+        let core = &mut self.core;
+        if !core.conns.set_input_paused(conn, paused) {
+            return;
+        }
+        if paused {
+            core.stats.input_pauses += 1;
+            return;
+        }
+        let connect_timeout = core.config.connect_timeout;
+        let Some(c) = core.conns.get_mut(conn) else {
+            return;
+        };
+        c.last_seen = now;
+        if c.session.is_none() {
+            c.tick = core.timers.arm(conn, now + connect_timeout);
+        }
+    }
+
+    /// How many connections' input the driver holds back while the store is behind
+    /// ([`Broker::handle_input_paused`]).
+    pub const fn paused_connections(&self) -> usize {
+        self.core.conns.input_paused()
     }
 
     /// A packet decoded on `conn`.
@@ -399,6 +448,12 @@ impl Broker {
     /// How many sessions exist, connected or not.
     pub fn session_count(&self) -> usize {
         self.core.sessions.len()
+    }
+
+    /// How many sessions are persistent, connected or not
+    /// ([`Config::max_persistent_sessions`]).
+    pub const fn persistent_session_count(&self) -> usize {
+        self.core.sessions.persistent()
     }
 
     /// How many messages wait in session queues, and how many are in flight, over all

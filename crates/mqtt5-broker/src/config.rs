@@ -75,6 +75,12 @@ pub struct Config {
     /// The longest Session Expiry Interval granted, in seconds; a longer request is capped and
     /// the cap sent back in CONNACK. Default `u32::MAX` (no cap).
     pub max_session_expiry: u32,
+    /// The most persistent sessions (Session Expiry Interval above 0; 3.1.1 Clean Session 0)
+    /// the broker keeps, connected or not. Past it a CONNECT that would create a new one is
+    /// refused with CONNACK 0x97 (3.1.1 and 3.1: return code 3) and reported with
+    /// [`crate::Notice::SessionLimit`]; nothing is evicted. Resuming, taking over or replacing
+    /// (Clean Start) an existing persistent session is not a new one. Default 1,000,000.
+    pub max_persistent_sessions: usize,
     /// How long a new connection may take to complete CONNECT (and any AUTH exchange).
     /// Default 10 s.
     pub connect_timeout: Duration,
@@ -150,6 +156,7 @@ impl Default for Config {
             topic_alias_maximum: 64,
             max_keep_alive: None,
             max_session_expiry: u32::MAX,
+            max_persistent_sessions: 1_000_000,
             connect_timeout: Duration::from_secs(10),
             allow_anonymous: true,
             ignore_credentials: false,

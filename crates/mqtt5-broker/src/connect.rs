@@ -451,19 +451,7 @@ fn accept(
         return;
     }
     let expiry = granted_expiry(core, connect);
-    let resumes_stored = !connect.clean_start
-        && core
-            .sessions
-            .find(&id)
-            .and_then(|sid| core.sessions.get(sid))
-            .is_some_and(|s| s.stored);
-    if core.refusing_persistent() && expiry.granted > 0 && !resumes_stored {
-        refuse(
-            core,
-            conn,
-            ConnAckReason::QuotaExceeded,
-            Some("storage full"),
-        );
+    if expiry.granted > 0 && refused_persistent(core, conn, &id, connect) {
         return;
     }
     // Built before any session is touched: a client that cannot take it gets none.
@@ -472,6 +460,7 @@ fn accept(
         return;
     }
     let (sid, present) = take_session(core, now, &id, connect);
+    core.sessions.set_expiry(sid, expiry.granted);
     if let Some(s) = core.sessions.get_mut(sid) {
         s.conn = Some(conn);
         s.protocol = connect.protocol;
@@ -480,7 +469,6 @@ fn accept(
             s.owner = Some(identity.clone());
         }
         s.username = identity.username().map(Box::from);
-        s.expiry_interval = expiry.granted;
         s.will = connect.will.as_ref().map(|w| Box::new(w.detach()));
     }
     let peer = attach(core, now, conn, sid, connect);
@@ -490,16 +478,68 @@ fn accept(
         identity: identity.clone(),
         session_present: present,
     });
-    client_record(core, now, &id, &identity, connect.protocol, peer.as_deref());
     save_session(core, sid, None);
     core.stats.connects += 1;
     ack.session_present = present;
     core.send(conn, Packet::ConnAck(Box::new(ack)));
+    // After the CONNACK: the client record is a history for the database's readers, which
+    // the CONNACK does not vouch for, so it does not hold the CONNACK back in sync durability.
+    client_record(core, now, &id, &identity, connect.protocol, peer.as_deref());
     let connected = core.conns.connected() as u64;
     core.stats.max_connected = core.stats.max_connected.max(connected);
     if present {
         resume(core, now, sid);
     }
+}
+
+/// Refuses a CONNECT for a persistent session of `client_id` (CONNACK 0x97, 3.1.1: return
+/// code 3) when it would need storage while the store is full, or would make one more
+/// persistent session than the broker keeps; returns whether it did.
+fn refused_persistent(core: &mut Core, conn: ConnId, client_id: &str, connect: &Connect) -> bool {
+    let resumes_stored = !connect.clean_start
+        && core
+            .sessions
+            .find(client_id)
+            .and_then(|sid| core.sessions.get(sid))
+            .is_some_and(|s| s.stored);
+    if core.refusing_persistent() && !resumes_stored {
+        refuse(
+            core,
+            conn,
+            ConnAckReason::QuotaExceeded,
+            Some("storage full"),
+        );
+        return true;
+    }
+    if session_limit_reached(core, client_id) {
+        core.stats.session_limit_refusals += 1;
+        core.notice(Notice::SessionLimit {
+            conn,
+            client_id: client_id.to_owned(),
+            limit: core.config.max_persistent_sessions,
+        });
+        refuse(
+            core,
+            conn,
+            ConnAckReason::QuotaExceeded,
+            Some("the broker keeps as many persistent sessions as it may"),
+        );
+        return true;
+    }
+    false
+}
+
+/// Whether a CONNECT for a persistent session of `client_id` would make one more persistent
+/// session than [`crate::Config::max_persistent_sessions`] allows. Resuming, taking over or
+/// replacing (Clean Start) a persistent session of that client identifier leaves the count
+/// as it is; a non-persistent one made persistent counts as new.
+fn session_limit_reached(core: &Core, client_id: &str) -> bool {
+    let existing = core
+        .sessions
+        .find(client_id)
+        .and_then(|sid| core.sessions.get(sid))
+        .is_some_and(crate::session::Session::is_persistent);
+    !existing && core.sessions.persistent() >= core.config.max_persistent_sessions
 }
 
 /// Records the connection in the client records, where they are kept.
@@ -526,13 +566,13 @@ fn client_record(
 
 /// The Session Expiry Interval asked for and granted.
 #[derive(Clone, Copy)]
-struct Expiry {
-    requested: u32,
-    granted: u32,
+pub(crate) struct Expiry {
+    pub(crate) requested: u32,
+    pub(crate) granted: u32,
 }
 
 /// The Session Expiry Interval a CONNECT asks for, and the one it gets.
-fn granted_expiry(core: &Core, connect: &Connect) -> Expiry {
+pub(crate) fn granted_expiry(core: &Core, connect: &Connect) -> Expiry {
     // 5.0 says it; 3.1.1 Clean Session 0 means "forever".
     let requested = if connect.protocol.is_v5() {
         connect.properties.session_expiry_interval.unwrap_or(0)

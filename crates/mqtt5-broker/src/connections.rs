@@ -99,12 +99,21 @@ pub(crate) struct Conn {
     pub(crate) problem_information: bool,
     /// The driver's buffer towards this client is full: deliveries wait in the session queue.
     pub(crate) congested: bool,
+    /// The driver holds this connection's next packet, unread by the core, until the store
+    /// catches up ([`crate::Broker::handle_input_paused`]). Changed only through
+    /// [`Connections::set_input_paused`], which counts them.
+    input_paused: bool,
     /// The Authentication Method the connection authenticated with, if any: a
     /// re-authentication must use the same one (`[MQTT-4.12.1-1]`).
     pub(crate) auth_method: Option<Box<MqttString>>,
 }
 
 impl Conn {
+    /// Whether the driver holds this connection's input back ([`Conn::input_paused`]).
+    pub(crate) const fn input_paused(&self) -> bool {
+        self.input_paused
+    }
+
     /// A new connection from `peer`, waiting for CONNECT; `window` is the broker's in-flight
     /// limit until the client's Receive Maximum is known.
     pub(crate) fn new(peer: PeerInfo, now: Instant, window: u16) -> Self {
@@ -122,6 +131,7 @@ impl Conn {
             aliases: None,
             problem_information: true,
             congested: false,
+            input_paused: false,
             auth_method: None,
         }
     }
@@ -143,6 +153,8 @@ pub(crate) struct Connections {
     map: HashMap<ConnId, Box<Conn>, IdHash>,
     /// Connections attached to a session.
     connected: usize,
+    /// Connections whose input the driver holds back ([`Conn::input_paused`]).
+    input_paused: usize,
 }
 
 impl Connections {
@@ -187,7 +199,33 @@ impl Connections {
         if conn.session.is_some() {
             self.connected = self.connected.saturating_sub(1);
         }
+        if conn.input_paused {
+            self.input_paused = self.input_paused.saturating_sub(1);
+        }
         Some(conn)
+    }
+
+    /// Notes whether the driver holds connection `id`'s input back; returns whether that
+    /// changed.
+    pub(crate) fn set_input_paused(&mut self, id: ConnId, paused: bool) -> bool {
+        let Some(c) = self.map.get_mut(&id) else {
+            return false;
+        };
+        if c.input_paused == paused {
+            return false;
+        }
+        c.input_paused = paused;
+        if paused {
+            self.input_paused += 1;
+        } else {
+            self.input_paused = self.input_paused.saturating_sub(1);
+        }
+        true
+    }
+
+    /// How many connections' input the driver holds back.
+    pub(crate) const fn input_paused(&self) -> usize {
+        self.input_paused
     }
 
     /// Every connection's id.

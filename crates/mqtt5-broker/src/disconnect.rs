@@ -51,7 +51,7 @@ pub(crate) fn on_disconnect(
     };
     if let Some(requested) = d.properties.session_expiry_interval {
         let cap = core.config.max_session_expiry;
-        let Some(s) = core.sessions.get_mut(sid) else {
+        let Some(s) = core.sessions.get(sid) else {
             return Ok(());
         };
         if s.expiry_interval == 0 && requested != 0 {
@@ -59,7 +59,7 @@ pub(crate) fn on_disconnect(
             return Err(Violation::SessionExpiryAfterZero);
         }
         // Lowered to 0, the session ends with this connection (and leaves the store).
-        s.expiry_interval = requested.min(cap);
+        core.sessions.set_expiry(sid, requested.min(cap));
     }
     let (ending, why) = match d.reason {
         DisconnectReason::NormalDisconnection => (Ending::Normal, "client disconnected".to_owned()),
@@ -117,6 +117,20 @@ pub(crate) fn check_connection(core: &mut Core, now: Instant, conn: ConnId, tick
         return;
     }
     c.tick = 0;
+    if c.input_paused() {
+        // The driver holds its next packet until the store catches up: the client is not
+        // silent, and its clocks start again when its input is read
+        // (`Broker::handle_input_paused`). Looked at again a period later.
+        let period = if c.session.is_none() {
+            core.config.connect_timeout
+        } else {
+            Duration::from_millis(u64::from(c.keep_alive_ms))
+        };
+        if !period.is_zero() {
+            c.tick = core.timers.arm(conn, now + period);
+        }
+        return;
+    }
     if c.session.is_none() {
         // The connect timeout: CONNECT (and its AUTH exchange) did not complete.
         close_unconnected(core, conn, "connect timeout");

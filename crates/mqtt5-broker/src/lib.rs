@@ -20,11 +20,15 @@
 //!   [`Broker::handle_decode_error`] when the decoder fails, and
 //!   [`Broker::handle_connection_lost`] when the socket dies.
 //! - After each input, run every [`Broker::poll_action`] in order. An
-//!   [`Action::Persist`] must be durable before any later [`Action::Send`] goes out: that is
-//!   how an acknowledgement never runs ahead of the data it confirms. An
+//!   [`Action::Persist`] must be durable before an acknowledgement that follows it among the
+//!   actions of the same input goes out: that is how an acknowledgement never runs ahead of
+//!   the data it confirms. The actions of one connection keep their order. An
 //!   [`Action::Protocol`] sets the version the connection's decoder and encoder use from then
 //!   on; an [`Action::CheckPassword`] is answered with [`Broker::handle_password_verdict`].
 //! - Call [`Broker::handle_timeout`] when [`Broker::poll_timeout`] says.
+//! - While the store falls behind, ask [`Broker::needs_store`] before handing a packet
+//!   over, and hold back the connections whose next packet would add to the backlog
+//!   ([`Broker::handle_input_paused`]).
 //!
 //! # Example
 //! ```
@@ -77,6 +81,7 @@
 mod access;
 mod acl;
 mod auth;
+mod backpressure;
 #[cfg(feature = "bench")]
 pub mod bench;
 mod broker;
@@ -121,4 +126,4 @@ pub use random::RandomSource;
 pub use scram::*;
 pub use stats::Stats;
 pub use throttle::address_key;
-pub use types::{Action, ConnId, Error, Identity, Notice, PasswordCheck, PeerInfo};
+pub use types::{Action, Barrier, ConnId, Error, Identity, Notice, PasswordCheck, PeerInfo};

@@ -232,7 +232,9 @@ impl Session {
         }
     }
 
-    /// Whether the session outlives its connection.
+    /// Whether the session outlives its connection. (Its interval changes through
+    /// [`Sessions::set_expiry`], which counts persistent sessions; a restore sets it directly
+    /// and counts them all afterwards.)
     pub(crate) const fn is_persistent(&self) -> bool {
         self.expiry_interval > 0
     }
@@ -365,6 +367,8 @@ pub(crate) struct Sessions {
     /// [`DELIVERY_OVERHEAD`] per delivery: against
     /// [`crate::Config::max_queued_bytes_total`].
     queued_bytes: usize,
+    /// How many sessions are persistent, against [`crate::Config::max_persistent_sessions`].
+    persistent: usize,
 }
 
 impl Sessions {
@@ -425,7 +429,35 @@ impl Sessions {
         let s = self.slab.get_mut(sid.0 as usize).and_then(Option::take)?;
         self.by_client.remove(&s.client_id);
         self.free.push(sid);
+        if s.is_persistent() {
+            self.persistent = self.persistent.saturating_sub(1);
+        }
         Some(s)
+    }
+
+    /// Sets session `sid`'s Session Expiry Interval (0: it ends with its connection), keeping
+    /// the count of persistent sessions.
+    pub(crate) fn set_expiry(&mut self, sid: SessionId, secs: u32) {
+        let Some(s) = self.slab.get_mut(sid.0 as usize).and_then(Option::as_mut) else {
+            return;
+        };
+        let was = s.is_persistent();
+        s.expiry_interval = secs;
+        match (was, s.is_persistent()) {
+            (false, true) => self.persistent += 1,
+            (true, false) => self.persistent = self.persistent.saturating_sub(1),
+            _ => {}
+        }
+    }
+
+    /// How many sessions are persistent.
+    pub(crate) const fn persistent(&self) -> usize {
+        self.persistent
+    }
+
+    /// Counts the persistent sessions again, after a restore set their intervals directly.
+    pub(crate) fn recount_persistent(&mut self) {
+        self.persistent = self.iter().filter(|s| s.is_persistent()).count();
     }
 
     /// The broker-wide queued bytes, to count a removed session's deliveries out.

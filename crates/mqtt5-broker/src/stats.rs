@@ -31,6 +31,12 @@ pub struct Stats {
     /// CONNECTs refused because the session of their client identifier belongs to another
     /// identity.
     pub ownership_refusals: u64,
+    /// CONNECTs refused because a new persistent session would pass
+    /// [`crate::Config::max_persistent_sessions`].
+    pub session_limit_refusals: u64,
+    /// Times the driver stopped reading a connection whose next packet would give a store that
+    /// is behind more work ([`crate::Broker::handle_input_paused`]).
+    pub input_pauses: u64,
     /// Messages dropped because the queues held [`crate::Config::max_queued_bytes_total`].
     pub queue_memory_drops: u64,
     /// Retained messages not kept because the retained store was at its limits.

@@ -12,7 +12,7 @@ use crate::state::Core;
 pub(crate) fn publish_sys(core: &mut Core, now: Instant) {
     let uptime = core.clock.uptime(now).as_secs();
     let s = &core.stats;
-    let entries: [(&str, String); 19] = [
+    let entries: [(&str, String); 20] = [
         ("$SYS/broker/version", core.config.version.clone()),
         ("$SYS/broker/uptime", format!("{uptime} seconds")),
         (
@@ -67,6 +67,11 @@ pub(crate) fn publish_sys(core: &mut Core, now: Instant) {
         (
             "$SYS/broker/clients/ownership refusals",
             s.ownership_refusals.to_string(),
+        ),
+        // Connections whose input waits while the store is behind (`backpressure.rs`).
+        (
+            "$SYS/broker/clients/paused",
+            core.conns.input_paused().to_string(),
         ),
     ];
     for (topic, value) in entries {

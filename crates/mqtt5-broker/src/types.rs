@@ -224,6 +224,16 @@ pub enum Notice {
         /// The bytes held.
         bytes: usize,
     },
+    /// A CONNECT for a new persistent session was refused (CONNACK 0x97, 3.1.1: return code
+    /// 3): the broker keeps [`crate::Config::max_persistent_sessions`] of them already.
+    SessionLimit {
+        /// The connection refused.
+        conn: ConnId,
+        /// The client identifier it asked a session for.
+        client_id: String,
+        /// The limit.
+        limit: usize,
+    },
 }
 
 /// What the core asks its driver to do, in order (`docs/architecture.md`, "The sans-IO core").
@@ -237,8 +247,14 @@ pub enum Action {
         /// The packet.
         packet: Packet,
     },
-    /// Apply these ops to the store. They must be durable before any later `Send` runs, so
-    /// that an acknowledgement never runs ahead of the data it confirms.
+    /// Apply these ops to the store, after those of every earlier `Persist`, all or none. In
+    /// sync durability they are a barrier only for the actions [`Action::barrier`] says wait:
+    /// an acknowledgement that comes after them among the actions of the same input waits
+    /// until they are committed ([`Barrier::OwnInput`]), a CONNACK with Session Present 1
+    /// waits for every `Persist` before it whatever its input stored ([`Barrier::Earlier`]),
+    /// and the actions of one connection keep their order (a `Send` or `Close` waits behind
+    /// an earlier one of its connection that waits). Everything else may run at once
+    /// (`docs/architecture.md`, "The persist barrier").
     Persist(Vec<StoreOp>),
     /// Close the connection once everything sent before has been flushed. The core forgets the
     /// connection; the driver must not report it lost afterwards (doing so is harmless).
@@ -261,6 +277,70 @@ pub enum Action {
     CheckPassword(PasswordCheck),
     /// Tell the operator (the driver logs it).
     Notice(Notice),
+}
+
+/// What an action waits for when acknowledgements must not run ahead of the store (sync
+/// durability): see [`Action::barrier`]. Batches are committed in the order of their
+/// `Persist` actions, so waiting for one batch is waiting for every batch before it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Barrier {
+    /// Waits for no batch. It keeps its connection's order: it runs after the earlier actions
+    /// of its connection, so it waits while one of them does.
+    Order,
+    /// An acknowledgement of what its own input stored (PUBACK, PUBREC, PUBREL, PUBCOMP,
+    /// SUBACK, UNSUBACK, a CONNACK without a session present): if a `Persist` came before it
+    /// among the actions of its input, it waits until that batch is committed; otherwise as
+    /// [`Barrier::Order`]. State that an earlier input of the same connection stored is ahead
+    /// of it in its connection's order.
+    OwnInput,
+    /// A CONNACK with Session Present 1: it vouches for a session that earlier inputs, of
+    /// other connections too (the connection it took the session over from, or the last one
+    /// before it resumed), may have stored, and the client answers it by relying on that
+    /// state (it resends its unacknowledged PUBLISH and PUBREL, which the broker may then
+    /// acknowledge without storing anything new). It waits until every batch before it is
+    /// committed, whether its input stored anything or not.
+    Earlier,
+}
+
+impl Action {
+    /// What this action waits for in sync durability ([`Barrier`]). Only a `Send` of an
+    /// acknowledgement ever waits for a batch; a `Close` keeps its connection's order; the
+    /// other actions are the driver's to run at once.
+    #[must_use]
+    pub fn barrier(&self) -> Barrier {
+        let Self::Send { packet, .. } = self else {
+            return Barrier::Order;
+        };
+        match packet {
+            Packet::ConnAck(ack) if ack.session_present => Barrier::Earlier,
+            Packet::ConnAck(_)
+            | Packet::PubAck(_)
+            | Packet::PubRec(_)
+            | Packet::PubRel(_)
+            | Packet::PubComp(_)
+            | Packet::SubAck(_)
+            | Packet::UnsubAck(_) => Barrier::OwnInput,
+            _ => Barrier::Order,
+        }
+    }
+
+    /// Whether this action acknowledges a packet the client sent, promising that what it
+    /// carried is stored (PUBACK, PUBREC, PUBCOMP, SUBACK, UNSUBACK). When the batch it waits
+    /// for fails, the driver withholds it: the client keeps its packet and sends it again.
+    #[must_use]
+    pub fn is_acknowledgement(&self) -> bool {
+        matches!(
+            self,
+            Self::Send {
+                packet: Packet::PubAck(_)
+                    | Packet::PubRec(_)
+                    | Packet::PubComp(_)
+                    | Packet::SubAck(_)
+                    | Packet::UnsubAck(_),
+                ..
+            }
+        )
+    }
 }
 
 /// Misuse of the core's API (a peer's protocol violation is never an `Err`: it becomes

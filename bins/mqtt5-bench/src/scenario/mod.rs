@@ -8,3 +8,4 @@ pub(crate) mod auth_storm;
 pub(crate) mod conns;
 pub(crate) mod flows;
 pub(crate) mod persist;
+pub(crate) mod storm;

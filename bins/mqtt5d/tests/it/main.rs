@@ -2,6 +2,7 @@
 //! (mosquitto_pub / mosquitto_sub, Python paho-mqtt, and the rumqttc crate).
 
 mod auth_reload;
+mod backpressure;
 mod conformance;
 mod crash;
 mod harness;

@@ -2,6 +2,8 @@
 //! Each test is named after the behaviour it checks and cites the spec statement.
 
 mod auth;
+mod backpressure;
+mod barrier;
 mod harness;
 mod properties;
 mod security;

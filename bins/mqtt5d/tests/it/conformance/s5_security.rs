@@ -2,8 +2,8 @@
 //! keep one client from taking the broker's memory. §5 has no normative statements of its
 //! own; the cases carry the statements of §3 they rely on: a CONNECT that fails the Server's
 //! authentication or authorization checks is refused and closed ([MQTT-3.1.4-2]), Clean Start
-//! 0 resumes the session ([MQTT-3.1.2-5]), and the reason codes of SUBACK and PUBACK
-//! ([MQTT-3.8.4-7], [MQTT-3.4.2-1]).
+//! 0 resumes the session ([MQTT-3.1.2-5]), the reason codes of SUBACK and PUBACK
+//! ([MQTT-3.8.4-7], [MQTT-3.4.2-1]), and a refused CONNACK ([MQTT-3.2.2-6], [MQTT-3.2.2-7]).
 
 use super::*;
 
@@ -45,6 +45,18 @@ fn login311(client_id: &str, user: &str, password: &'static [u8], clean: bool) -
         keep_alive: 60,
         username: Some(MqttString::try_from(user).expect("a user name")),
         password: Some(Bytes::from_static(password)),
+        ..Connect::default()
+    }
+}
+
+/// An anonymous CONNECT of `version` (3.1.1 or 3.1) with Clean Session 0: a persistent
+/// session.
+fn session311(version: ProtocolVersion, client_id: &str) -> Connect {
+    Connect {
+        protocol: version,
+        clean_start: false,
+        client_id: MqttString::try_from(client_id).expect("a client identifier"),
+        keep_alive: 60,
         ..Connect::default()
     }
 }
@@ -365,6 +377,61 @@ pub(super) const CASES: &[Case] = &[
         },
     )
     .config("[broker]\nmax_retained_messages = 1\n"),
+    // Past `max_persistent_sessions` a CONNECT that would create one more persistent session
+    // is refused with CONNACK 0x97, Session Present 0 ([MQTT-3.2.2-6]), and closed
+    // ([MQTT-3.2.2-7]); the refusal is logged. Clean sessions still connect, and resuming an
+    // existing persistent session is not a new one. Nothing was evicted to make room.
+    Case::new(
+        "security_persistent_sessions_past_the_cap_get_0x97",
+        &["MQTT-3.2.2-6", "MQTT-3.2.2-7"],
+        |s| {
+            let s = s
+                .connect_with(0, persistent("cap-1", true))
+                .connect_with(1, persistent("cap-2", true))
+                .open(2)
+                .send(2, persistent("cap-3", true))
+                .expect_that(2, "CONNACK 0x97, Session Present 0", |p| match p {
+                    Packet::ConnAck(a)
+                        if a.reason == ConnAckReason::QuotaExceeded && !a.session_present =>
+                    {
+                        Ok(())
+                    }
+                    other => Err(format!("{other:?}")),
+                })
+                .expect_closed(2)
+                .expect_log("max_persistent_sessions")
+                .connect(3, "cap-clean")
+                .send(0, normal_disconnect())
+                .expect_closed(0)
+                .open(4)
+                .send(4, persistent("cap-1", false));
+            expect_resumed(s, 4)
+                .expect_metric("mqtt5_persistent_sessions", 2)
+                .expect_metric("mqtt5_session_limit_refusals_total", 1)
+        },
+    )
+    .config("[broker]\nmax_persistent_sessions = 2\n[metrics]\nlisten = \"127.0.0.1:0\"\n"),
+    // [MQTT-3.2.2-4], [MQTT-3.2.2-5] of 3.1.1: 3.1.1 and 3.1 have no 0x97; a Clean Session 0
+    // CONNECT past `max_persistent_sessions` gets return code 3 (Server unavailable) with
+    // Session Present 0, then a close.
+    Case::new(
+        "security_persistent_sessions_past_the_cap_get_v311_rc3",
+        &["3.1.1/MQTT-3.2.2-4", "3.1.1/MQTT-3.2.2-5"],
+        |s| {
+            s.open_with(0, ProtocolVersion::V3_1_1, Transport::Tcp)
+                .send(0, session311(ProtocolVersion::V3_1_1, "cap311-1"))
+                .expect_hex(0, "20 02 00 00")
+                .open_with(1, ProtocolVersion::V3_1_1, Transport::Tcp)
+                .send(1, session311(ProtocolVersion::V3_1_1, "cap311-2"))
+                .expect_hex(1, "20 02 00 03")
+                .expect_closed(1)
+                .open_with(2, ProtocolVersion::V3_1, Transport::Tcp)
+                .send(2, session311(ProtocolVersion::V3_1, "cap31-3"))
+                .expect_hex(2, "20 02 00 03")
+                .expect_closed(2)
+        },
+    )
+    .config("[broker]\nmax_persistent_sessions = 1\n"),
 ];
 
 pub(super) const NOT_APPLICABLE: &[NotApplicable] = &[];
