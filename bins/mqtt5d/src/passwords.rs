@@ -24,6 +24,25 @@ use tracing::{error, warn};
 /// How many checks may wait for a worker.
 const QUEUE: usize = 1024;
 
+/// The nice value of the password-checking threads. A burst of wrong passwords keeps them
+/// busy by design (each check costs milliseconds of CPU); on a machine with few cores they
+/// would then take the event loop's core for whole time slices, and every client's latency
+/// would follow the storm. One step below the loop in the scheduler's weights (about a tenth of
+/// its share when both want the same core), they use what the loop leaves.
+const WORKER_NICE: i32 = 10;
+
+/// Lowers the calling thread's priority to [`WORKER_NICE`]. On Linux a thread id given to
+/// `setpriority` names that thread alone; elsewhere it would name the whole process, so the
+/// threads keep the broker's priority there.
+fn below_the_event_loop() {
+    #[cfg(target_os = "linux")]
+    if let Err(err) =
+        rustix::process::setpriority_process(Some(rustix::thread::gettid()), WORKER_NICE)
+    {
+        tracing::debug!(%err, "password thread: priority unchanged");
+    }
+}
+
 /// The password-checking threads.
 pub(crate) struct PasswordCheckers {
     jobs: Sender<PasswordCheck>,
@@ -53,6 +72,7 @@ impl PasswordCheckers {
             std::thread::Builder::new()
                 .name(format!("mqtt5-passwords-{i}"))
                 .spawn(move || {
+                    below_the_event_loop();
                     for check in queue {
                         let current = users.read().map(|u| Arc::clone(&u)).ok();
                         let verdict = current.map_or(AuthVerdict::Busy, |users| {
